@@ -30,11 +30,19 @@ sys.excepthook = _interrupted_quietly
 
 
 def _imported_by_the_program() -> bool:
-    """Whether the module importing this one is the program (``__main__``), not a module a test imports."""
+    """Whether the module importing this one is the program (``__main__``) Python was started to run, not a module a
+    test imports, nor a script another program runs as ``__main__`` inside itself (``runpy.run_path`` in a test,
+    IPython's ``%run``): the hold ends only as a command starts, and such a caller may never start one (a test
+    stopping the script at its argument parsing), which left its own process deaf to Ctrl-C and SIGTERM."""
     frame = sys._getframe(2)  # (1: this module's own code)
     while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
         frame = frame.f_back
-    return frame is not None and frame.f_globals.get("__name__") == "__main__"
+    if frame is None or frame.f_globals.get("__name__") != "__main__":
+        return False
+    caller = frame.f_back
+    while caller is not None and caller.f_globals.get("__name__") == "runpy":  # (``python -m``, ``runpy.run_path``)
+        caller = caller.f_back
+    return caller is None or caller.f_back is None  # (nothing below it, or only the code that ran it: ``python -c``)
 
 
 if _imported_by_the_program():

@@ -113,6 +113,22 @@ def test_a_module_importing_script_start_keeps_its_process_s_stop_signals(tmp_pa
     assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
 
 
+def test_a_script_run_inside_another_program_keeps_that_program_s_stop_signals(tmp_path):
+    """A script another program runs as ``__main__`` inside itself (runpy.run_path in test_help_texts, IPython's
+    ``%run``) and stops before its command starts (there at its argument parsing) must leave that program's Ctrl-C and
+    SIGTERM as they were: check_moe_kernels.py parses before command_status, and its help-text test left the pytest
+    worker blocking both for good. Run by a launcher's own code (``python -c``), the script still holds them."""
+    script = tmp_path / "a_script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "raise SystemExit(0)  # (argparse's --help, before any command starts)\n")
+    run = f"import runpy, signal\ntry:\n    runpy.run_path({str(script)!r}, run_name='__main__')\nexcept SystemExit:\n" \
+          "    pass\nprint(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))\n"
+    inside = "def a_test():\n" + "".join(f"    {line}\n" for line in run.splitlines()) + "a_test()\n"
+    for code, blocked in ((inside, "[]"), (run, "[<Signals.SIGINT: 2>, <Signals.SIGTERM: 15>]")):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"{blocked}\n", "")
+
+
 THIRD_PARTY = {"numpy", "pandas", "lightgbm", "numba", "scipy", "matplotlib", "pyarrow"}
 PROJECT = {"sim", "trace", "learned", "experiments"}
 
