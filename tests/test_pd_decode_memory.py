@@ -174,3 +174,24 @@ def test_a_job_holding_copies_frees_its_shared_blocks_at_their_own_stream_positi
     kv.free(job)
     assert calls == [([3, 2, 0], [13, 12, 10])]
     assert (job.prompt_copies, job.copies_from) == ((), -1)
+
+
+def test_a_preempted_request_read_again_after_the_landing_shares_what_it_finds():
+    """B (preempted) is read while C's KV of its prefix is on its way (hit 0: past it, copies) but does not fit that
+    step; C lands and B is read again at the next: vLLM's lookup and allocation are one step's, so B finds C's 4
+    blocks and takes 1 new one for its 16 generated tokens, as a request read after the landing does. The first
+    read's cut (copies from block 0) was kept: B counted 5 new blocks, before its lookup (the queue's check, which
+    can hold it back so the lookup never comes) and after, and would hold copies of the 4 it was served."""
+    kv = _manager()
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    kv.receive(c, 64)
+    kv.allocate(c, 64)
+    kv.expect(c, 0)
+    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)  # (preempted after 16 tokens)
+    assert kv.lookup(b).blocks == 0  # (read while C's KV lands; say it does not fit: nothing allocated)
+    kv.landed(c)
+    assert kv.admission_before_lookup(b, True) == 1  # (the queue's check before the lookup: no KV landing now)
+    assert kv.lookup(b).blocks == 4
+    assert kv.new_blocks(b, 80) == 1
+    kv.allocate(b, 80)
+    assert kv.pool.used == 5 and kv.pool.refs == {1: 2, 2: 2, 3: 2, 4: 2} and b.prompt_copies == ()

@@ -212,9 +212,10 @@ class KVCacheManager:
         levels = self.prefix_levels(job, chain)
         hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
-        if self.landing:  # (a decode instance's preempted request read again while another's KV is on its way:
-            # vLLM's lookup stopped short of those blocks, and its ``allocate_slots`` takes new ones past the hit)
-            job.copies_from = hit
+        # (a decode instance's preempted request read again while another's KV is on its way: vLLM's lookup stopped
+        # short of those blocks, and its ``allocate_slots`` takes new ones past the hit. Set at every lookup: one that
+        # did not fit is read again at a later step, perhaps after the landing, and what that read finds is shared)
+        job.copies_from = hit if self.landing else -1
         return PrefixMatch.of(levels[:hit], tokens)
 
     def _sequence_chain(self, job: Job) -> tuple[Sequence[int], int]:
@@ -406,6 +407,7 @@ class KVCacheManager:
         job's fields ``new_blocks`` reads and the pool's set of blocks in use)."""
         if not full_sequence or self.landing:  # (KV on its way here: past the hit, held blocks are copies)
             return None
+        job.copies_from = -1  # (as the lookup sets it with no KV landing: a cut an earlier one made is gone)
         key = (job, job.target, job.held, job.anonymous, job.state_held, self.pool.changes)
         if self._admission[0] != key:
             self._admission = (key, self.new_blocks(job, job.target))
