@@ -9,7 +9,9 @@ excepthook answers a Ctrl-C where they cannot be blocked. Standard library only:
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -17,12 +19,18 @@ from types import TracebackType
 _previous_hook = sys.excepthook
 
 
+def _program() -> str:
+    """The name the script's lines start with: its file's, or its module's when run with ``python -m``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None and spec.name != "__main__" else Path(sys.argv[0]).name
+
+
 def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     """A KeyboardInterrupt no command caught (one while the script's modules load): one line, exit 130."""
     if not issubclass(kind, KeyboardInterrupt):
         _previous_hook(kind, value, tb)
         return
-    print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr, flush=True)
+    print(f"{_program()}: interrupted", file=sys.stderr, flush=True)
     os._exit(130)  # (nothing is written yet; the interpreter would otherwise end the process by SIGINT, status -2)
 
 
@@ -45,7 +53,29 @@ def _imported_by_the_program() -> bool:
     return caller is None or caller.f_back is None  # (nothing below it, or only the code that ran it: ``python -c``)
 
 
+def _answer_a_held_stop() -> None:
+    """At exit before any command started (``--help``, a usage error, a module that only says it is not a command): a
+    stop held since the script started is answered as a command would have answered it (one line, 143 or 130); left
+    blocked, it was dropped and the process ended 0 or 2 as if never stopped."""
+    from sim import errors
+
+    if not errors._blocked_until_command:  # (a command started and took the held stops: it answered them)
+        return
+    pending = signal.sigpending() & errors._blocked_until_command
+    if not pending:
+        return
+    terminated = signal.SIGTERM in pending
+    for stream in (sys.stdout, sys.stderr):  # (what is printed, --help's text, goes out first: os._exit skips it)
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
+    os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
 if _imported_by_the_program():
     from sim.errors import hold_stops_until_command
 
     hold_stops_until_command()  # a SIGTERM while the libraries load waits for the command: one line, not death by it
+    atexit.register(_answer_a_held_stop)  # (first registered, last run: a script's own exit functions run before it)

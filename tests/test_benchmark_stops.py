@@ -148,3 +148,18 @@ def test_every_script_guards_its_library_imports(script):
                 return
             heavy = [n for n in names if n.split(".")[0] in THIRD_PARTY | PROJECT]
             assert not heavy, f"{script} imports {heavy[0]} before sim.script_start"
+
+
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("how", ["sys.exit(0)", "end_process(2)"])
+def test_a_stop_held_until_a_script_ends_before_its_command_is_answered(tmp_path, how, signum, status, said):
+    """A script that ends before any command starts (argparse's --help, a usage error, a module saying it is not a
+    command) with a stop held meanwhile says so in one line and ends 130 or 143, after what it printed; the blocked
+    stop was dropped and it ended 0 or 2 as if never stopped."""
+    script = tmp_path / "ends_early.py"
+    script.write_text(f"import os, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "from sim.errors import end_process\nprint('usage: ends_early.py')\n"
+                      f"os.kill(os.getpid(), {int(signum)})  # (held: it waits)\n{how}\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (status, "usage: ends_early.py\n", f"ends_early.py: {said}\n")
