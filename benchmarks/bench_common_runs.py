@@ -42,6 +42,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from anywhere: the repository's packages
+
+import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
 SHARED = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 AZURE = "trace/data/azure_conv_2023.csv"
 MOONCAKE = str(SHARED / "traces" / "mooncake_conversation.jsonl")
@@ -110,7 +114,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     from sim.errors import command_status, end_process
 
     end_process(command_status("bench_common_runs.py", main))  # without the interpreter's teardown: see sim.errors

@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+
+import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
 KINDS = ("multi-turn", "system-prompt", "rag", "agentic")
 STARTS = ("steady", "empty")
 GIB = 1 << 30
@@ -151,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
     from sim.errors import command_status, end_process
 
     end_process(command_status("bench_synthetic.py", main))

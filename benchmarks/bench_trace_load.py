@@ -45,6 +45,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+
+import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
 BUNDLED = REPO / "trace" / "data" / "azure_conv_2023.csv"
 MOONCAKE_SOURCE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 SPLITWISE_TINY = REPO.parent / "shared" / "data" / "traces" / "splitwise_test_trace.csv"
@@ -350,7 +354,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
     from sim.errors import command_status, end_process
 
     end_process(command_status("bench_trace_load.py", main))  # without the interpreter's teardown: see sim.errors

@@ -19,17 +19,21 @@ the profile bundle given, or with ``--overlay`` instead. Definitions as
 from __future__ import annotations
 
 import sys
+from pathlib import Path  # (often loaded as Python starts, by site: the hold below comes at once)
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback (as main.py)
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries below load waits for the command)
+
+# isort: split
+
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback (as main.py), where it is not held
     import json
     import tempfile
-    from pathlib import Path
     from typing import Any
 
     import numpy as np
-
-    REPO = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(REPO))
 
     from benchmarks.vllm_run_files import (
         STATE,

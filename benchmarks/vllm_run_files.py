@@ -10,6 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import sim.script_start  # noqa: F401 (first: run by mistake, a stop while it loads is answered as it says so)
+
+# isort: split
+
 import numpy as np
 
 from sim.errors import InputError
@@ -196,10 +200,10 @@ def read_timeseries(timeseries_csv: Path) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":  # a module of benchmarks/replay_vllm.py, not a command: say so (exit 2) rather than do nothing
-    import sys
+    from sim.errors import command_status, end_process
 
-    from sim.errors import end_process
+    def _refuse() -> int:
+        raise InputError("a module of benchmarks/replay_vllm.py, the command to run "
+                         "(python benchmarks/replay_vllm.py --help)")
 
-    print("vllm_run_files.py: error: a module of benchmarks/replay_vllm.py, the command to run "
-          "(python benchmarks/replay_vllm.py --help)", file=sys.stderr)
-    end_process(2)
+    end_process(command_status("vllm_run_files.py", _refuse))  # (as a command: a stop held while it loaded is answered)

@@ -20,6 +20,18 @@ import sys
 
 try:  # everything loads under this guard (numpy, LightGBM and the compiled kernels take seconds; the standard
     # library too can be mid-import): a Ctrl-C then is exit 130 too, no traceback
+    from pathlib import Path  # (often loaded as Python starts, by site: the hold below comes at once)
+
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    if sys.path[:1] != [_ROOT]:
+        sys.path.insert(0, _ROOT)
+    # Run as the program: Ctrl-C and SIGTERM wait, blocked, until the command starts and answers them (one line, 130
+    # or 143), not raised inside numpy's or a compiled kernel's native loading (a half-loaded library: SIGSEGV).
+    import sim.script_start  # noqa: F401
+
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]
+
     import argparse
     import contextlib
     import hashlib
@@ -28,15 +40,8 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
     import signal
     import threading
     import time
-    from pathlib import Path
 
-    _ROOT = str(Path(__file__).resolve().parent.parent)
-    if sys.path[:1] != [_ROOT]:
-        sys.path.insert(0, _ROOT)
-    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-        del sys.modules["trace"]
-
-    from sim.errors import (  # noqa: E402  (the standard library only: first, to note a Ctrl-C from here on)
+    from sim.errors import (  # noqa: E402  (the standard library only: to note a Ctrl-C where it is not held)
         InputError,
         command_status,
         end_process,
@@ -46,7 +51,7 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
         watch_stop_signals,
     )
 
-    if __name__ == "__main__":
+    if __name__ == "__main__":  # (where the stops cannot be held: raised from here on, answered below)
         watch_stop_signals()
     import numpy as np  # noqa: E402
 

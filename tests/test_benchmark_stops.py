@@ -150,6 +150,56 @@ def test_every_script_guards_its_library_imports(script):
             assert not heavy, f"{script} imports {heavy[0]} before sim.script_start"
 
 
+def _holds_the_stops(pid: int) -> bool:
+    """Whether the process blocks SIGINT and SIGTERM (``sim.script_start``'s hold: its command has not started)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            blocked = int(line.split()[1], 16)
+            return all(blocked >> (signum - 1) & 1 for signum in (signal.SIGINT, signal.SIGTERM))
+    return False
+
+
+# scripts whose libraries take a tenth of a second or more to load before their command starts (the others hold the
+# stops for a few milliseconds: too short to find from here): argv after the interpreter, and the program named in
+# the line. Unstopped, each is refused or ends at once (no work starts): the stop is the only way it ends 130 or 143.
+SLOW_STARTS = {
+    "fit_roofline (scipy, parser before the command)": (["tools/fit_roofline.py", "no_such_table.csv"], "fit_roofline"),
+    "learned.train (numpy, numba kernels)": (["-m", "learned.train", "--out", "{tmp}/model.txt", "--rounds", "0"],
+                                             "learned.train"),
+    "replay_vllm (numpy, the simulator)": (["benchmarks/replay_vllm.py", "--help"], "replay_vllm.py"),
+    "ns3_kv_timing (the serving engine)": (["tools/ns3_kv_timing.py", "point-to-point", "--out", "{tmp}/t.json"],
+                                           "ns3_kv_timing"),
+    "fit_roofline --help (ends before any command)": (["tools/fit_roofline.py", "--help"], "fit_roofline.py"),
+}
+
+
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("case", SLOW_STARTS)
+def test_a_script_holds_a_stop_while_its_libraries_load(tmp_path, case, signum, status, said):
+    """Each script imports ``sim.script_start`` before its libraries: a stop while they load (the hold seen in
+    /proc) ends in one line and 130 or 143 as the command starts, or as the script ends before any command (--help);
+    it was death by the signal (-15, -2) or a KeyboardInterrupt traceback."""
+    argv, program = SLOW_STARTS[case]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONSTARTUP"}
+    proc = subprocess.Popen([sys.executable, *(a.format(tmp=tmp_path) for a in argv)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**env, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline and not _holds_the_stops(proc.pid):
+            time.sleep(0.001)
+        assert proc.poll() is None and _holds_the_stops(proc.pid), f"{case}: never held the stops as it loaded"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, err) == (status, f"{program}: {said}\n")
+
+
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
                                                   (signal.SIGTERM, 143, "terminated")])
 @pytest.mark.parametrize("how", ["sys.exit(0)", "end_process(2)"])

@@ -38,6 +38,11 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from anywhere: the repository's packages
+    sys.path[:0] = [str(ROOT)]
+
+import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
 MOONCAKE = "tests/samples/mooncake_synthetic.jsonl"  # a trace with block ids (workload.block_mismatch reads them)
 MODE_ARGS = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster --pd": ["--cluster", "--pd"],
              "cache-only": ["--cache-only"]}
@@ -404,8 +409,6 @@ def _done_commands(path: Path) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if str(ROOT) not in sys.path:
-        sys.path[:0] = [str(ROOT)]
     from sim.cli import OneLineParser, path_argument  # one-line errors (exit 2), as every other tool's
 
     parser = OneLineParser(prog="python tools/edge_runs.py", name="edge_runs.py", description=__doc__.split("\n\n")[0])
@@ -452,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if str(ROOT) not in sys.path:
-        sys.path[:0] = [str(ROOT)]
     from sim.errors import command_status, end_process
 
     end_process(command_status("edge_runs.py", main))  # without the interpreter's teardown: see sim.errors

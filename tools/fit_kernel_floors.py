@@ -13,6 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
+import sim.script_start  # noqa: E402, F401 (first: a stop while the parser's libraries load waits for its command)
+
 EPILOG = """\
 Each FOLDER is an AIConfigurator systems/data/<gpu> folder (github.com/ai-dynamo/aiconfigurator,
 aic-core/src/aiconfigurator_core/systems/data/, or its collector's output for your GPU) holding

@@ -13,6 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import sim.script_start  # noqa: F401 (first: run by mistake, a stop while it loads is answered as it says so)
+
+# isort: split
+
 from sim.config import MAX_LATENCY_US, MIN_GBPS
 from sim.errors import InputError
 
@@ -238,10 +242,10 @@ def simulate(senders: int, nbytes: int, link: LinkParams, tcp: TcpParams,
 
 
 if __name__ == "__main__":  # a module of tools/ns3_kv_timing.py, not a command: say so (exit 2) rather than do nothing
-    import sys
+    from sim.errors import command_status, end_process
 
-    from sim.errors import end_process
+    def _refuse() -> int:
+        raise InputError("a module of tools/ns3_kv_timing.py, the command to run "
+                         "(python tools/ns3_kv_timing.py --help)")
 
-    print("ns3_flows.py: error: a module of tools/ns3_kv_timing.py, the command to run "
-          "(python tools/ns3_kv_timing.py --help)", file=sys.stderr)
-    end_process(2)
+    end_process(command_status("ns3_flows.py", _refuse))  # (as a command: a stop held while it loaded is answered)

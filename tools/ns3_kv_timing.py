@@ -47,8 +47,18 @@ Examples::
 from __future__ import annotations
 
 import sys
+from pathlib import Path  # (often loaded as Python starts, by site: the hold below comes at once)
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+REPO = Path(__file__).resolve().parent.parent
+for folder in (REPO, Path(__file__).resolve().parent):  # kvsim, and this tool's ns-3 half beside it
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries below load waits for the command)
+
+# isort: split
+
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback, where it is not held
     import argparse
     import datetime
     import json
@@ -56,13 +66,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     import shlex
     import time
     from dataclasses import asdict
-    from pathlib import Path
     from typing import Any
-
-    REPO = Path(__file__).resolve().parent.parent
-    for folder in (REPO, Path(__file__).resolve().parent):  # kvsim, and this tool's ns-3 half beside it
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
 
     from ns3_flows import (
         IP_TCP_HEADER_BYTES,

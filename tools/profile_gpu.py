@@ -32,8 +32,17 @@ use LLMServingSim's profiler (its bundles load directly). Nothing is downloaded:
 from __future__ import annotations
 
 import sys
+from pathlib import Path  # (often loaded as Python starts, by site: the hold below comes at once)
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries below load waits for the command)
+
+# isort: split
+
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback, where it is not held
     import argparse
     import csv
     import datetime
@@ -44,11 +53,6 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     import subprocess
     import tempfile
     from dataclasses import asdict, dataclass, replace
-    from pathlib import Path
-
-    REPO = Path(__file__).resolve().parent.parent
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
 
     from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
     from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+import sim.script_start  # noqa: F401 (run as profile_gpu.py: a stop while it loads waits for its command)
+
+# isort: split
+
 from gpu_timing import TORCH_DTYPES  # a sibling: tools/ is on the path
 
 from sim.cli import OneLineParser  # (profile_gpu.py puts the repository on the path first)

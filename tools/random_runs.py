@@ -26,6 +26,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from anywhere: the repository's packages
+    sys.path[:0] = [str(ROOT)]
+
+import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
 
 
 class _Hang(BaseException):
@@ -92,8 +96,6 @@ def _differs(first: dict, second: dict | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if str(ROOT) not in sys.path:
-        sys.path[:0] = [str(ROOT)]
     from sim.cli import OneLineParser  # one-line errors (exit 2), as every other tool's; a repeated flag refused
 
     parser = OneLineParser(prog="python tools/random_runs.py", name="random_runs.py", description=__doc__.split("\n\n")[0],
@@ -179,8 +181,6 @@ def _print_stats(reached: dict[str, Counter], why: dict[str, Counter]) -> None:
 
 
 if __name__ == "__main__":
-    if str(ROOT) not in sys.path:
-        sys.path[:0] = [str(ROOT)]
     from sim.errors import command_status, end_process
 
     end_process(command_status("random_runs.py", main))  # without the interpreter's teardown: see sim.errors
