@@ -59,8 +59,8 @@ def test_two_transfers_of_one_prefix_in_flight_hold_two_copies_until_each_reques
     gets 4 new blocks and is sent all 4. By hand: while both are in flight the decode pool holds 4 + 4 = 8 blocks
     (kvsim counted 4: B's were A's ids, shared); once both landed still 8 (vLLM keeps both copies: a duplicate is
     cached beside the first, ``BlockHashToBlockMap`` does not de-duplicate). A ends first (its one token, 64 KV
-    tokens: no 5th block): its 4 blocks go, B's 4 copies stay, and A's blocks 1-4 are the ones cached in HBM (B's
-    copies are its own). B's end frees everything."""
+    tokens: no 5th block): its 4 blocks go, B's 4 copies stay, and are the blocks 1-4 a lookup finds now (vLLM cached
+    their hashes as they landed; kvsim keeps one block an id: B's, held). B's end frees everything, its blocks cached."""
     run, samples = _run(_config(), [0.0, 0.001], [1, 1])
     table = run.table
     block = table.kv_transfer_bytes[0] // 4
@@ -69,9 +69,9 @@ def test_two_transfers_of_one_prefix_in_flight_hold_two_copies_until_each_reques
     held = {1: 1, 2: 1, 3: 1, 4: 1}  # A's blocks by id (B's are copies)
     assert samples["before landed 0"] == (8, held)  # (both in flight)
     assert samples["landed 1"] == (8, held)
-    assert samples["finished 0"] == (4, {})  # (after A let go: B's copies)
+    assert samples["finished 0"] == (4, held)  # (after A let go: B's copies, found by id)
     assert samples["finished 1"] == (0, {})
-    assert [run.decode[0].kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (A's copies cached in HBM)
+    assert [run.decode[0].kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (B's blocks cached in HBM)
 
 
 def test_a_request_arriving_after_the_prefix_landed_copies_only_the_block_its_hit_leaves_out():
@@ -195,3 +195,80 @@ def test_a_preempted_request_read_again_after_the_landing_shares_what_it_finds()
     assert kv.new_blocks(b, 80) == 1
     kv.allocate(b, 80)
     assert kv.pool.used == 5 and kv.pool.refs == {1: 2, 2: 2, 3: 2, 4: 2} and b.prompt_copies == ()
+
+
+def _manager_of(blocks: int, ids: int = 64) -> KVCacheManager:
+    """A decode side of ``blocks`` blocks whose HBM caches what the pool leaves unused, block ids below ``ids``."""
+    return KVCacheManager(BlockPool(blocks, _Clock()), make_cache("lru", [blocks], num_blocks=ids), 16, True,
+                          lambda: 0.0)
+
+
+def _two_in_flight(kv: KVCacheManager) -> tuple[Job, Job]:
+    """A and B of blocks 1-4 received one after the other: A's 4 in flight, B's lookup stops at them (4 copies)."""
+    a, b = Job(0, 64, 1, list(PREFIX), 0, target=64), Job(1, 64, 400, list(PREFIX), 0, target=64)
+    for job in (a, b):
+        assert kv.receive(job, 64) == 0
+        kv.allocate(job, 64)
+        kv.expect(job, 0)
+    assert b.prompt_copies == (0, 1, 2, 3)
+    return a, b
+
+
+def _push_out_cache(kv: KVCacheManager) -> None:
+    """D, 16 blocks of ids of its own, fills the pool (the HBM cache holds nothing then) and ends."""
+    d = Job(3, 256, 1, list(range(10, 26)), 100, target=256)
+    kv.receive(d, 256)
+    kv.allocate(d, 256)
+    kv.free(d)
+
+
+def test_a_landed_copy_is_found_once_the_block_it_copies_is_gone():
+    """A and B (blocks 1-4) in flight together: B holds 4 copies. Both land (vLLM caches B's blocks' hashes as they
+    land, beside A's: ``cache_blocks``), A ends, and D fills the pool so that nothing of A's stays cached. C (blocks
+    1-4) is received: vLLM's lookup finds B's blocks 1-3 (whole blocks short of C's last token), so C takes 1 new
+    block and is sent 1. Before, B's copies were never found: C found none, took 4 and was sent 4."""
+    kv = _manager_of(20)
+    a, b = _two_in_flight(kv)
+    kv.landed(a)
+    kv.landed(b)
+    kv.free(a)
+    assert kv.pool.used == 4 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and b.prompt_copies == ()
+    _push_out_cache(kv)
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(c, 64) == 3
+    assert kv.new_blocks(c, 64) == 1
+    kv.allocate(c, 64)
+    assert kv.sent_blocks(c, 3) == 1
+    assert kv.pool.used == 5 and c.prompt_copies == (3,)  # (C's block 4: a copy of B's, held)
+
+
+def test_a_copy_landing_after_the_block_it_copies_was_let_go_is_the_block():
+    """A lands and ends before B's copies land: A's blocks 1-4 are cached (not held). B's copies land: vLLM caches
+    their hashes, so they are found while B holds them, whatever becomes of A's cached ones: B holds 1-4 by id now
+    (A's cached copies taken), the pool still counting 4."""
+    kv = _manager_of(20)
+    a, b = _two_in_flight(kv)
+    kv.landed(a)
+    kv.free(a)
+    assert kv.pool.refs == {} and [kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (A's, cached)
+    kv.landed(b)
+    assert kv.pool.used == 4 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and b.prompt_copies == ()
+    _push_out_cache(kv)
+    assert kv.receive(Job(2, 64, 4, list(PREFIX), 0, target=64), 64) == 3
+
+
+def test_a_copy_still_in_flight_is_not_found_and_a_partial_block_never():
+    """B's copies are found only once they land (A let go before: A's cached blocks are what a lookup finds), and a
+    partial last block is never found (vLLM hashes full blocks only): B's 60-token prompt's block 4 stays its copy."""
+    kv = _manager_of(20)
+    a = Job(0, 64, 1, list(PREFIX), 0, target=64)
+    b = Job(1, 60, 400, list(PREFIX), 0, target=60)
+    for job in (a, b):
+        kv.receive(job, job.input_tokens)
+        kv.allocate(job, job.input_tokens)
+        kv.expect(job, 0)
+    kv.landed(a)
+    kv.free(a)
+    assert b.prompt_copies == (0, 1, 2, 3) and kv.pool.refs == {}  # (B in flight: its copies not cached)
+    kv.landed(b)
+    assert b.prompt_copies == (3,) and kv.pool.refs == {1: 1, 2: 1, 3: 1} and kv.pool.used == 4

@@ -179,6 +179,10 @@ class KVCacheManager:
         # allocated with ``delay_cache_blocks``): a lookup stops at the first of them
         self.landing: Counter[int] = Counter()
         self._landing_of: dict[int, list[int]] = {}
+        # (PD's decode side) by block id, the running requests holding a landed copy of it (``prompt_copies``) while
+        # another request holds the block by id: vLLM cached the copy's hash as it landed, beside the first block
+        # (``BlockHashToBlockMap`` keeps both), so the copy is found once the first block is gone (``landed``, ``free``)
+        self._landed_copies: dict[int, list[Job]] = {}
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -297,10 +301,39 @@ class KVCacheManager:
             self.landing.update(arriving)
 
     def landed(self, job: Job) -> None:
-        """The KV ``expect`` waited for has arrived: its blocks are found by later requests."""
+        """The KV ``expect`` waited for has arrived: its blocks are found by later requests, its copies too (vLLM
+        caches every full block of the request as its KV lands, ``_update_waiting_for_remote_kv`` -> ``cache_blocks``,
+        a second block of a hash beside the first): a copy of a block no request holds by id any more becomes the
+        block found (``_adopt``); the others are found once the block they copy is let go (``free``)."""
         arriving = self._landing_of.pop(job.rid, None)
         if arriving is not None:
             self.landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
+        if not job.prompt_copies:
+            return
+        refs, last = self.pool.refs, self._cached_prompt_blocks(job)
+        for i in job.prompt_copies:
+            if i >= last:  # (a partial last block is not hashed: not found)
+                continue
+            key = int(job.blocks[i])
+            if key in refs:
+                self._landed_copies.setdefault(key, []).append(job)
+            else:
+                self._adopt(job, key)
+
+    def _cached_prompt_blocks(self, job: Job) -> int:
+        """How many of ``job``'s prompt blocks are full, so cached by hash."""
+        return job.input_tokens // self.block_size
+
+    def _adopt(self, job: Job, key: int) -> None:
+        """``job``'s landed copy of block ``key``, which no request holds by id, becomes the block held by id (a
+        private block of the pool's becomes ``key``'s: the count is unchanged); a cached copy of it (the first block,
+        let go) leaves the cache, taken as any newly held block is (``_take_cached``)."""
+        index = next(i for i in job.prompt_copies if int(job.blocks[i]) == key)
+        job.prompt_copies = tuple(i for i in job.prompt_copies if i != index)
+        self.pool.release(1)
+        fresh = self.pool.hold([key])
+        if self.prefix_caching:
+            self._take_cached(fresh)
 
     def sent_blocks(self, job: Job, present: int) -> int:
         """Blocks the connector sends to a job received here (``receive`` found ``present``; its blocks are
@@ -452,7 +485,21 @@ class KVCacheManager:
             self._admission = ((), 0)
         partial = job.held == len(job.blocks) and job.input_tokens % self.block_size != 0
         keys, private = self._held_blocks(job)
+        landed = self._landed_copies
+        if landed and job.prompt_copies:  # (its landed copies: found no more)
+            for i in job.prompt_copies:
+                holders = landed.get(int(job.blocks[i]))
+                if holders is not None and job in holders:
+                    holders.remove(job)
+                    if not holders:
+                        del landed[int(job.blocks[i])]
         freed = self.pool.let_go(keys, private)
+        handed = [key for key in freed if key in landed] if landed else []
+        for key in handed:  # a landed copy of a block let go is the block found now (``landed``)
+            holders = landed[key]
+            self._adopt(holders.pop(0), key)
+            if not holders:
+                del landed[key]
         job_held = job.held
         # (copies held: the blocks held by reference are not consecutive; each at its own stream position)
         at = job.position + self._held_indices(job) if job.prompt_copies else None
@@ -461,6 +508,10 @@ class KVCacheManager:
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
             positions = freed_positions(keys, freed, job.position + job_held - 1, at)
+            if handed:  # (held again, by the copy's request: not cached)
+                gone = set(handed)
+                kept = [key not in gone for key in freed]
+                freed, positions = [key for key, keep in zip(freed, kept) if keep], positions[np.asarray(kept, bool)]
             if self.latest_use is not None:
                 positions = latest_positions(self.latest_use, freed, positions)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
