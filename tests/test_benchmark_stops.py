@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -39,6 +40,25 @@ def _catches_sigterm(pid: int) -> bool:
     return False
 
 
+def _signal_when(proc: subprocess.Popen, ready: Callable[[int], bool], signum: int, never: str, wait_s: float,
+                 poll_s: float, before: Callable[[], None] | None = None) -> str:
+    """Send ``signum`` to ``proc`` once ``ready(pid)`` holds (after ``before``, where given) and return what it printed
+    on standard error; it is killed if it is still running when the test ends."""
+    try:
+        deadline = time.monotonic() + wait_s
+        while proc.poll() is None and time.monotonic() < deadline and not ready(proc.pid):
+            time.sleep(poll_s)
+        assert proc.poll() is None and ready(proc.pid), never
+        if before is not None:
+            before()
+        proc.send_signal(signum)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(c) for c in path.read_text().split()] if path.exists() else []
@@ -52,19 +72,13 @@ def test_a_benchmark_stopped_midway_says_so_in_one_line(script, signum, status, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     children: list[int] = []
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and not _catches_sigterm(proc.pid):
-            time.sleep(0.02)
-        assert proc.poll() is None and _catches_sigterm(proc.pid), f"{script} never started its command's handlers"
-        time.sleep(0.5)  # into its work
-        children = _children(proc.pid)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    def into_its_work() -> None:
+        time.sleep(0.5)
+        children.extend(_children(proc.pid))
+
+    err = _signal_when(proc, _catches_sigterm, signum, f"{script} never started its command's handlers", 60, 0.02,
+                       into_its_work)
     assert (proc.returncode, err) == (status, f"{script}: {said}\n")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{child}").exists() for child in children):
@@ -186,17 +200,7 @@ def test_a_script_holds_a_stop_while_its_libraries_load(tmp_path, case, signum, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**env, "PYTHONPATH": str(ROOT)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
-    try:
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline and not _holds_the_stops(proc.pid):
-            time.sleep(0.001)
-        assert proc.poll() is None and _holds_the_stops(proc.pid), f"{case}: never held the stops as it loaded"
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = _signal_when(proc, _holds_the_stops, signum, f"{case}: never held the stops as it loaded", 30, 0.001)
     assert (proc.returncode, err) == (status, f"{program}: {said}\n")
 
 

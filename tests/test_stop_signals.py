@@ -480,6 +480,22 @@ def test_a_lost_stop_raised_by_the_command_itself_is_not_raised_again_while_it_i
     before the retry's alarm: the retry must not raise it a second time while the command is saying it was stopped
     (here a slow line on stderr), which took the stop out of ``command_status`` as a traceback (seen in CI: a pytest
     worker interrupted in test_a_second_sigterm_while_stopping_is_ignored)."""
+    done = _lost_stop_then_answered(signum, "return 0")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{code}\n", f"kvsim: {line}\n")
+
+
+def test_a_lost_stop_behind_another_error_is_not_raised_again_while_it_is_answered():
+    """A stop lost in a destructor, then a library's own error because of it (numba's SystemError, an ImportError):
+    ``interruption_behind`` answers the stop without the retry being disarmed, and its alarm raised the stop again
+    while the command said it was stopped (a slow line on stderr here): a traceback and exit 1, not 143."""
+    done = _lost_stop_then_answered(signal.SIGTERM, "raise RuntimeError(\"a library's error behind the stop\")")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "143\n", "kvsim: terminated\n")
+
+
+def _lost_stop_then_answered(signum: int, body_end: str) -> subprocess.CompletedProcess:
+    """A command whose body frees an object whose destructor sends ``signum`` (the stop lost there), then ends with
+    ``body_end``; the command's line is slow (50 retry intervals) and the process waits as long again after it, so a
+    retry left armed fires inside the answer or after it. Prints the command's status."""
     script = f"""
 import os, time
 import sim.errors
@@ -487,7 +503,7 @@ from sim.errors import command_status
 
 say = sim.errors._say
 def slow_say(text):
-    time.sleep(0.05)  # (50 retry intervals)
+    time.sleep(0.05)
     say(text)
 sim.errors._say = slow_say
 
@@ -497,44 +513,11 @@ class Finalised:
 
 def body():
     Finalised()
-    return 0
+    {body_end}
 
 status = command_status("kvsim", body)
 time.sleep(0.05)  # (a retry left armed would fire here)
 print(status)
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"{code}\n", f"kvsim: {line}\n")
-
-
-def test_a_lost_stop_behind_another_error_is_not_raised_again_while_it_is_answered():
-    """A stop lost in a destructor, then a library's own error because of it (numba's SystemError, an ImportError):
-    ``interruption_behind`` answers the stop without the retry being disarmed, and its alarm raised the stop again
-    while the command said it was stopped (a slow line on stderr here): a traceback and exit 1, not 143."""
-    script = """
-import os, signal, time
-import sim.errors
-from sim.errors import command_status
-
-say = sim.errors._say
-def slow_say(text):
-    time.sleep(0.05)  # (50 retry intervals)
-    say(text)
-sim.errors._say = slow_say
-
-class Finalised:
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGTERM)  # the stop arrives while Python runs this destructor: lost there
-
-def body():
-    Finalised()
-    raise RuntimeError("a library's error behind the stop")
-
-status = command_status("kvsim", body)
-time.sleep(0.05)
-print(status)
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (done.returncode, done.stdout, done.stderr) == (0, "143\n", "kvsim: terminated\n")
