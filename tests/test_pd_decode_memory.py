@@ -8,13 +8,16 @@ counted in the pool until that request ends. Cases worked by hand: blocks of 16 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sim.config import load_config
+from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.run import ServingRun
+from sim.serving.scheduler import DECODE, Scheduler
 from tests.cache_helpers import make_cache
 from tests.test_serving import make_trace
 
@@ -272,3 +275,75 @@ def test_a_copy_still_in_flight_is_not_found_and_a_partial_block_never():
     assert b.prompt_copies == (0, 1, 2, 3) and kv.pool.refs == {}  # (B in flight: its copies not cached)
     kv.landed(b)
     assert b.prompt_copies == (3,) and kv.pool.refs == {1: 1, 2: 1, 3: 1} and kv.pool.used == 4
+
+
+def test_a_preempted_requests_computed_copies_are_found_once_the_block_they_copy_is_gone():
+    """B (preempted after 16 tokens) is read again while C's KV of its prefix (blocks 1-4) is landing: its hit is 0,
+    so it recomputes its prompt into 4 copies (and 1 block for its 16 generated tokens). vLLM caches the full blocks
+    a step schedules (``allocate_slots`` -> ``cache_blocks``): B's step computing its 80 tokens caches blocks 1-4.
+    C lands and ends, D (16 blocks of its own) pushes everything cached out of HBM. E (blocks 1-4) is received: it
+    finds B's blocks 1-3 (short of its last token) and is sent 1 block. Before, B's copies were never found: E found
+    none and was sent 4."""
+    kv = _manager_of(21)
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(c, 64) == 0
+    kv.allocate(c, 64)
+    kv.expect(c, 0)
+    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
+    assert kv.lookup(b).blocks == 0
+    kv.allocate(b, 48)  # (a first chunk of 48 tokens: blocks 1-3 full, computed by that step)
+    kv.computed(b, 48)
+    kv.allocate(b, 80)
+    kv.computed(b, 80)
+    assert b.prompt_copies == (0, 1, 2, 3) and kv.pool.used == 9
+    kv.landed(c)
+    kv.free(c)
+    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+    _push_out_cache(kv)
+    e = Job(4, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(e, 64) == 3
+    kv.allocate(e, 64)
+    assert kv.sent_blocks(e, 3) == 1
+
+
+def test_copies_a_step_has_not_filled_are_not_found():
+    """B's first chunk of 40 tokens fills blocks 1-2 only: those two copies are found once C lets its blocks go; its
+    copy of block 3 stays its own until the chunk filling it is scheduled (``computed`` again)."""
+    kv = _manager_of(21)
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    kv.receive(c, 64)
+    kv.allocate(c, 64)
+    kv.expect(c, 0)
+    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
+    kv.lookup(b)
+    kv.allocate(b, 40)
+    kv.computed(b, 40)
+    assert b.prompt_copies == (0, 1, 2)  # (block 3 partly filled, block 4 not yet taken)
+    kv.landed(c)
+    kv.free(c)
+    assert b.prompt_copies == (2,) and kv.pool.refs == {1: 1, 2: 1}
+    kv.allocate(b, 80)
+    kv.computed(b, 80)
+    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+
+
+def test_a_decode_step_recomputing_a_preempted_request_makes_its_copies_found():
+    """The scheduler's side of the case above: B (preempted) waits on a decode instance while C's KV of its prefix
+    lands; the step that admits B (80 tokens, one chunk) tells the manager what it computes, so once C lands and
+    ends B holds blocks 1-4 by id (its copies found) and the pool counts B's 5 blocks only."""
+    config = load_config(None, sets=["serving.block_size=16", "serving.max_num_batched_tokens=2048",
+                                     "serving.max_num_seqs=8"])
+    kv = _manager_of(21)
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    kv.receive(c, 64)
+    kv.allocate(c, 64)
+    kv.expect(c, 0)
+    table = RequestTable(np.zeros(3), np.full(3, 64), np.full(3, 40))
+    scheduler = Scheduler(1, DECODE, config.serving, kv, table, WeightedSamples())
+    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
+    scheduler.waiting.append(b)
+    batch = scheduler.schedule(0.0)
+    assert batch is not None and batch.jobs == [(b, 80)] and b.prompt_copies == (0, 1, 2, 3)
+    kv.landed(c)
+    kv.free(c)
+    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5

@@ -308,21 +308,33 @@ class KVCacheManager:
         arriving = self._landing_of.pop(job.rid, None)
         if arriving is not None:
             self.landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
-        if not job.prompt_copies:
-            return
-        refs, last = self.pool.refs, self._cached_prompt_blocks(job)
+        if job.prompt_copies:
+            self._cache_copies(job, job.input_tokens // self.block_size)
+
+    def computed(self, job: Job, tokens: int) -> None:
+        """A step scheduled ``job``'s first ``tokens`` tokens here, ``job`` holding copies past its hit (``lookup`` cut
+        it at another request's KV landing: a decode instance's preempted request, recomputed): its copies among the
+        full prompt blocks they fill are found as ``landed`` makes a received one found. vLLM caches the full blocks
+        a step schedules as it allocates them (``KVCacheManager.allocate_slots`` -> ``cache_blocks`` up to
+        ``total_computed_tokens + num_new_tokens``, vllm/v1/core/kv_cache_manager.py), beside a first block of a
+        hash."""
+        self._cache_copies(job, min(tokens, job.input_tokens) // self.block_size)
+
+    def _cache_copies(self, job: Job, last: int) -> None:
+        """``job``'s copies among its first ``last`` prompt blocks (full ones: a partial block is not hashed, not
+        found) are found from now on: a copy of a block no request holds by id becomes the block (``_adopt``), the
+        others once the block they copy is let go (``free``). A copy found already is left as it is."""
+        refs, landed = self.pool.refs, self._landed_copies
         for i in job.prompt_copies:
-            if i >= last:  # (a partial last block is not hashed: not found)
+            if i >= last:
                 continue
             key = int(job.blocks[i])
-            if key in refs:
-                self._landed_copies.setdefault(key, []).append(job)
-            else:
+            if key not in refs:
                 self._adopt(job, key)
-
-    def _cached_prompt_blocks(self, job: Job) -> int:
-        """How many of ``job``'s prompt blocks are full, so cached by hash."""
-        return job.input_tokens // self.block_size
+                continue
+            holders = landed.setdefault(key, [])
+            if job not in holders:
+                holders.append(job)
 
     def _adopt(self, job: Job, key: int) -> None:
         """``job``'s landed copy of block ``key``, which no request holds by id, becomes the block held by id (a

@@ -269,6 +269,8 @@ class Scheduler(DecodeWindows):
             if short and job not in running:
                 continue
             kv.allocate(job, job.computed + n)
+            if job.prompt_copies and job.copies_from >= 0:  # (PD decode: copies of its own, computed by this step)
+                kv.computed(job, job.computed + n)
             batch.append((job, n))
             budget -= n
             if decoding:
@@ -332,6 +334,8 @@ class Scheduler(DecodeWindows):
                 continue
             load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
             kv.allocate(job, cached + n)  # that taking its blocks demotes
+            if job.prompt_copies and job.copies_from >= 0:  # (PD decode: copies of its own, computed by this step)
+                kv.computed(job, cached + n)
             job.computed = cached
             if not job.admitted_once:  # hits count once per request, not again after a preemption
                 job.admitted_once = True
