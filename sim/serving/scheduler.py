@@ -269,8 +269,8 @@ class Scheduler(DecodeWindows):
             if short and job not in running:
                 continue
             kv.allocate(job, job.computed + n)
-            if job.prompt_copies and job.copies_from >= 0:  # (PD decode: copies of its own, computed by this step)
-                kv.computed(job, job.computed + n)
+            if job.prompt_copies and job.copies_from >= 0 and job.computed < job.input_tokens:
+                kv.computed(job, job.computed + n)  # (PD decode: copies of its own its prompt's chunk computes)
             batch.append((job, n))
             budget -= n
             if decoding:
