@@ -1,7 +1,7 @@
 """A Ctrl-C or SIGTERM ends a command as stopped (130 / 143, one line) wherever it lands: in a frame that leaves a
 failing destructor, twice, inside a compiled kernel, behind another error a library wrapped it in, swallowed by a
-library's broad ``except`` (sim.errors.watch_stop_signals), inside a C library's callback, in a command run inside
-another, in a sweep's point."""
+library's broad ``except`` (sim.errors.watch_stop_signals), in a command run inside another, in a sweep's point.
+A stop lost where Python cannot pass it on (a destructor, a C library's callback): tests/test_lost_stops.py."""
 
 from __future__ import annotations
 
@@ -38,86 +38,6 @@ def test_a_stopped_run_says_so_in_one_line_whatever_its_frames_leave(monkeypatch
 
     assert command_status("kvsim", body) == code
     assert capsys.readouterr().err == f"kvsim: {line}\n"
-
-
-@pytest.mark.parametrize(("signum", "line", "code"), [(signal.SIGINT, "interrupted", 130),
-                                                       (signal.SIGTERM, "terminated", 143)],
-                         ids=["SIGINT", "SIGTERM"])
-def test_a_stop_signal_inside_a_c_librarys_call_back_into_python_says_so_in_one_line(monkeypatch, capsys,
-                                                                                      signum, line, code):
-    """Landing while a C library runs a Python callback (llvmlite's object-cache notification as numba compiles,
-    seen in CI as ``learned.train`` loaded), the interruption cannot leave the callback: Python printed "Exception
-    ignored on calling ctypes callback function" and its traceback before the status line."""
-    import ctypes
-
-    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
-    ran_on = []
-
-    def callback() -> None:
-        os.kill(os.getpid(), signum)  # handled here, inside the callback
-        ran_on.append("past the signal")  # (not reached: the handler raised)
-
-    def body() -> int:
-        ctypes.CFUNCTYPE(None)(callback)()
-        ran_on.append("after the call")  # the C library returned normally: the interruption was lost there
-        return 0
-
-    alarm_handler = signal.getsignal(signal.SIGALRM)
-    assert command_status("kvsim", body) == code
-    assert capsys.readouterr().err == f"kvsim: {line}\n"
-    assert ran_on == ["after the call"]
-    # the lost stop's retry (a one-shot SIGALRM) is disarmed once the stop was raised anew: left armed, it fired in
-    # the next test's own stop handling and raised out of command_status (CI: a pytest worker interrupted)
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    assert signal.getsignal(signal.SIGALRM) is alarm_handler
-
-
-def test_a_stopped_command_leaves_the_process_s_unraisable_hook_as_it_was(monkeypatch, capsys):
-    """A stop quiets "Exception ignored" reports for the command (``_stopped_midway``); the hook stayed for the rest
-    of the process, so a later destructor's error in a process that goes on (a test session, a command run again)
-    vanished without a word."""
-    reported = []
-    monkeypatch.setattr(sys, "unraisablehook", reported.append)  # restored after the test
-
-    def body() -> int:
-        os.kill(os.getpid(), signal.SIGTERM)
-        return 0
-
-    assert command_status("kvsim", body) == 143
-
-    class Failing:
-        def __del__(self) -> None:
-            raise ValueError("a later destructor's error")
-
-    Failing()  # (freed at once: its destructor's error is unraisable)
-    assert [str(unraisable.exc_value) for unraisable in reported] == ["a later destructor's error"]
-    assert capsys.readouterr().err == "kvsim: terminated\n"
-
-
-def test_a_lost_stop_s_retry_puts_back_the_timer_the_user_s_code_set(monkeypatch, capsys):
-    """The retry of a stop lost in a destructor is a one-shot ITIMER_REAL, the one timer ``signal.alarm`` and a
-    library's timeout (tools/random_runs.py's per-draw limit) use too: arming it threw that timeout away, and putting
-    SIGALRM's handler back left it disarmed for good."""
-    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
-    handler = signal.signal(signal.SIGALRM, lambda *_: None)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 30)
-
-        class Finalised:
-            def __del__(self) -> None:
-                os.kill(os.getpid(), signal.SIGTERM)  # the stop arrives while Python runs this destructor: lost there
-
-        def body() -> int:
-            Finalised()
-            return 0
-
-        assert command_status("kvsim", body) == 143
-        left, interval = signal.getitimer(signal.ITIMER_REAL)
-        assert 25 < left <= 30 and interval == 0
-        assert capsys.readouterr().err == "kvsim: terminated\n"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, handler)
 
 
 @pytest.mark.parametrize("early", [False, True], ids=["script", "main.py"])
@@ -441,83 +361,3 @@ except {stop.__name__} as stop:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} 1\n", "")
-
-
-@pytest.mark.parametrize("signum, stop", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
-def test_a_stop_lost_in_a_destructor_still_stops_the_run_at_once(signum, stop):
-    """A stop whose exception is raised while Python runs a destructor (``__del__``, a weakref callback) cannot leave
-    it: Python reports it as unraisable and goes on. The run then went on to its end (here a 20 s loop), the Ctrl-C or
-    SIGTERM waiting for the next checkpoint; it is raised again in the main code within milliseconds, silently."""
-    code = f"""
-import os, time
-from sim.errors import Terminated, watch_stop_signals
-
-class Finalised:
-    def __del__(self):
-        os.kill(os.getpid(), {int(signum)})  # the stop arrives while Python runs this destructor
-        for _ in range(1000):  # (bytecode after it: the handler's exception is raised in here)
-            pass
-
-watch_stop_signals()
-start = time.monotonic()
-try:
-    Finalised()  # (freed at once: its destructor runs)
-    while time.monotonic() - start < 20:
-        pass
-    print("ran on")
-except {stop.__name__} as stop:
-    print(type(stop).__name__, time.monotonic() - start < 10)
-"""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} True\n", "")
-
-
-@pytest.mark.parametrize("signum, line, code", [(signal.SIGINT, "interrupted", 130),
-                                                (signal.SIGTERM, "terminated", 143)])
-def test_a_lost_stop_raised_by_the_command_itself_is_not_raised_again_while_it_is_handled(signum, line, code):
-    """A stop lost in a destructor, then raised by the command's own check (``raise_if_stopped`` as the body returns)
-    before the retry's alarm: the retry must not raise it a second time while the command is saying it was stopped
-    (here a slow line on stderr), which took the stop out of ``command_status`` as a traceback (seen in CI: a pytest
-    worker interrupted in test_a_second_sigterm_while_stopping_is_ignored)."""
-    done = _lost_stop_then_answered(signum, "return 0")
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"{code}\n", f"kvsim: {line}\n")
-
-
-def test_a_lost_stop_behind_another_error_is_not_raised_again_while_it_is_answered():
-    """A stop lost in a destructor, then a library's own error because of it (numba's SystemError, an ImportError):
-    ``interruption_behind`` answers the stop without the retry being disarmed, and its alarm raised the stop again
-    while the command said it was stopped (a slow line on stderr here): a traceback and exit 1, not 143."""
-    done = _lost_stop_then_answered(signal.SIGTERM, "raise RuntimeError(\"a library's error behind the stop\")")
-    assert (done.returncode, done.stdout, done.stderr) == (0, "143\n", "kvsim: terminated\n")
-
-
-def _lost_stop_then_answered(signum: int, body_end: str) -> subprocess.CompletedProcess:
-    """A command whose body frees an object whose destructor sends ``signum`` (the stop lost there), then ends with
-    ``body_end``; the command's line is slow (50 retry intervals) and the process waits as long again after it, so a
-    retry left armed fires inside the answer or after it. Prints the command's status."""
-    script = f"""
-import os, time
-import sim.errors
-from sim.errors import command_status
-
-say = sim.errors._say
-def slow_say(text):
-    time.sleep(0.05)
-    say(text)
-sim.errors._say = slow_say
-
-class Finalised:
-    def __del__(self):
-        os.kill(os.getpid(), {int(signum)})  # the stop arrives while Python runs this destructor: lost there
-
-def body():
-    Finalised()
-    {body_end}
-
-status = command_status("kvsim", body)
-time.sleep(0.05)  # (a retry left armed would fire here)
-print(status)
-"""
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
