@@ -295,14 +295,20 @@ def end_process(status: int | None) -> NoReturn:
 
 
 def _exit_now(code: int) -> NoReturn:
-    """A stop while ``end_process`` runs the exit functions: what is printed is flushed (as far as it can be: the stop
-    may have come inside a write) and the process ends with the ``code`` it was ending with."""
+    """A stop while ``end_process`` runs the exit functions: what is printed is flushed and the process ends with the
+    ``code`` it was ending with."""
+    flush_printed()
+    os._exit(code)
+
+
+def flush_printed() -> None:
+    """Flush standard output and error as far as they can be before an ``os._exit`` (which skips it): closed, gone or
+    broken streams are passed over, and so is a stop that came inside a write (RuntimeError: a reentrant call)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError, AttributeError, RuntimeError):  # (RuntimeError: a reentrant call into a write)
+        except (OSError, ValueError, AttributeError, RuntimeError):
             pass
-    os._exit(code)
 
 
 def _say(text: str) -> None:

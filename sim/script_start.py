@@ -65,11 +65,7 @@ def _answer_a_held_stop() -> None:
     if not pending:
         return
     terminated = signal.SIGTERM in pending
-    for stream in (sys.stdout, sys.stderr):  # (what is printed, --help's text, goes out first: os._exit skips it)
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
+    errors.flush_printed()  # (what is printed, --help's text, goes out first: os._exit skips it)
     print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
     os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
