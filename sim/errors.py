@@ -72,6 +72,14 @@ _commands_running = 0  # command_status calls under way: tools/random_runs.py ru
 _answering = False
 # The stop signals a script blocked as it started (``hold_stops_until_command``), unblocked as its command starts
 _blocked_until_command: set[int] = set()
+# Whether this process is a program that made ready for stops before its command (a script sim.script_start holds the
+# stops of; main.py and learned.train calling ``watch_stop_signals``): its outermost command's end is the process's end
+# (``end_process`` follows), so that command hands over to the handlers that end the process as it returns
+# (``_end_on_stop``), not to the ones from before it (SIG_DFL: a SIGTERM there killed the process, -15 and no line;
+# main.py's own: a traceback)
+_program = False
+# The status a stop ends the process with once its command has answered (``_end_now``)
+_ending_status = 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -103,10 +111,19 @@ def _terminate(signum: int, frame: object) -> None:
 
 def watch_stop_signals() -> None:
     """Note Ctrl-C and SIGTERM as they come (``raise_if_stopped``), raising what Python's handlers raise: called
-    first thing by a command whose libraries take seconds to load, and again by ``command_status``."""
+    first thing by a program whose libraries take seconds to load (its command then ends the process: ``_program``),
+    and by ``command_status`` as a command starts (``_watch``)."""
+    global _program
+    if threading.current_thread() is threading.main_thread():
+        _program = True
+        _watch()
+
+
+def _watch() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (a child told to ignore Ctrl-C keeps that)
+    # (a child told to ignore Ctrl-C keeps that; a program's command after another takes the stops back)
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _end_now):
         signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _terminate)
 
@@ -118,9 +135,10 @@ def hold_stops_until_command() -> None:
     it waits in the kernel and the command takes it as it starts: one line, 130 or 143. (Blocked, not handled: no
     handler tells a parent watching /proc the command has started before it has. Processes started meanwhile inherit
     the mask: imports start none that outlive them.)"""
-    global _blocked_until_command
+    global _blocked_until_command, _program
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         return
+    _program = True
     stops = {signal.SIGINT, signal.SIGTERM}
     _blocked_until_command |= stops - signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # (those blocked already stay)
 
@@ -227,32 +245,38 @@ def yaml_date(value: datetime.date) -> str:
 
 
 def command_status(program: str, body: Callable[[], int]) -> int:
-    """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
-    2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
-    (the only case that prints a traceback)."""
+    """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status (or the one
+    ``sys.exit`` gives: argparse's --help 0, its usage error 2), 2 for bad input (one line naming what to fix), 130
+    for Ctrl-C, 143 for SIGTERM, 1 for an internal error (the only case that prints a traceback)."""
     global _stop_signal, _commands_running, _answering
     previous, stdout, unraisable_hook = None, sys.stdout, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        watch_stop_signals()
+        _watch()
         if stdout is not None and not isinstance(stdout, _WatchedStdout):
             sys.stdout = _WatchedStdout(stdout)
     _commands_running += 1
+    status = None
     try:
-        return _status(program, body)
+        status = _status(program, body)
+        return status
     finally:
+        _answering = True  # (the end is decided, however it came: a stop from here on is noted, not raised)
         _commands_running -= 1
+        if previous is not None:
+            if not _commands_running:
+                _cancel_retry()
+            if not _commands_running and _program and status is not None:
+                _end_on_stop(status, previous)  # (the process ends with this status: end_process comes next)
+            else:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+            sys.stdout = stdout
         if not _commands_running:  # (answered: a command run again in this process starts unstopped; one run inside
             _stop_signal = None    # another leaves the signal to it, which stops too: not a hunt going on past Ctrl-C)
             # the stop's quiet hook (``_stopped_midway``) goes too: left, it hid every later "Exception ignored" of a
             # process that goes on (a test session's next tests) for good
             sys.unraisablehook = unraisable_hook
-        if previous is not None:
-            if not _commands_running:
-                _cancel_retry()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            sys.stdout = stdout
         _answering = False  # (last: a command run inside another hands the outer one's handlers back meanwhile)
 
 
@@ -275,9 +299,7 @@ def end_process(status: int | None) -> NoReturn:
         # callback") or let it kill the process (-15); an exit function (a Ray sweep's shutdown) can take seconds,
         # which a second Ctrl-C is meant to cut short.
         _cancel_retry()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                signal.signal(signum, lambda _signum, _frame: _exit_now(code))
+        _end_on_stop(code, {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)})
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself
     stdout = sys.stdout
     if stdout is not None and not getattr(stdout, "closed", False):  # ``>&-`` or closed: nothing to flush, as Python
@@ -294,11 +316,20 @@ def end_process(status: int | None) -> NoReturn:
     os._exit(code)
 
 
-def _exit_now(code: int) -> NoReturn:
-    """A stop while ``end_process`` runs the exit functions: what is printed is flushed and the process ends with the
-    ``code`` it was ending with."""
+def _end_on_stop(status: int, handlers: dict[int, object]) -> None:
+    """From here on a Ctrl-C or SIGTERM ends the process at once with ``status`` (``_end_now``): its command has
+    answered. A stop ``handlers`` ignore (a child told to ignore Ctrl-C) stays ignored."""
+    global _ending_status
+    _ending_status = status
+    for signum, handler in handlers.items():
+        signal.signal(signum, signal.SIG_IGN if handler is signal.SIG_IGN else _end_now)
+
+
+def _end_now(signum: int, frame: object) -> NoReturn:
+    """A stop once the command has answered (``end_process``'s exit functions, or on the way there): what is printed
+    is flushed and the process ends with the status it was ending with."""
     flush_printed()
-    os._exit(code)
+    os._exit(_ending_status)
 
 
 def flush_printed() -> None:
@@ -416,11 +447,14 @@ def _status(program: str, body: Callable[[], int]) -> int:
             status = body()
             raise_if_stopped()  # stopped, but a library swallowed the exception: the command says it was stopped
             return status
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             interrupt = interruption_behind(exc)
             if interrupt is None:
                 raise
             raise interrupt from None
+    except SystemExit as exc:  # argparse's --help (0) or usage error (2), a sys.exit: a status like any other, so the
+        _answering = True      # process ends through end_process (left to escape, a stop as it ended killed it: -15)
+        return _exit_status(exc.code)
     except InputError as exc:
         _answering = True  # (first in each answer: a stop from here on is noted, not raised)
         _say(f"{program}: error: {exc}")
@@ -489,6 +523,17 @@ class _WatchedStdout:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def _exit_status(code: object) -> int:
+    """The status Python gives a process ``sys.exit(code)`` ends: None 0, an int itself, anything else said on standard
+    error and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    _say(str(code))
+    return 1
 
 
 def _internal(program: str) -> int:
