@@ -79,18 +79,16 @@ def prepare(args: argparse.Namespace, mode: str) -> Run:
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     parser = parser or build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
-        return done.code if isinstance(done.code, int) else 2
+    # (the arguments are parsed inside the command: --help's 0 and a usage error's 2, argparse's exits, end it as
+    # its other statuses do, through command_status: a stop as the process ends finds its handlers, not a traceback)
+    return command_status("kvsim", lambda: _run(parser.parse_args(argv), parser))
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The chosen mode, end to end: validate, run, write the outputs, print the summary."""
     start = time.perf_counter()
     # Notes from deep inside (the workload cache's) go through the "kvsim" logger: errors only with --quiet.
     logging.getLogger("kvsim").setLevel(logging.ERROR if args.quiet else logging.NOTSET)
-    return command_status("kvsim", lambda: _run(args, parser, start))
-
-
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float) -> int:
-    """The chosen mode, end to end: validate, run, write the outputs, print the summary."""
     check_paths_given(args)
     mode = select_mode(args)
     check_flags(args, parser, mode)
@@ -137,7 +135,7 @@ if __name__ == "__main__":
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
     try:
         status = main()
-    except KeyboardInterrupt as stop:  # before main's own handler is in place (argument parsing)
+    except KeyboardInterrupt as stop:  # before main's own handler is in place (building the parser)
         print(f"kvsim: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}", file=sys.stderr)
         status = 143 if isinstance(stop, Terminated) else 130
     end_process(status)  # its outputs written and closed; without the interpreter's teardown (see there)
