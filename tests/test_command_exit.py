@@ -137,3 +137,28 @@ def test_a_stop_once_a_program_s_command_answered_ends_it_with_that_answer(tmp_p
                           preexec_fn=_stops_default)
     err = "usage: tool [-h]\ntool: error: unrecognized arguments: --bogus\n" if status == 2 else ""
     assert (done.returncode, done.stdout, done.stderr) == (status, out, err)
+
+
+MAIN_HELP = """
+import os, runpy, signal, sys
+sys.path.insert(0, {root!r})
+import sim.errors
+cancel = sim.errors._cancel_retry
+
+def stopped_there():  # (end_process calls it before it sets its handlers: a stop on the way there)
+    os.kill(os.getpid(), signal.SIGTERM)
+    cancel()
+
+sim.errors._cancel_retry = stopped_there
+sys.argv = ["main.py", "--help"]
+runpy.run_path({main!r}, run_name="__main__")
+"""
+
+
+def test_main_py_s_help_ends_through_its_command():
+    """main.py parsed before its command: its --help returned 0 with main.py's early handlers still in place, and a
+    SIGTERM before ``end_process``'s own raised at top level (a traceback). Parsed inside, it is handed over."""
+    code = MAIN_HELP.format(root=str(ROOT), main=str(ROOT / "main.py"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          preexec_fn=_stops_default)
+    assert (done.returncode, done.stdout.startswith("usage: kvsim "), done.stderr) == (0, True, "")
