@@ -184,12 +184,12 @@ def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs, sp
     ``--workload-cache`` checked by main.py) is written too: it is neither another output nor a file read (as the
     report it was replaced by the report, exit 0, and the next run refused it; as the spec, the journal, each point
     failed). ``spec``: the flag that names the spec or plan, and its path."""
-    from sim.config_fields import path_settings
+    from sim.config_fields import files_read
     from sim.report.output import check_distinct
 
     inputs = [spec, (f"{layers.source}'s 'config'", layers.config),
               *((f"{layers.source}'s overlay", o) for o in layers.overlays),
-              *((f"config key '{key}'", path) for config in configs for key, path in path_settings(config))]
+              *(read for config in configs for read in files_read(config))]
     given = {Path(path).resolve() for flag, path in outputs.files if flag == "--workload-cache"}
     caches = {Path(c.workload.cache).resolve(): c.workload.cache for c in configs if c.workload.cache is not None}
     written = [("config key 'workload.cache'", path) for key, path in caches.items() if key not in given]

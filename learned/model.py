@@ -25,6 +25,7 @@ from learned.fingerprint import REFUSE_SHARE, overlap
 from learned.predictions import Predictions
 from learned.sidecar import bad, check_sidecar, field_error, model_text_defect
 from sim.config import Config
+from sim.config_fields import sidecar_path
 from sim.errors import InputError
 from sim.file_kinds import other_kind
 from trace.request import Trace, file_sha256
@@ -36,10 +37,6 @@ SIDECAR_VERSION = 2
 # a hard "never" (inf) loses to LRU at capacities whose eviction age exceeds the horizon.
 BEYOND_SPAN = 2.0 ** 10
 PREDICT_CHUNK = 1 << 20  # rows per LightGBM call: bounds memory at ~100 MB for any trace
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    return Path(str(model_path) + ".json")
 
 
 def workload_identity(trace: Trace, config: Config) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sim.cli_config import default_config_path
 from sim.config import Config
-from sim.config_fields import path_settings
+from sim.config_fields import files_read
 from sim.mode_settings import WITH_WORKLOAD
 from sim.report.output import check_distinct, check_names_a_file, check_plot_folder, check_writable, is_device_or_pipe
 
@@ -68,7 +68,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
     config_file = ("--config", args.config) if args.config else ("the default config file", default_config_path())
     inputs = [config_file, ("--sweep", args.sweep), ("--plan", args.plan),
               *(("--calibration-profile", p) for p in args.calibration_profile),
-              *((f"config key '{key}'", path) for key, path in (path_settings(config) if config is not None else [])),
+              *(files_read(config) if config is not None else []),
               ("--workload-trace", args.workload_trace if config is None else None)]
     if outputs.plot_dir is not None:
         check_plot_folder(outputs.plot_dir, inputs, files)

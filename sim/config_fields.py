@@ -17,6 +17,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
 from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path, reads_as_number
@@ -346,3 +347,17 @@ def setting(config: Config, dotted: str) -> Any:
 def path_settings(config: Config) -> list[tuple[str, str]]:
     """The keys of ``config`` that name a file or folder it reads (set, and not a model's name), with their paths."""
     return [(key, value) for key in PATH_KEYS if is_path_value(key, value := setting(config, key))]
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """The JSON sidecar ``learned.train`` writes beside a learned model (``cache.learned_model``) and the policy reads."""
+    return Path(str(model_path) + ".json")
+
+
+def files_read(config: Config) -> list[tuple[str, str]]:
+    """Every file or folder a run of ``config`` reads, each with what names it: the path settings and the files they
+    imply (a learned model's sidecar), which no output may overwrite (``sim.report.output.check_distinct``)."""
+    read = [(f"config key '{key}'", value) for key, value in path_settings(config)]
+    if is_path_value("cache.learned_model", config.cache.learned_model):
+        read.append(("config key 'cache.learned_model' (its sidecar)", str(sidecar_path(config.cache.learned_model))))
+    return read

@@ -87,7 +87,7 @@ def _mapping_kind(path: Path, data: dict) -> Kind | None:
     values = [v for v in data.values() if isinstance(v, dict)]
     if keys and keys <= set(Config.__dataclass_fields__):
         return Kind("config", "a YAML file of config keys", "pass it as --config or --calibration-profile")
-    if "kvsim_learned_model" in keys:  # learned.model.sidecar_path: the model's path + ".json"
+    if "kvsim_learned_model" in keys:  # sim.config_fields.sidecar_path: the model's path + ".json"
         model = path.name[:-len(".json")] if path.name.endswith(".json") else "MODEL"
         return Kind("sidecar", "a learned model's sidecar", f"pass the model beside it ({model}) as "
                                                             "cache.learned_model")

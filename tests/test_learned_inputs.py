@@ -108,6 +108,20 @@ def test_a_model_of_another_block_size_is_refused(small_learned_model, run_cli):
     _one_line(err, "512-token blocks")
 
 
+@pytest.mark.parametrize("flag", ["--report-json", "--report-csv", "--html"])
+def test_no_output_overwrites_the_models_sidecar(flag, small_learned_model, tmp_path, run_cli):
+    """The sidecar (MODEL.json) is read as the model is: --report-json model.txt.json replaced it with the report
+    (exit 0), and every later run with the model was refused until it was retrained. Now exit 2 naming both."""
+    model = _copy(small_learned_model, tmp_path)
+    before = sidecar_path(model).read_bytes()
+    status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={model}",
+                             "--set", "serving.block_size=512", "--seed", "1", "--capacity-blocks", "100", "--no-plot",
+                             "--quiet", flag, str(sidecar_path(model)))
+    assert status == 2
+    _one_line(err, f"{flag} '{sidecar_path(model)}' is also the path of config key 'cache.learned_model' (its sidecar)")
+    assert sidecar_path(model).read_bytes() == before
+
+
 def _train(argv, capsys) -> tuple[int, str]:
     status = train_main([str(a) for a in argv])
     return status, capsys.readouterr().err
