@@ -5,10 +5,13 @@ other. A table of command lines and their outcomes, as ``tests/test_bad_inputs.p
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, setting, trace_stats
 from tests.conftest import BUNDLED_AZURE
+from tests.test_model_config import LLAMA_31_8B, write_config
 from tests.test_sweep import _spec
 
 CASES: dict[str, Case] = {
@@ -115,6 +118,21 @@ def test_an_input_that_is_a_loop_of_links_says_so(run_cli, tmp_path):
     status, _, err = run_cli(*TRACE_STATS, "--workload-trace", str(tmp_path / "loop1"))
     assert status == 2 and err.strip() == (f"kvsim: error: config key 'workload.trace': '{tmp_path}/loop1' is a symbolic "
                                            "link to nothing that exists (or a loop of links)")
+
+
+@pytest.mark.parametrize("flag, name", [("--report-csv", "config.json"), ("--report-json", "sub/r.json"),
+                                        ("--plot-dir", "plots")])
+def test_no_output_goes_inside_a_folder_the_run_reads(flag, name, run_cli, tmp_path):
+    """A folder input (a Hugging Face model folder, a profile bundle: its files are read) is an input like a file:
+    --report-csv PROFILE/mlp.csv replaced a Vidur table with the report (exit 0), and the next run was refused.
+    Now exit 2 in one line naming the output and the key, before the run; the folder is left as it was."""
+    config = write_config(tmp_path / "model", LLAMA_31_8B)
+    status, _, err = run_cli("--preset", "smoke", "--set", f"model={config.parent}", "--quiet", flag,
+                             tmp_path / "model" / name)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert flag in err and "config key 'model'" in err, err
+    assert sorted(p.name for p in config.parent.iterdir()) == ["config.json"]
+    assert json.loads(config.read_text()) == LLAMA_31_8B
 
 
 @pytest.mark.parametrize("kind, cache, said", [

@@ -146,12 +146,19 @@ def _probe_directory(directory: Path, flag: str, target: Path) -> None:
 
 def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tuple[str, Path]]) -> None:
     """No output is a file read or another output (``inputs``, ``outputs``: what names each, its path; an input
-    of None is not given): ``--report-json TRACE`` would overwrite the trace. One line naming both."""
+    of None is not given): ``--report-json TRACE`` would overwrite the trace. Nor is an output inside a folder read
+    (a profile bundle, a Hugging Face model folder): ``--report-csv PROFILE/mlp.csv`` overwrote the measured table.
+    One line naming both."""
     seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
+    folders = [(key, name) for key, name in seen.items() if key.is_dir()]
     for flag, path in outputs:
         key = Path(path).resolve()
         if key in seen:
             raise InputError(f"{flag} {quote(str(path))} is also the path of {seen[key]}")
+        for folder, name in folders:
+            if key.is_relative_to(folder):
+                raise InputError(f"{flag} {quote(str(path))} is inside {quote(str(folder))}, the folder of {name}, "
+                                 "whose files the run reads: write it elsewhere")
         seen[key] = flag
 
 
