@@ -37,7 +37,8 @@ class Instance:
                  cache: TieredCache, compute: ComputeModel, table: RequestTable, itl: WeightedSamples,
                  on_prefill_done: Callable[[Job], None] | None = None,
                  on_finish: Callable[[Job], None] | None = None, prefix_caching: bool | None = None,
-                 shared_blocks: bool = True, kv_manager: Callable[..., KVCacheManager] = KVCacheManager):
+                 shared_blocks: bool = True, kv_manager: Callable[..., KVCacheManager] = KVCacheManager,
+                 on_drained: Callable[[], None] | None = None):
         if total_blocks <= 0:
             raise InputError(f"instance {index}: no KV blocks fit in GPU memory (num_gpu_blocks={total_blocks})")
         self.index = index
@@ -59,6 +60,7 @@ class Instance:
             self.kv.on_change = self.claims.recheck
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
         self.scheduler.on_landed = self.submit  # a connector's load landed: read in as a new request is
+        self.scheduler.on_drained = on_drained  # (PD decode: its preempted requests are back; ``reserve``)
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)
         self.work = WorkTotals()
@@ -122,8 +124,15 @@ class Instance:
         ``sim.serving.state_transfer``): the blocks of the tokens sent are held, the step computing the rest takes
         its own; where this instance holds every block sent already, nothing is sent and it computes from the hit
         its state groups agree on (``AlignStateKVCacheManager.local_hit``). Returns the prompt blocks that must be
-        transferred (those not already held here), or None when memory is short (the caller retries after a release).
+        transferred (those not already held here), or None when memory is short (the caller retries after a release)
+        or this instance's own waiting (preempted) requests are ahead of it (the caller retries when a plan has
+        admitted them all: ``on_drained``). vLLM's decode side admits a remote-KV request in its waiting loop
+        (``get_num_new_matched_tokens`` -> ``allocate_slots`` for the external tokens -> WAITING_FOR_REMOTE_KVS),
+        FCFS behind the preempted ones ``_preempt_request`` prepended, and stops at the first that does not fit
+        (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``).
         """
+        if self.scheduler.waiting:
+            return None
         kv = self.kv
         tokens = job.input_tokens
         if kv.stepwise_windows and self.window is not None:

@@ -210,7 +210,7 @@ class ServingRun:
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
-                        kv_manager=self._kv_manager())
+                        kv_manager=self._kv_manager(), on_drained=self._drained if role == DECODE else None)
         inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
         if self.reads_positions:  # (freed shared prefixes at their latest use: ``KVCacheManager.free``)
             inst.kv.latest_use = {}
@@ -286,6 +286,12 @@ class ServingRun:
 
     # ------------------------------------------------------------------ PD
 
+    def _drained(self) -> None:
+        """A decode instance's plan admitted its last preempted request: KV waiting for decode memory may take what is
+        left (vLLM's waiting loop admits remote-KV requests behind the preempted ones, in the same step)."""
+        if self.pending:
+            self._start_transfers()
+
     def _prefill_done(self, job: Job) -> None:
         self.pending.append(job)
         self._start_transfers()
@@ -311,7 +317,7 @@ class ServingRun:
                 if blocks is not None:
                     break
             else:
-                return  # no decode memory: retry when a decode instance frees blocks
+                return  # no decode memory: retry when a decode instance frees blocks or its preempted are back
             pending.popleft()
             self.in_transfer += 1
             table.kv_sent[job.rid] = self.engine.now

@@ -116,6 +116,9 @@ class Scheduler(DecodeWindows):
         self._load_changes = 0  # how many times ``being_loaded`` changed (the key of ``_clear``)
         self._clear: tuple[Job | None, int] = (None, -1)  # a job whose prompt takes no block being loaded, and when
         self.on_landed: Callable[[Job], None] | None = None  # a connector's load landed (its instance's ``submit``)
+        # (PD decode) a plan admitted the last of its waiting (preempted) requests: KV waiting for this instance's
+        # memory may take what they left, behind them (``Instance.reserve``)
+        self.on_drained: Callable[[], None] | None = None
 
     @property
     def load(self) -> int:
@@ -205,13 +208,20 @@ class Scheduler(DecodeWindows):
 
         A step whose preemptions left it empty is planned again: the freed slots and blocks go to the
         requests that can use them (a decode instance's ``ready`` ones hold their blocks and can finish),
-        else the instance would go idle with work queued and nothing to wake it."""
+        else the instance would go idle with work queued and nothing to wake it. A plan that admitted the last waiting
+        request tells ``on_drained`` (PD decode: a remote-KV request is admitted in vLLM's waiting loop behind the
+        preempted requests ``_preempt_request`` prepended to ``self.waiting``, in the same ``Scheduler.schedule``)."""
         self.kv.begin_step()
+        took = False  # whether a plan admitted a waiting request
         while True:
-            batch, preempted = self._plan(now)
+            batch, preempted, admitted = self._plan(now)
+            took |= admitted
             if batch is not None or not preempted:
-                return batch
+                break
             self.admit_ready(now)
+        if took and not self.waiting and self.on_drained is not None:
+            self.on_drained()
+        return batch
 
     def _plan_running(self, shape: StepShape, batch: list[tuple[Job, int]]) -> tuple[int, bool]:
         """The running requests' part of a step's plan (into ``shape`` and ``batch``): the token budget left, and
@@ -282,8 +292,9 @@ class Scheduler(DecodeWindows):
             shape.add_decodes(seqs, kv_sum, kv_max, kv_min, windowed)
         return budget, preempted
 
-    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
-        """One attempt at the next step's batch, and whether it preempted a request."""
+    def _plan(self, now: float) -> tuple[StepBatch | None, bool, bool]:
+        """One attempt at the next step's batch, whether it preempted a request and whether it admitted a waiting
+        one."""
         kv = self.kv
         pool = kv.pool
         shape = StepShape(window=self.window)
@@ -292,6 +303,7 @@ class Scheduler(DecodeWindows):
         budget, preempted = self._plan_running(shape, batch)
         waiting = self.waiting
         skipped: list[Job] = []  # passed over this step (waiting for another request's load), back in front after
+        admitted = False
         while not preempted and waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
             job = waiting[0]
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the
@@ -327,6 +339,7 @@ class Scheduler(DecodeWindows):
                 self._check_fits_alone(job)
                 break
             waiting.popleft()
+            admitted = True
             if self._skipped:
                 self._skipped -= 1
             if plan is not None:
@@ -354,8 +367,8 @@ class Scheduler(DecodeWindows):
             waiting.extendleft(reversed(skipped))
             self._skipped += len(skipped)
         if not batch:
-            return None, preempted
-        return StepBatch(batch, shape, load_total), preempted
+            return None, preempted, admitted
+        return StepBatch(batch, shape, load_total), preempted, admitted
 
     def _may_wait_for_load(self, job: Job) -> bool:
         """Whether a waiting ``job``'s prompt takes a block being loaded (before its lookup: it may wait for that
