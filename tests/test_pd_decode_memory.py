@@ -62,8 +62,9 @@ def test_two_transfers_of_one_prefix_in_flight_hold_two_copies_until_each_reques
     gets 4 new blocks and is sent all 4. By hand: while both are in flight the decode pool holds 4 + 4 = 8 blocks
     (kvsim counted 4: B's were A's ids, shared); once both landed still 8 (vLLM keeps both copies: a duplicate is
     cached beside the first, ``BlockHashToBlockMap`` does not de-duplicate). A ends first (its one token, 64 KV
-    tokens: no 5th block): its 4 blocks go, B's 4 copies stay, and are the blocks 1-4 a lookup finds now (vLLM cached
-    their hashes as they landed; kvsim keeps one block an id: B's, held). B's end frees everything, its blocks cached."""
+    tokens: no 5th block): its 4 blocks are cached, still the blocks 1-4 a lookup finds (vLLM's ``get_one_block``
+    returns a hash's first cached block, A's, until it is evicted), and B's 4 copies stay. B's end frees everything,
+    A's blocks cached."""
     run, samples = _run(_config(), [0.0, 0.001], [1, 1])
     table = run.table
     block = table.kv_transfer_bytes[0] // 4
@@ -72,7 +73,7 @@ def test_two_transfers_of_one_prefix_in_flight_hold_two_copies_until_each_reques
     held = {1: 1, 2: 1, 3: 1, 4: 1}  # A's blocks by id (B's are copies)
     assert samples["before landed 0"] == (8, held)  # (both in flight)
     assert samples["landed 1"] == (8, held)
-    assert samples["finished 0"] == (4, held)  # (after A let go: B's copies, found by id)
+    assert samples["finished 0"] == (4, {})  # (after A let go: A's blocks cached, B's copies still its own)
     assert samples["finished 1"] == (0, {})
     assert [run.decode[0].kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (B's blocks cached in HBM)
 
@@ -227,42 +228,69 @@ def _push_out_cache(kv: KVCacheManager) -> None:
 
 def test_a_landed_copy_is_found_once_the_block_it_copies_is_gone():
     """A and B (blocks 1-4) in flight together: B holds 4 copies. Both land (vLLM caches B's blocks' hashes as they
-    land, beside A's: ``cache_blocks``), A ends, and D fills the pool so that nothing of A's stays cached. C (blocks
-    1-4) is received: vLLM's lookup finds B's blocks 1-3 (whole blocks short of C's last token), so C takes 1 new
-    block and is sent 1. Before, B's copies were never found: C found none, took 4 and was sent 4."""
+    land, behind A's: ``cache_blocks``), A ends: its blocks are cached, still the ones found. D fills the pool, so
+    that nothing of A's stays cached. C (blocks 1-4) is received: vLLM's lookup finds B's blocks 1-3 (whole blocks
+    short of C's last token), so C takes 1 new block and is sent 1. Before, B's copies were never found: C found
+    none, took 4 and was sent 4."""
     kv = _manager_of(20)
     a, b = _two_in_flight(kv)
     kv.landed(a)
     kv.landed(b)
     kv.free(a)
-    assert kv.pool.used == 4 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and b.prompt_copies == ()
+    assert kv.pool.used == 4 and kv.pool.refs == {} and b.prompt_copies == (0, 1, 2, 3)
     _push_out_cache(kv)
     c = Job(2, 64, 4, list(PREFIX), 0, target=64)
     assert kv.receive(c, 64) == 3
     assert kv.new_blocks(c, 64) == 1
     kv.allocate(c, 64)
     assert kv.sent_blocks(c, 3) == 1
-    assert kv.pool.used == 5 and c.prompt_copies == (3,)  # (C's block 4: a copy of B's, held)
+    assert kv.pool.used == 5 and c.prompt_copies == (3,) and b.prompt_copies == ()  # (C's block 4: a copy of B's)
 
 
-def test_a_copy_landing_after_the_block_it_copies_was_let_go_is_the_block():
+def test_a_copy_is_not_found_while_the_block_it_copies_is_cached():
+    """A and B (blocks 1-4) land, A ends with room left in HBM (20 blocks, B's 4 copies in use): A's freed blocks
+    stay cached, first of their hashes (vLLM's ``get_one_block`` returns ``next(iter(blocks.values()))``; a freed
+    block leaves the map only when ``get_new_blocks`` reuses it, ``_maybe_evict_cached_block``). C (blocks 1-4) is
+    received: it touches A's cached blocks 1-3 (evictable, so counted as blocks to take) and takes 1 new block for
+    its block 4: the pool holds B's 4 + C's 4 = 8. Before, B's copies became blocks 1-4 as A let them go and C shared
+    them: 5, decode memory under-counted."""
+    kv = _manager_of(20)
+    a, b = _two_in_flight(kv)
+    kv.landed(a)
+    kv.landed(b)
+    kv.free(a)
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(c, 64) == 3
+    assert kv.new_blocks(c, 64) == 4
+    kv.allocate(c, 64)
+    assert kv.sent_blocks(c, 3) == 1
+    assert kv.pool.used == 8 and b.prompt_copies == (0, 1, 2, 3) and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1}
+    kv.free(b)
+    kv.free(c)
+    assert kv.pool.used == 0 and [kv.find(key) for key in PREFIX] == [0, 0, 0, 0]
+
+
+def test_a_copy_landing_after_the_block_it_copies_was_let_go_is_found_once_that_block_is_evicted():
     """A lands and ends before B's copies land: A's blocks 1-4 are cached (not held). B's copies land: vLLM caches
-    their hashes, so they are found while B holds them, whatever becomes of A's cached ones: B holds 1-4 by id now
-    (A's cached copies taken), the pool still counting 4."""
+    their hashes behind A's cached blocks, which a lookup finds first: B keeps its copies. Once D pushes A's blocks
+    out of HBM, a lookup finds B's: C (blocks 1-4) is sent 1 block."""
     kv = _manager_of(20)
     a, b = _two_in_flight(kv)
     kv.landed(a)
     kv.free(a)
     assert kv.pool.refs == {} and [kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (A's, cached)
     kv.landed(b)
-    assert kv.pool.used == 4 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and b.prompt_copies == ()
+    assert kv.pool.used == 4 and kv.pool.refs == {} and b.prompt_copies == (0, 1, 2, 3)
     _push_out_cache(kv)
     assert kv.receive(Job(2, 64, 4, list(PREFIX), 0, target=64), 64) == 3
+    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 4
 
 
 def test_a_copy_still_in_flight_is_not_found_and_a_partial_block_never():
-    """B's copies are found only once they land (A let go before: A's cached blocks are what a lookup finds), and a
-    partial last block is never found (vLLM hashes full blocks only): B's 60-token prompt's block 4 stays its copy."""
+    """A lands and ends (its blocks cached), then D pushes them out of HBM while B's copies are still in flight: no
+    block of the prefix is found (B's not cached until they land). B lands: its full blocks 1-3 are found, held by
+    id; a partial last block is never found (vLLM hashes full blocks only): B's 60-token prompt's block 4 stays its
+    copy."""
     kv = _manager_of(20)
     a = Job(0, 64, 1, list(PREFIX), 0, target=64)
     b = Job(1, 60, 400, list(PREFIX), 0, target=60)
@@ -272,33 +300,49 @@ def test_a_copy_still_in_flight_is_not_found_and_a_partial_block_never():
         kv.expect(job, 0)
     kv.landed(a)
     kv.free(a)
-    assert b.prompt_copies == (0, 1, 2, 3) and kv.pool.refs == {}  # (B in flight: its copies not cached)
+    _push_out_cache(kv)
+    assert kv.cached_prefix_blocks(PREFIX) == 0 and b.prompt_copies == (0, 1, 2, 3)  # (B in flight: not cached)
     kv.landed(b)
+    assert _found(kv) == 3
     assert b.prompt_copies == (3,) and kv.pool.refs == {1: 1, 2: 1, 3: 1} and kv.pool.used == 4
 
 
-def test_a_preempted_requests_computed_copies_are_found_once_the_block_they_copy_is_gone():
-    """B (preempted after 16 tokens) is read again while C's KV of its prefix (blocks 1-4) is landing: its hit is 0,
-    so it recomputes its prompt into 4 copies (and 1 block for its 16 generated tokens). vLLM caches the full blocks
-    a step schedules (``allocate_slots`` -> ``cache_blocks``): B's step computing its 80 tokens caches blocks 1-4.
-    C lands and ends, D (16 blocks of its own) pushes everything cached out of HBM. E (blocks 1-4) is received: it
-    finds B's blocks 1-3 (short of its last token) and is sent 1 block. Before, B's copies were never found: E found
-    none and was sent 4."""
-    kv = _manager_of(21)
+def _found(kv: KVCacheManager) -> int:
+    """The blocks of the prefix a lookup finds here (``prefix_levels``: stopping at a block still landing)."""
+    return len(kv.prefix_levels(Job(9, 64, 1, list(PREFIX), 0, target=64), PREFIX))
+
+
+def _landing_and_preempted(kv: KVCacheManager) -> tuple[Job, Job]:
+    """C (blocks 1-4) received, its KV in flight; B (preempted after 16 tokens, the same prompt) read again: its hit
+    stops at C's landing blocks (0), so it recomputes its prompt into copies of its own."""
     c = Job(2, 64, 4, list(PREFIX), 0, target=64)
     assert kv.receive(c, 64) == 0
     kv.allocate(c, 64)
     kv.expect(c, 0)
     b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
     assert kv.lookup(b).blocks == 0
+    return c, b
+
+
+def test_a_preempted_requests_computed_copies_cached_before_the_landing_blocks_are_the_ones_found():
+    """B recomputes its prompt while C's KV of it lands: vLLM caches the full blocks a step schedules
+    (``allocate_slots`` -> ``cache_blocks``), so B's blocks 1-3 (its first chunk of 48 tokens) are cached first, C's
+    beside them only as they land: a lookup finds B's at once (C's 1-3 in flight hide nothing any more), and B's
+    80-token step caches block 4 too. C's blocks become the second copies: once C ends, B holds 1-4 (and 1 block of
+    its 16 generated tokens): 5. D fills the pool; E (blocks 1-4) is received: it finds B's blocks 1-3 and is sent
+    1 block. Before, a lookup stopped at C's landing block 1 until C landed."""
+    kv = _manager_of(21)
+    c, b = _landing_and_preempted(kv)
     kv.allocate(b, 48)  # (a first chunk of 48 tokens: blocks 1-3 full, computed by that step)
     kv.computed(b, 48)
+    assert _found(kv) == 3
+    assert b.prompt_copies == () and c.prompt_copies == (0, 1, 2) and kv.landing == {4: 1}  # (its block 4 not taken)
     kv.allocate(b, 80)
     kv.computed(b, 80)
-    assert b.prompt_copies == (0, 1, 2, 3) and kv.pool.used == 9
+    assert b.prompt_copies == () and c.prompt_copies == (0, 1, 2, 3) and kv.pool.used == 9 and not kv.landing
     kv.landed(c)
     kv.free(c)
-    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+    assert kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
     _push_out_cache(kv)
     e = Job(4, 64, 4, list(PREFIX), 0, target=64)
     assert kv.receive(e, 64) == 3
@@ -307,30 +351,29 @@ def test_a_preempted_requests_computed_copies_are_found_once_the_block_they_copy
 
 
 def test_copies_a_step_has_not_filled_are_not_found():
-    """B's first chunk of 40 tokens fills blocks 1-2 only: those two copies are found once C lets its blocks go; its
-    copy of block 3 stays its own until the chunk filling it is scheduled (``computed`` again)."""
+    """B's first chunk of 40 tokens fills blocks 1-2 only: those two are cached (before C's, still landing: B's are
+    found), its copy of block 3 stays its own until the chunk filling it is scheduled. By then C has landed and
+    ended: C's block 3, cached first, is found, and B's copy only once D pushes C's out of HBM."""
     kv = _manager_of(21)
-    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
-    kv.receive(c, 64)
-    kv.allocate(c, 64)
-    kv.expect(c, 0)
-    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
-    kv.lookup(b)
+    c, b = _landing_and_preempted(kv)
     kv.allocate(b, 40)
     kv.computed(b, 40)
-    assert b.prompt_copies == (0, 1, 2)  # (block 3 partly filled, block 4 not yet taken)
+    assert b.prompt_copies == (2,) and _found(kv) == 2  # (block 3 part filled, 4 not taken)
     kv.landed(c)
     kv.free(c)
-    assert b.prompt_copies == (2,) and kv.pool.refs == {1: 1, 2: 1}
+    assert kv.pool.refs == {1: 1, 2: 1} and [kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (C's 3, 4 cached)
     kv.allocate(b, 80)
     kv.computed(b, 80)
-    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+    assert b.prompt_copies == (2,) and kv.pool.used == 5
+    _push_out_cache(kv)
+    assert kv.cached_prefix_blocks(PREFIX) == 4 and b.prompt_copies == () and kv.pool.used == 5
 
 
 def test_a_decode_step_recomputing_a_preempted_request_makes_its_copies_found():
     """The scheduler's side of the case above: B (preempted) waits on a decode instance while C's KV of its prefix
-    lands; the step that admits B (80 tokens, one chunk) tells the manager what it computes, so once C lands and
-    ends B holds blocks 1-4 by id (its copies found) and the pool counts B's 5 blocks only."""
+    lands; the step that admits B (80 tokens, one chunk) tells the manager what it computes, so B's blocks 1-4 are
+    cached before C's land: B holds them by id (C's are the copies), and once C lands and ends the pool counts B's 5
+    blocks only."""
     config = load_config(None, sets=["serving.block_size=16", "serving.max_num_batched_tokens=2048",
                                      "serving.max_num_seqs=8"])
     kv = _manager_of(21)
@@ -343,7 +386,8 @@ def test_a_decode_step_recomputing_a_preempted_request_makes_its_copies_found():
     b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
     scheduler.waiting.append(b)
     batch = scheduler.schedule(0.0)
-    assert batch is not None and batch.jobs == [(b, 80)] and b.prompt_copies == (0, 1, 2, 3)
+    assert batch is not None and batch.jobs == [(b, 80)]
+    assert b.prompt_copies == () and c.prompt_copies == (0, 1, 2, 3) and kv.pool.used == 9
     kv.landed(c)
     kv.free(c)
-    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+    assert kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5

@@ -192,6 +192,8 @@ class KVCacheManager(ReceivedCopies):
         or, with ``every_tier``, in any tier of its cache."""
         if not self.prefix_caching and not self.pool.shared:
             return 0  # nothing is cached and no block is shared
+        if self._landed_copies:
+            self._surface_copies()
         levels = self.cache.lookup_prefix(blocks, self.pool)
         if every_tier:
             return len(levels)
@@ -240,6 +242,8 @@ class KVCacheManager(ReceivedCopies):
         requests): the topmost holding it, but a block-aligned request's last block from a lower tier's copy
         (``_last_block_from_below``). The one rule the scheduler's lookups and the cluster's KV connector
         (``PrefixFetch._fetch_plan``) read a prefix by, so the connector loads what the lookup serves."""
+        if self._landed_copies:
+            self._surface_copies()
         levels = self.cache.lookup_prefix(chain, self.pool).tolist()
         if self.landing:  # (a decode instance with KV on its way here: the lookup stops at the first such block)
             del levels[self._before_landing(chain, len(levels)):]
@@ -380,6 +384,8 @@ class KVCacheManager(ReceivedCopies):
         job's fields ``new_blocks`` reads and the pool's set of blocks in use)."""
         if not full_sequence or self.landing:  # (KV on its way here: past the hit, held blocks are copies)
             return None
+        if self._landed_copies:
+            self._surface_copies()
         job.copies_from = -1  # (as the lookup sets it with no KV landing: a cut an earlier one made is gone)
         key = (job, job.target, job.held, job.anonymous, job.state_held, self.pool.changes)
         if self._admission[0] != key:
@@ -424,11 +430,12 @@ class KVCacheManager(ReceivedCopies):
             # (a fleet's 10,240 instances: 1.4 M Python ints at 100 k requests)
             self._admission = ((), 0)
         partial = job.held == len(job.blocks) and job.input_tokens % self.block_size != 0
+        if self._landed_copies:  # (a copy of a block gone from HBM is its block: let go, it is cached)
+            self._surface_copies()
+            if job.prompt_copies:
+                self._forget_copies(job)
         keys, private = self._held_blocks(job)
-        if self._landed_copies and job.prompt_copies:
-            self._forget_copies(job)
         freed = self.pool.let_go(keys, private)
-        handed = self._hand_over(freed) if self._landed_copies else []
         job_held = job.held
         # (copies held: the blocks held by reference are not consecutive; each at its own stream position)
         at = job.position + self._held_indices(job) if job.prompt_copies else None
@@ -437,10 +444,6 @@ class KVCacheManager(ReceivedCopies):
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
             positions = freed_positions(keys, freed, job.position + job_held - 1, at)
-            if handed:  # (held again, by the copy's request: not cached)
-                gone = set(handed)
-                kept = [key not in gone for key in freed]
-                freed, positions = [key for key, keep in zip(freed, kept) if keep], positions[np.asarray(kept, bool)]
             if self.latest_use is not None:
                 positions = latest_positions(self.latest_use, freed, positions)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)

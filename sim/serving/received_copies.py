@@ -1,7 +1,10 @@
 """PD's decode side of a KV-cache manager (mixed into ``KVCacheManager``): prompt blocks whose KV is still on its way
 to this instance, which no lookup finds until they land, and a request's own copies of blocks past its hit that
 another request holds, which vLLM allocates as new blocks and caches beside the first block of their hash once
-their KV is there (landed, or computed by a step)."""
+their KV is there (landed, or computed by a step). Of a hash's blocks, vLLM's lookup finds the first cached
+(``BlockHashToBlockMap.get_one_block``: ``next(iter(blocks.values()))``, vllm/v1/core/block_pool.py), and a freed
+block stays cached until it is reused (``get_new_blocks`` -> ``_maybe_evict_cached_block``): a copy is found once
+the blocks of its hash cached before it are held by no request and evicted from HBM."""
 
 from __future__ import annotations
 
@@ -28,10 +31,10 @@ class ReceivedCopies:
         # (vllm/v1/core/sched/scheduler.py ``_update_waiting_for_remote_kv`` -> ``cache_blocks``; until then it was
         # allocated with ``delay_cache_blocks``): a lookup stops at the first of them
         self.landing: Counter[int] = Counter()
-        self._landing_of: dict[int, list[int]] = {}
-        # by block id, the running requests holding a landed copy of it (``prompt_copies``) while
-        # another request holds the block by id: vLLM cached the copy's hash as it landed, beside the first block
-        # (``BlockHashToBlockMap`` keeps both), so the copy is found once the first block is gone (``landed``, ``free``)
+        self._landing_of: dict[int, tuple[Job, list[int]]] = {}
+        # by block id, the running requests holding a landed copy of it (``prompt_copies``), in the order vLLM cached
+        # them, while the block by id is held or cached in HBM: vLLM cached the copy's hash beside the first block
+        # (``BlockHashToBlockMap`` keeps both), so the copy is found once that block is gone (``_surface_copies``)
         self._landed_copies: dict[int, list[Job]] = {}
 
     def _before_landing(self, blocks: Sequence[int], n: int) -> int:
@@ -48,17 +51,16 @@ class ReceivedCopies:
         copies = set(job.prompt_copies)
         arriving = [int(block) for i, block in enumerate(job.blocks[present:], present) if i not in copies]
         if arriving:
-            self._landing_of[job.rid] = arriving
+            self._landing_of[job.rid] = job, arriving
             self.landing.update(arriving)
 
     def landed(self, job: Job) -> None:
         """The KV ``expect`` waited for has arrived: its blocks are found by later requests, its copies too (vLLM
         caches every full block of the request as its KV lands, ``_update_waiting_for_remote_kv`` -> ``cache_blocks``,
-        a second block of a hash beside the first): a copy of a block no request holds by id any more becomes the
-        block found (``_adopt``); the others are found once the block they copy is let go (``free``)."""
-        arriving = self._landing_of.pop(job.rid, None)
-        if arriving is not None:
-            self.landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
+        a second block of a hash beside the first): ``_cache_copies``."""
+        entry = self._landing_of.pop(job.rid, None)
+        if entry is not None:
+            self.landing -= Counter(entry[1])  # (a block no transfer brings any more leaves it)
         if job.prompt_copies:
             self._cache_copies(job, job.input_tokens // self.block_size)
 
@@ -73,24 +75,58 @@ class ReceivedCopies:
 
     def _cache_copies(self, job: Job, last: int) -> None:
         """``job``'s copies among its first ``last`` prompt blocks (full ones: a partial block is not hashed, not
-        found) are found from now on: a copy of a block no request holds by id becomes the block (``_adopt``), the
-        others once the block they copy is let go (``free``). A copy found already is left as it is."""
-        refs, landed = self.pool.refs, self._landed_copies
+        found) are cached now, in vLLM's order: a copy of a block neither held nor cached in HBM is the block found
+        (``_adopt``), as is one of a block held by id whose KV is still landing (not cached yet: ``_cut_in``); the
+        others are found once the blocks cached before them are gone (``_surface_copies``). A copy cached already is
+        left as it is."""
+        refs, landed, landing = self.pool.refs, self._landed_copies, self.landing
         for i in job.prompt_copies:
             if i >= last:
                 continue
             key = int(job.blocks[i])
-            if key not in refs:
+            if key in refs:
+                if key in landing and key not in landed:
+                    self._cut_in(job, i, key)
+                    continue
+            elif self.cache.find(key) != 0:
                 self._adopt(job, key)
                 continue
             holders = landed.setdefault(key, [])
             if job not in holders:
                 holders.append(job)
 
+    def _cut_in(self, job: Job, index: int, key: int) -> None:
+        """``job``'s copy (``index``) of block ``key`` is cached while the block held by id is still landing (a step
+        computed the copy first): vLLM caches the copy first and the landing block beside it as it lands, so the
+        copy is the block found, held by id, and the landing request's block becomes its copy, its KV still on its
+        way (found, once landed, only after ``job``'s: ``_cache_copies``). Each still holds one block: the count is
+        unchanged."""
+        holder, arriving = next(entry for entry in self._landing_of.values() if key in entry[1])
+        arriving.remove(key)
+        self.landing -= Counter((key,))
+        held = next(i for i in range(holder.held) if int(holder.blocks[i]) == key)
+        holder.prompt_copies = tuple(sorted((*holder.prompt_copies, held)))
+        job.prompt_copies = tuple(i for i in job.prompt_copies if i != index)
+
+    def _surface_copies(self) -> None:
+        """The landed copies of blocks now neither held nor cached in HBM (the HBM cache evicted the block, as vLLM's
+        ``get_new_blocks`` reuses a free block, ``_maybe_evict_cached_block`` popping it from the hash's blocks): the
+        first cached of each becomes the block found (``_adopt``), the others stay behind it. Asked before a lookup
+        and a free reads what is found."""
+        landed = self._landed_copies
+        keys = list(landed)
+        gone = np.flatnonzero(self.cache.find_each(keys, self.pool) != 0)
+        for at in gone.tolist():
+            key = keys[at]
+            holders = landed[key]
+            self._adopt(holders.pop(0), key)
+            if not holders:
+                del landed[key]
+
     def _adopt(self, job: Job, key: int) -> None:
-        """``job``'s landed copy of block ``key``, which no request holds by id, becomes the block held by id (a
-        private block of the pool's becomes ``key``'s: the count is unchanged); a cached copy of it (the first block,
-        let go) leaves the cache, taken as any newly held block is (``_take_cached``)."""
+        """``job``'s landed copy of block ``key``, which no request holds by id and HBM does not cache, becomes the
+        block held by id (a private block of the pool's becomes ``key``'s: the count is unchanged); a lower tier's
+        copy of it leaves that tier, taken as any newly held block is (``_take_cached``)."""
         index = next(i for i in job.prompt_copies if int(job.blocks[i]) == key)
         job.prompt_copies = tuple(i for i in job.prompt_copies if i != index)
         self.pool.release(1)
@@ -99,7 +135,9 @@ class ReceivedCopies:
             self._take_cached(fresh)
 
     def _forget_copies(self, job: Job) -> None:
-        """``job`` lets its blocks go: its landed copies are found no more."""
+        """``job`` lets its blocks go: its landed copies are found no more (vLLM keeps a freed copy cached behind the
+        block of its hash found first, found only if that one is evicted first; kvsim's cache holds one block of an
+        id, and the first one, freed before, is evicted first)."""
         landed = self._landed_copies
         for i in job.prompt_copies:
             holders = landed.get(int(job.blocks[i]))
@@ -107,18 +145,6 @@ class ReceivedCopies:
                 holders.remove(job)
                 if not holders:
                     del landed[int(job.blocks[i])]
-
-    def _hand_over(self, freed: Sequence[int]) -> list[int]:
-        """Of the blocks just let go (``freed``), those a landed copy holds now, as the block found (``landed``): they
-        are held again, by the copy's request, so not cached."""
-        landed = self._landed_copies
-        handed = [key for key in freed if key in landed]
-        for key in handed:
-            holders = landed[key]
-            self._adopt(holders.pop(0), key)
-            if not holders:
-                del landed[key]
-        return handed
 
     @staticmethod
     def _held_indices(job: Job) -> np.ndarray:
