@@ -107,6 +107,19 @@ def test_align_mode_decode_side_state_blocks_by_hand():
     assert decode.pool.used == 3 + 3 and job.state_idx == ((2, False),)
 
 
+def test_only_the_blocks_of_the_tokens_sent_are_landing():
+    """1,729 tokens (blocks 10-13 of 576, the 4th holding token 1,729 alone): 1,728 tokens cross, filling blocks
+    10-12, which the decode side holds and waits for (``landing``); block 13 is neither sent nor held (the step
+    computing token 1,729 takes it). Before, it was counted landing too, a block no transfer brings."""
+    ids = [10, 11, 12, 13]
+    decode = _decode_side(ALIGN, _trace([1729], [4], 576, block_lists=[ids]))
+    job = Job(0, 1729, 4, list(ids), 0, target=1729, admitted_once=True, chain=np.array(ids))
+    assert decode.reserve(job, 1) == 3 and job.held == 3
+    assert decode.kv.landing == {10: 1, 11: 1, 12: 1}
+    decode.landed(job)
+    assert not decode.kv.landing
+
+
 def test_the_decode_sides_own_prefix_is_not_sent_again():
     """The same 1,200-token prompt twice, far apart, prefix caching on: the first time 3 attention blocks of the 1,199
     tokens cross; the second, the decode side holds the first 2 (its full-attention hit, whole blocks short of the

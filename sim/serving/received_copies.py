@@ -49,7 +49,9 @@ class ReceivedCopies:
         """The prompt blocks of ``job`` past its ``present`` ones are on their way here (``receive``): until they land,
         no lookup finds them. Its copies (``prompt_copies``) are its own: no lookup finds them anyway."""
         copies = set(job.prompt_copies)
-        arriving = [int(block) for i, block in enumerate(job.blocks[present:], present) if i not in copies]
+        # (the blocks it holds: a Gated DeltaNet hybrid's decode side holds the blocks of the N - 1 tokens sent, the
+        # step computing token N takes its block, ``Instance.reserve``)
+        arriving = [int(block) for i, block in enumerate(job.blocks[present:job.held], present) if i not in copies]
         if arriving:
             self._landing_of[job.rid] = job, arriving
             self.landing.update(arriving)
