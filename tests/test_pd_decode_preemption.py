@@ -57,10 +57,13 @@ def _run(config, inputs, block_lists, outputs):
 
 @pytest.mark.parametrize("async_scheduling", [False, True])
 def test_kv_waiting_for_decode_memory_is_sent_at_the_step_that_readmits_the_preempted_request(async_scheduling):
-    """B's blocks are copies of A's (both in flight at once): the preempted request's copies go, and read again it
-    shares the other's blocks 1-4 (it generated nothing: 64 tokens, no new block), so A's 5 blocks are all in use and
+    """B's blocks are copies of A's (both in flight at once). Synchronously B is preempted: its copies go, and read
+    again it shares A's blocks 1-4 (it generated nothing: 64 tokens, no new block), so A's 5 blocks are all in use and
     C (32 tokens: 2 blocks) fits, 7 of 8. vLLM: the preempting step admits nothing; the next readmits the preempted
-    request and then allocates C's (sent then). Before, C waited for the next release (A's end)."""
+    request and then allocates C's (sent then). Before, C waited for the next release (A's end). Asynchronously A
+    preempts itself: its blocks 1-4 stay cached (the first of their hash: vLLM's lookup finds them, not B's copies),
+    and readmitted it needs them and a 5th, 5 of the 4 B's copies leave: it waits for B's end, and C (FCFS behind it)
+    is sent at that same plan, 5 + 2 = 7 of 8."""
     run, plans, preempted, joined, sent = _run(
         _config("serving.num_gpu_blocks=9", f"serving.async_scheduling={str(async_scheduling).lower()}"),
         [64, 64, 32], [PREFIX, PREFIX, [10, 11]], [4, 4, 2])
@@ -68,11 +71,11 @@ def test_kv_waiting_for_decode_memory_is_sent_at_the_step_that_readmits_the_pree
     assert len(preempted) == 1
     victim, at = preempted[0]
     assert victim == (0 if async_scheduling else 1)
-    # the first plan after the preempting one (asynchronously that step was empty: planned again at once)
-    step_after = next(t for t in plans if t > at) if not async_scheduling else at
+    # the first plan after the preempting one; asynchronously the plan at B's end
+    step_after = next(t for t in plans if t > at) if not async_scheduling else table.last_token[1]
     assert (victim, step_after) in joined
     assert sent == [(step_after, 7)]
-    assert table.kv_sent[2] == step_after < min(table.last_token[0], table.last_token[1])
+    assert table.kv_sent[2] == step_after < min(table.last_token[victim], table.last_token[0])  # (before A's end)
     assert run.completed == 3
 
 
