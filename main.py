@@ -27,7 +27,7 @@ try:  # Ctrl-C or SIGTERM while the libraries load is a stop too, not a tracebac
     if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
         del sys.modules["trace"]
 
-    from sim.errors import watch_stop_signals  # (standard library only: a few ms)
+    from sim.command import watch_stop_signals  # (standard library only: a few ms)
 
     # SIGTERM's handler before the ~0.2 s of imports and argument parsing, not at command_status: a SIGTERM there
     # killed the process (status -15, no line; 4 of 80 SIGTERMs sent 0.2-2 s into a --pd run). (Run as a program
@@ -43,13 +43,13 @@ try:  # Ctrl-C or SIGTERM while the libraries load is a stop too, not a tracebac
     from sim.cli import build_parser, check_flags, check_paths_given, parse_policies, parse_routers, select_mode
     from sim.cli_config import check_config_for_mode, given_on_command_line, resolve_config
     from sim.cli_outputs import plan_outputs
-    from sim.errors import Terminated, command_status, end_process
+    from sim.command import Terminated, command_status, end_process
     from sim.mode_runs import RUNNERS, Run, run_reading_given
     from sim.mode_settings import EXPERIMENTS
     from sim.progress import show_progress
     from sim.report.console import console_summary
-except KeyboardInterrupt as stop:  # (sim.errors' Terminated, a KeyboardInterrupt, where SIGTERM came)
-    terminated = type(stop).__name__ == "Terminated"  # (sim.errors itself may be what a Ctrl-C cut short)
+except KeyboardInterrupt as stop:  # (sim.command's Terminated, a KeyboardInterrupt, where SIGTERM came)
+    terminated = type(stop).__name__ == "Terminated"  # (sim.command itself may be what a Ctrl-C cut short)
     print(f"kvsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     sys.exit(143 if terminated else 130)
 # numpy, pyarrow and the simulator load when a mode runs (``--help`` and usage errors stay quick):

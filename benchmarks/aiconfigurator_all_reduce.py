@@ -24,8 +24,9 @@ import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sim.command import command_status, end_process  # noqa: E402
 from sim.config import load_config  # noqa: E402 (after the path)
-from sim.errors import InputError, command_status, end_process  # noqa: E402
+from sim.errors import InputError  # noqa: E402
 from sim.serving.aic_collectives import aiconfigurator_all_reduces  # noqa: E402
 from sim.serving.compute_backend import analytic_collectives  # noqa: E402
 from sim.serving.operator_fit import GPU_FOLDERS, version_key  # noqa: E402

@@ -52,7 +52,7 @@ import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries
 
 import numpy as np  # noqa: E402
 
-from sim.errors import command_status, end_process  # noqa: E402
+from sim.command import command_status, end_process  # noqa: E402
 
 DEFAULT_TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 POLICIES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve",
@@ -265,4 +265,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # bad input found on loading (a --block-size that does not divide the trace's 512) is one line, exit 2
-    end_process(command_status("bench_cache.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_cache.py", main))  # without the interpreter's teardown: see sim.command

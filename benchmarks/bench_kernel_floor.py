@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 from sim.cache.arena_layout import GOLDEN  # noqa: E402
-from sim.errors import command_status, end_process, raise_if_stopped  # noqa: E402
+from sim.command import command_status, end_process, raise_if_stopped  # noqa: E402
 
 TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 
@@ -201,4 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(command_status("bench_kernel_floor.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_kernel_floor.py", main))  # without the interpreter's teardown: see sim.command

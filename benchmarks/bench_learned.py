@@ -42,8 +42,8 @@ from learned.train import train_command  # noqa: E402
 from sim.cache.access import NEVER, learned_predictions, next_use_index  # noqa: E402
 from sim.cache.mrc import lru_mrc  # noqa: E402
 from sim.cache.replay import cache_stream, replay  # noqa: E402
+from sim.command import command_status, end_process  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import command_status, end_process  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "data" / "traces"
@@ -287,4 +287,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(command_status("bench_learned.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_learned.py", main))  # without the interpreter's teardown: see sim.command

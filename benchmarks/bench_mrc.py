@@ -33,7 +33,7 @@ import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries
 import numpy as np  # noqa: E402
 
 from sim.cache.mrc import capacity_grid, lru_mrc  # noqa: E402
-from sim.errors import command_status, end_process, raise_if_stopped  # noqa: E402
+from sim.command import command_status, end_process, raise_if_stopped  # noqa: E402
 
 DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 KEY_SPACE = 20_000_000
@@ -123,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(command_status("bench_mrc.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_mrc.py", main))  # without the interpreter's teardown: see sim.command

@@ -171,6 +171,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
-    end_process(command_status("bench_serving.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_serving.py", main))  # without the interpreter's teardown: see sim.command

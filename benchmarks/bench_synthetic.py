@@ -73,8 +73,8 @@ print(json.dumps(dict(draw_s=[b - a for a, b in zip(t0, t1)], load_s=[b - a for 
                       stats_s=[b - a for a, b in zip(t2, t3)], requests=len(trace),
                       blocks=trace.num_accesses, prompt_mean=float(trace.input_tokens.mean()),
                       peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)))
-from sim.errors import end_process
-end_process(0)  # without the interpreter's teardown, where pyarrow's thread pools now and then abort: see sim.errors
+from sim.command import end_process
+end_process(0)  # without the interpreter's teardown, where pyarrow's thread pools now and then abort: see sim.command
 """
 
 
@@ -155,6 +155,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
     end_process(command_status("bench_synthetic.py", main))

@@ -214,8 +214,8 @@ print(json.dumps(dict(load_s=wall, peak_rss_bytes=rss * scale, rss_after_imports
                       vm_hwm_bytes=hwm, rows_read=p.rows_read, rows_used=p.rows_used, rows_skipped=p.rows_skipped,
                       accesses=trace.num_accesses, unique=trace.num_unique_blocks, block_ids=p.block_ids,
                       pandas_imported="pandas" in sys.modules)))
-from sim.errors import end_process
-end_process(0)  # without the interpreter's teardown, where pyarrow's thread pools now and then abort: see sim.errors
+from sim.command import end_process
+end_process(0)  # without the interpreter's teardown, where pyarrow's thread pools now and then abort: see sim.command
 """
 
 
@@ -354,6 +354,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
-    end_process(command_status("bench_trace_load.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_trace_load.py", main))  # without the interpreter's teardown: see sim.command

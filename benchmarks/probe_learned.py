@@ -55,8 +55,8 @@ from learned.features import FEATURES, access_features, next_use_distance  # noq
 from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
 from sim.cache.access import NEVER, next_use_index  # noqa: E402
 from sim.cache.replay import replay as cache_replay  # noqa: E402
+from sim.command import command_status, end_process  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import command_status, end_process  # noqa: E402
 from trace.blocks import block_positions  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -431,5 +431,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # bad input: one line, exit 2; end_process: without the interpreter's teardown (see sim.errors)
+    # bad input: one line, exit 2; end_process: without the interpreter's teardown (see sim.command)
     end_process(command_status("probe_learned.py", main))

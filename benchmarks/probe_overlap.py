@@ -29,8 +29,8 @@ import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries
 import numpy as np  # noqa: E402
 
 from learned.fingerprint import distinct_once, fingerprint, overlap, request_grams  # noqa: E402
+from sim.command import command_status, end_process  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import command_status, end_process  # noqa: E402
 from trace.request import Trace  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -111,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    end_process(command_status("probe_overlap.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("probe_overlap.py", main))  # without the interpreter's teardown: see sim.command

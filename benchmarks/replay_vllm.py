@@ -44,8 +44,9 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback 
         whole_count,
     )
     from sim.cli import OneLineParser, path_argument
+    from sim.command import command_status, end_process
     from sim.config_yaml import names_a_path
-    from sim.errors import InputError, command_status, end_process
+    from sim.errors import InputError
     from sim.specs import canonical_model, model_spec
 except KeyboardInterrupt:
     print("replay_vllm.py: interrupted", file=sys.stderr)

@@ -200,7 +200,7 @@ def read_timeseries(timeseries_csv: Path) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":  # a module of benchmarks/replay_vllm.py, not a command: say so (exit 2) rather than do nothing
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
     def _refuse() -> int:
         raise InputError("a module of benchmarks/replay_vllm.py, the command to run "

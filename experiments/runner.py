@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from experiments.execute import RunOptions
+from sim.command import Terminated
 from sim.config import Config
-from sim.errors import InputError, Terminated
+from sim.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("local", "ray")
@@ -79,7 +80,8 @@ def run_task(task: Task) -> dict:
     """Run one point; its JSON-ready record (runs and the keys it left unread, ``left_unread``, or the error that
     stopped it: a refused key it leaves unread is error kind "unread", the key in ``unread``)."""
     _ensure_root_first()
-    from sim.errors import UnreadSetting, interruption_behind, raise_if_stopped
+    from sim.command import interruption_behind, raise_if_stopped
+    from sim.errors import UnreadSetting
     from sim.report.document import run_entry
 
     start = time.perf_counter()

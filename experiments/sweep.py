@@ -404,6 +404,6 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
 if __name__ == "__main__":  # python -m experiments.sweep SPEC.yaml [flags]: the same as main.py --sweep SPEC.yaml [flags]
     import main
     from sim.cli import build_parser
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main.main(sys.argv[1:], build_parser(sweep_module=True)))

@@ -41,15 +41,14 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
     import threading
     import time
 
-    from sim.errors import (  # noqa: E402  (the standard library only: to note a Ctrl-C where it is not held)
-        InputError,
+    from sim.command import (  # noqa: E402  (the standard library only: to note a Ctrl-C where it is not held)
         command_status,
         end_process,
         interruption_behind,
-        quote,
         raise_if_stopped,
         watch_stop_signals,
     )
+    from sim.errors import InputError, quote  # noqa: E402
 
     if __name__ == "__main__":  # (where the stops cannot be held: raised from here on, answered below)
         watch_stop_signals()

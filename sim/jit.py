@@ -37,7 +37,8 @@ from numba.core.caching import FunctionCache, NullCache
 from numba.core.registry import cpu_target
 from numba.core.runtime.nrt import rtsys
 
-from sim.errors import InputError, stops_held
+from sim.command import stops_held
+from sim.errors import InputError
 from sim.progress import note_once
 from sim.report.output import atomic_write_text
 

@@ -1,6 +1,6 @@
 """Imported first by kvsim's scripts (benchmarks/, tools/), before their libraries load.
 
-A script's run is under ``sim.errors.command_status``, which turns Ctrl-C into one line and exit 130; but loading
+A script's run is under ``sim.command.command_status``, which turns Ctrl-C into one line and exit 130; but loading
 numpy, pandas, lightgbm or the simulator takes up to a couple of seconds before that, and a Ctrl-C there printed a
 KeyboardInterrupt traceback and a SIGTERM killed the script (-15, no line). This module makes that moment end the
 same way: imported by the program itself, it blocks both until the command starts (``hold_stops_until_command``); its
@@ -57,21 +57,21 @@ def _answer_a_held_stop() -> None:
     """At exit before any command started (``--help``, a usage error, a module that only says it is not a command): a
     stop held since the script started is answered as a command would have answered it (one line, 143 or 130); left
     blocked, it was dropped and the process ended 0 or 2 as if never stopped."""
-    from sim import errors
+    from sim import command
 
-    if not errors._blocked_until_command:  # (a command started and took the held stops: it answered them)
+    if not command._blocked_until_command:  # (a command started and took the held stops: it answered them)
         return
-    pending = signal.sigpending() & errors._blocked_until_command
+    pending = signal.sigpending() & command._blocked_until_command
     if not pending:
         return
     terminated = signal.SIGTERM in pending
-    errors.flush_printed()  # (what is printed, --help's text, goes out first: os._exit skips it)
+    command.flush_printed()  # (what is printed, --help's text, goes out first: os._exit skips it)
     print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
     os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
 if _imported_by_the_program():
-    from sim.errors import hold_stops_until_command
+    from sim.command import hold_stops_until_command
 
     hold_stops_until_command()  # a SIGTERM while the libraries load waits for the command: one line, not death by it
     atexit.register(_answer_a_held_stop)  # (first registered, last run: a script's own exit functions run before it)

@@ -108,7 +108,7 @@ def test_a_stop_signal_while_a_script_loads_its_libraries_waits_for_its_command(
     script = tmp_path / "slow_start.py"
     script.write_text(f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
                       "print('loading', file=sys.stderr, flush=True)\ntime.sleep(2)  # (numpy, numba loading)\n"
-                      "from sim.errors import command_status, end_process\n"
+                      "from sim.command import command_status, end_process\n"
                       "end_process(command_status('slow_start.py', lambda: 0))\n")
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
@@ -213,7 +213,7 @@ def test_a_stop_held_until_a_script_ends_before_its_command_is_answered(tmp_path
     stop was dropped and it ended 0 or 2 as if never stopped."""
     script = tmp_path / "ends_early.py"
     script.write_text(f"import os, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
-                      "from sim.errors import end_process\nprint('usage: ends_early.py')\n"
+                      "from sim.command import end_process\nprint('usage: ends_early.py')\n"
                       f"os.kill(os.getpid(), {int(signum)})  # (held: it waits)\n{how}\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (status, "usage: ends_early.py\n", f"ends_early.py: {said}\n")

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from sim.errors import command_status
+from sim.command import command_status
 from tests.conftest import ROOT
 
 STOPS = [signal.SIGINT, signal.SIGTERM]
@@ -74,15 +74,15 @@ def test_sys_exit_after_a_swallowed_stop_is_the_stop(capsys):
 def test_a_stop_as_a_command_returns_is_noted_not_raised(monkeypatch, capsys):
     """A stop landing in ``command_status``'s own end, once its body has returned, was raised out of it: a traceback
     (or, in a script, "interrupted" and 130 for a SIGTERM)."""
-    import sim.errors
+    import sim.command
 
-    cancel = sim.errors._cancel_retry
+    cancel = sim.command._cancel_retry
 
     def stopped_there() -> None:  # (called as the outermost command ends)
         os.kill(os.getpid(), signal.SIGTERM)
         cancel()
 
-    monkeypatch.setattr(sim.errors, "_cancel_retry", stopped_there)
+    monkeypatch.setattr(sim.command, "_cancel_retry", stopped_there)
     try:
         status = command_status("tool", lambda: 0)
     except KeyboardInterrupt as escaped:  # (not left to end the test session)
@@ -96,11 +96,11 @@ PROGRAM = """
 import atexit, os, signal, sys
 sys.path.insert(0, {root!r})
 if {early}:
-    from sim.errors import watch_stop_signals
+    from sim.command import watch_stop_signals
     watch_stop_signals()  # (main.py's and learned.train's early handlers)
 else:
     import sim.script_start  # noqa (a script's start: its stops held until its command)
-from sim.errors import command_status, end_process
+from sim.command import command_status, end_process
 import argparse
 
 def body():
@@ -142,14 +142,14 @@ def test_a_stop_once_a_program_s_command_answered_ends_it_with_that_answer(tmp_p
 MAIN_HELP = """
 import os, runpy, signal, sys
 sys.path.insert(0, {root!r})
-import sim.errors
-cancel = sim.errors._cancel_retry
+import sim.command
+cancel = sim.command._cancel_retry
 
 def stopped_there():  # (end_process calls it before it sets its handlers: a stop on the way there)
     os.kill(os.getpid(), signal.SIGTERM)
     cancel()
 
-sim.errors._cancel_retry = stopped_there
+sim.command._cancel_retry = stopped_there
 sys.argv = ["main.py", "--help"]
 runpy.run_path({main!r}, run_name="__main__")
 """

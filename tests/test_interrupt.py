@@ -39,7 +39,7 @@ else:
         print("READY", flush=True)
         return run(self, until)
     engine.Engine.run = announced
-from sim.errors import end_process
+from sim.command import end_process
 end_process(main.main(sys.argv[2:]))  # as main.py ends
 """
 
@@ -260,7 +260,7 @@ def test_every_writer_goes_through_atomic_write():
 _ENDS_THROUGH_END_PROCESS = """
 import atexit, sys
 sys.path.insert(0, {root!r})
-from sim.errors import end_process
+from sim.command import end_process
 
 class Teardown:
     def __del__(self):
@@ -360,7 +360,7 @@ def test_every_child_program_that_loads_the_simulator_ends_through_end_process()
 
 def test_every_command_that_loads_the_simulator_ends_through_end_process():
     """A script's ``__main__`` block that imports kvsim's packages (pyarrow, numba with them) exits through
-    sim.errors.end_process, not sys.exit: the abort at teardown is rare (one process in ~200) and no test would
+    sim.command.end_process, not sys.exit: the abort at teardown is rare (one process in ~200) and no test would
     catch a new script that forgot it."""
     packages = {"sim", "trace", "learned", "experiments", "main"}
     offenders = []
@@ -383,7 +383,7 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path):
     """``python -m cProfile -o FILE main.py ...`` (or pdb, coverage's tracer) reports after the script returns:
     under a profiler or tracer end_process exits the ordinary way, so the profile is written."""
     script = tmp_path / "command.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom sim.errors import end_process\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom sim.command import end_process\n"
                       "end_process(3)\n")
     done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "out.prof"), str(script)],
                           capture_output=True, text=True, timeout=60)

@@ -249,7 +249,7 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
 @pytest.mark.parametrize("after_s", [1.0, 4.0], ids=["while-loading-libraries", "while-training"])
 def test_sigterm_during_training_is_exit_143_and_leaves_the_previous_model(shared_data, small_learned_model, tmp_path,
                                                                             after_s):
-    """A scheduler's SIGTERM is "terminated", 143, wherever it lands (sim.errors.command_status): while the libraries
+    """A scheduler's SIGTERM is "terminated", 143, wherever it lands (sim.command.command_status): while the libraries
     loaded it was reported as an interruption (130) once learned.train noted stop signals from its first line."""
     model = _copy(small_learned_model, tmp_path)
     before = model.read_bytes(), sidecar_path(model).read_bytes()

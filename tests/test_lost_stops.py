@@ -1,5 +1,5 @@
 """A stop whose exception is lost where Python cannot pass it on (a destructor, a weakref callback, a C library's
-call back into Python) still stops the command at once (``sim.errors._lost_stop``: a one-shot SIGALRM retry), and the
+call back into Python) still stops the command at once (``sim.command._lost_stop``: a one-shot SIGALRM retry), and the
 retry leaves nothing behind: it is not raised a second time while the stop is answered, it puts back the timer and the
 unraisable hook it found."""
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from sim.errors import Terminated, command_status
+from sim.command import Terminated, command_status
 from tests.conftest import ROOT
 
 
@@ -103,7 +103,7 @@ def test_a_stop_lost_in_a_destructor_still_stops_the_run_at_once(signum, stop):
     SIGTERM waiting for the next checkpoint; it is raised again in the main code within milliseconds, silently."""
     code = f"""
 import os, time
-from sim.errors import Terminated, watch_stop_signals
+from sim.command import Terminated, watch_stop_signals
 
 class Finalised:
     def __del__(self):
@@ -151,14 +151,14 @@ def _lost_stop_then_answered(signum: int, body_end: str) -> subprocess.Completed
     retry left armed fires inside the answer or after it. Prints the command's status."""
     script = f"""
 import os, time
-import sim.errors
-from sim.errors import command_status
+import sim.command
+from sim.command import command_status
 
-say = sim.errors._say
+say = sim.command._say
 def slow_say(text):
     time.sleep(0.05)
     say(text)
-sim.errors._say = slow_say
+sim.command._say = slow_say
 
 class Finalised:
     def __del__(self):

@@ -70,7 +70,7 @@ def test_a_draw_past_its_timeout_is_reported_as_a_hang_not_an_internal_error(mon
     import time
 
     import main
-    from sim.errors import command_status
+    from sim.command import command_status
     from tests.conftest import ROOT
 
     monkeypatch.syspath_prepend(str(ROOT / "tools"))

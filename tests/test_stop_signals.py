@@ -1,6 +1,6 @@
 """A Ctrl-C or SIGTERM ends a command as stopped (130 / 143, one line) wherever it lands: in a frame that leaves a
 failing destructor, twice, inside a compiled kernel, behind another error a library wrapped it in, swallowed by a
-library's broad ``except`` (sim.errors.watch_stop_signals), in a command run inside another, in a sweep's point.
+library's broad ``except`` (sim.command.watch_stop_signals), in a command run inside another, in a sweep's point.
 A stop lost where Python cannot pass it on (a destructor, a C library's callback): tests/test_lost_stops.py."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sys
 
 import pytest
 
-from sim.errors import InputError, Terminated, command_status
+from sim.command import Terminated, command_status
+from sim.errors import InputError
 from sim.report.output import atomic_write
 from tests.conftest import ROOT, atomic_leftovers
 
-INTERNAL = "kvsim: internal error (please report it with the command line above)"  # (sim.errors._internal's line)
+INTERNAL = "kvsim: internal error (please report it with the command line above)"  # (sim.command._internal's line)
 
 class _FailingDestructor:
     """A native object interrupted half-built (llvmlite's ObjectRef during numba's compile): its __del__ fails."""
@@ -49,7 +50,7 @@ def test_a_stop_while_the_process_ends_after_its_work_ends_it_at_once_with_its_s
     ending with (here 0) and nothing more said."""
     script = f"""
 import atexit, sys, time
-from sim.errors import command_status, end_process, watch_stop_signals
+from sim.command import command_status, end_process, watch_stop_signals
 if {early}:
     watch_stop_signals()  # (main.py's early handlers, which command_status puts back)
 
@@ -71,17 +72,17 @@ end_process(command_status("kvsim", lambda: 0))
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
     second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
-    import sim.errors
+    import sim.command
 
     said = []
-    say = sim.errors._say
+    say = sim.command._say
 
     def say_after_another_sigterm(line: str) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # the second signal, while the first is handled
         said.append(line)
         say(line)
 
-    monkeypatch.setattr(sim.errors, "_say", say_after_another_sigterm)
+    monkeypatch.setattr(sim.command, "_say", say_after_another_sigterm)
 
     def body() -> int:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -100,17 +101,17 @@ def test_a_second_stop_while_the_first_is_answered_is_the_same_stop(monkeypatch,
     """Ctrl-C pressed twice, or a SIGTERM after a Ctrl-C (``timeout`` as the user gives up): the second stop, landing
     while ``command_status`` says the first one ended the command, raised its exception out of it: a traceback, exit
     1 or death by SIGINT instead of one line."""
-    import sim.errors
+    import sim.command
 
     said = []
-    say = sim.errors._say
+    say = sim.command._say
 
     def say_after_another_stop(text: str) -> None:
         os.kill(os.getpid(), second)  # the second signal, while the first is answered
         said.append(text)
         say(text)
 
-    monkeypatch.setattr(sim.errors, "_say", say_after_another_stop)
+    monkeypatch.setattr(sim.command, "_say", say_after_another_stop)
 
     def body() -> int:
         os.kill(os.getpid(), first)
@@ -133,17 +134,17 @@ def test_a_stop_while_another_end_is_answered_is_noted_not_raised(monkeypatch, c
     """A Ctrl-C or SIGTERM landing as ``command_status`` says the command failed (its one line, an internal error's
     traceback) was raised out of it: a second traceback, exit 1 or death by SIGINT. It is noted instead, so a command
     run inside another (tools/random_runs.py's draws) leaves it to the outer one, which stops."""
-    import sim.errors
+    import sim.command
 
     lines = []
-    say = sim.errors._say
+    say = sim.command._say
 
     def say_after_a_stop(text: str) -> None:
         os.kill(os.getpid(), signum)  # the stop, while the end is answered
         lines.append(text)
         say(text)
 
-    monkeypatch.setattr(sim.errors, "_say", say_after_a_stop)
+    monkeypatch.setattr(sim.command, "_say", say_after_a_stop)
 
     def body() -> int:
         raise error
@@ -154,7 +155,7 @@ def test_a_stop_while_another_end_is_answered_is_noted_not_raised(monkeypatch, c
         except KeyboardInterrupt as escaped:  # (not left to end the test session)
             pytest.fail(f"{type(escaped).__name__} raised out of command_status")
         assert inner == code
-        sim.errors.raise_if_stopped()  # (tools/random_runs.py's check between draws)
+        sim.command.raise_if_stopped()  # (tools/random_runs.py's check between draws)
         return 0
 
     assert command_status("hunt", outer) == 128 + signum
@@ -164,7 +165,7 @@ def test_a_stop_while_another_end_is_answered_is_noted_not_raised(monkeypatch, c
 def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_internal_error(capsys):
     """numba's dispatcher reports a Ctrl-C (or SIGTERM) raised while its function ran as a SystemError caused by it
     ("returned a result with an exception set": seen generating a synthetic trace's block ids)."""
-    from sim.errors import Terminated, command_status
+    from sim.command import Terminated, command_status
 
     def kernel_stopped_by(signal_exception):
         def body():
@@ -310,7 +311,7 @@ runner._stop(pool)
 failing = threading.Thread(target=lambda: 1 / 0)
 failing.start()
 failing.join()
-from sim.errors import end_process
+from sim.command import end_process
 end_process(0)  # as every command ends: the interpreter's teardown (never run by one) woke the stopped pool's
 # manager thread through a pipe its shutdown may have closed, "Exception ignored in: <module 'threading'>" (once in CI)
 """
@@ -336,7 +337,7 @@ def test_a_stop_waits_for_a_kernel_compile_to_end(signum, stop):
     code = f"""
 import os
 from numba.extending import overload
-from sim.errors import Terminated, watch_stop_signals
+from sim.command import Terminated, watch_stop_signals
 from sim.jit import njit
 
 def ping():

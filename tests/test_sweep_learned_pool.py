@@ -68,7 +68,7 @@ import lightgbm  # (a learned sweep's pool spawns its workers: experiments.runne
 from experiments import runner
 pool = runner._pool(1)
 assert pool.submit(abs, -1).result() == 1
-os._exit(130)  # as an interrupted sweep ends (sim.errors.end_process), its pool's semaphores not released
+os._exit(130)  # as an interrupted sweep ends (sim.command.end_process), its pool's semaphores not released
 """
 
 

@@ -79,7 +79,7 @@ import experiments.runner, main
 def slow(task):  # each point takes ten minutes: long past any wait below
     time.sleep(600)
 experiments.runner.run_task = slow  # forked workers inherit it
-from sim.errors import end_process
+from sim.command import end_process
 end_process(main.main(sys.argv[1:]))  # as main.py ends
 """
 
@@ -128,14 +128,15 @@ def test_a_killed_sweep_leaves_no_worker_running(tmp_path, signum, group):
         assert proc.returncode == 130 and proc.stderr.read() == "kvsim: interrupted\n"
 
 
-SIGNAL_TO_ANOTHER_THREAD = SLOW_POINTS.replace("from sim.errors import end_process", """import multiprocessing, threading
+SIGNAL_TO_ANOTHER_THREAD = SLOW_POINTS.replace(
+    "from sim.command import end_process", """import multiprocessing, threading
 def other_thread():  # a thread of its own (signals not blocked), as tqdm's monitor is: the kernel may pick any
     while len(multiprocessing.active_children()) < 2:
         time.sleep(0.01)
     time.sleep(0.5)  # the main thread is waiting for the workers' points by now
     signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # delivered to this thread, not the main one
 threading.Thread(target=other_thread, daemon=True).start()
-from sim.errors import end_process""")
+from sim.command import end_process""")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pthread_kill to one thread: POSIX")
@@ -184,7 +185,7 @@ def run_mode(mode, config, policies=None, **options):  # (cluster_pd, routers: a
         os._exit(3)  # the worker process dies (as when killed for memory)
     return real(mode, config, policies, **options)
 experiments.execute.run_mode = run_mode  # forked workers inherit it
-from sim.errors import end_process
+from sim.command import end_process
 end_process(main.main(sys.argv[1:]))
 """
 

@@ -125,7 +125,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.errors import command_status
+    from sim.command import command_status
 
     p = argparse.ArgumentParser(prog="check_moe_kernels.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -163,6 +163,6 @@ def compare(items: list[str], tp1_ep1: bool) -> int:
 
 
 if __name__ == "__main__":
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main())

@@ -455,6 +455,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
-    end_process(command_status("edge_runs.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("edge_runs.py", main))  # without the interpreter's teardown: see sim.command

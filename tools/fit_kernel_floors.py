@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from sim.errors import command_status
+    from sim.command import command_status
 
     return command_status("fit_kernel_floors", lambda: run(args, argv))
 
@@ -166,6 +166,6 @@ def _overlay(argv: list[str], values: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main())

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fit_roofline: interrupted", file=sys.stderr)
         return 130
-    from sim.errors import command_status
+    from sim.command import command_status
 
     return command_status("fit_roofline", lambda: run(args, argv))
 
@@ -226,6 +226,6 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, configs, values: 
 
 
 if __name__ == "__main__":
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main())

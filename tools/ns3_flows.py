@@ -242,7 +242,7 @@ def simulate(senders: int, nbytes: int, link: LinkParams, tcp: TcpParams,
 
 
 if __name__ == "__main__":  # a module of tools/ns3_kv_timing.py, not a command: say so (exit 2) rather than do nothing
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
     def _refuse() -> int:
         raise InputError("a module of tools/ns3_kv_timing.py, the command to run "

@@ -84,8 +84,9 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback,
     )
 
     from sim.cli import OneLineParser
+    from sim.command import command_status, end_process
     from sim.config import MAX_LATENCY_US
-    from sim.errors import InputError, command_status, end_process
+    from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_writable
     from sim.serving.engine import Engine
     from sim.serving.network import MIB, Link

@@ -378,6 +378,6 @@ if __name__ == "__main__":
         if root in sys.path:
             sys.path.remove(root)
         sys.path.insert(0, root)
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
-    end_process(command_status("overload_grid.py", cli))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("overload_grid.py", cli))  # without the interpreter's teardown: see sim.command

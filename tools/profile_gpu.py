@@ -325,7 +325,7 @@ def _check_device(torch, device: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from sim.errors import command_status
+    from sim.command import command_status
 
     return command_status("profile_gpu", lambda: profile(args))
 
@@ -440,6 +440,6 @@ def _profile_into(torch, args: argparse.Namespace, out: Path, shape: Shape, grid
 
 
 if __name__ == "__main__":
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main())

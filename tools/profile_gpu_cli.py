@@ -118,6 +118,6 @@ MAX_RUNS = 1000
 if __name__ == "__main__":  # (this module holds profile_gpu.py's flags; run as a script it is that tool)
     from profile_gpu import main
 
-    from sim.errors import end_process
+    from sim.command import end_process
 
     end_process(main())

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--draws and --timeout must be >= 1, --seed, --start and --only >= 0")
     import numpy as np
 
-    from sim.errors import raise_if_stopped
+    from sim.command import raise_if_stopped
     from tests.random_corners import corners
     from tests.random_settings import RngChooser, draw_argv
     from tests.run_outcome import judge
@@ -181,6 +181,6 @@ def _print_stats(reached: dict[str, Counter], why: dict[str, Counter]) -> None:
 
 
 if __name__ == "__main__":
-    from sim.errors import command_status, end_process
+    from sim.command import command_status, end_process
 
-    end_process(command_status("random_runs.py", main))  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("random_runs.py", main))  # without the interpreter's teardown: see sim.command

@@ -27,7 +27,8 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
 
     # isort: split
     from sim.cli import OneLineParser, path_argument
-    from sim.errors import InputError, command_status, end_process
+    from sim.command import command_status, end_process
+    from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_distinct, check_writable
 except KeyboardInterrupt:
     print("to_mooncake.py: interrupted", file=sys.stderr)

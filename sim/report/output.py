@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from sim.errors import InputError, ReaderGone, quote, raise_if_stopped
+from sim.command import raise_if_stopped
+from sim.errors import InputError, ReaderGone, quote
 
 TEMP_PREFIX = ".kvsim-"
 TEMP_SUFFIX = ".tmp"
