@@ -97,7 +97,8 @@ def _watch() -> None:
     # (a child told to ignore Ctrl-C keeps that; a program's command after another takes the stops back)
     if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _end_now):
         signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # (one told to ignore SIGTERM keeps that too; a stop
+        signal.signal(signal.SIGTERM, _terminate)               # under way ignores a second: ``_terminate``)
 
 
 def hold_stops_until_command() -> None:

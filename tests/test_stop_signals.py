@@ -69,6 +69,30 @@ end_process(command_status("kvsim", lambda: 0))
     assert (process.wait(timeout=30), process.stderr.read()) == (0, "")
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["script", "main.py"])
+def test_a_sigterm_the_parent_ignores_stays_ignored(early):
+    """A process started with SIGTERM ignored (its parent's choice, inherited across exec, as a shell's background job
+    inherits Ctrl-C ignored) keeps ignoring it, as it keeps an ignored Ctrl-C: before, a command put its own handler in
+    place and a SIGTERM sent to it ended it (143, "kvsim: terminated")."""
+    script = f"""
+import os, signal, time
+from sim.command import command_status, end_process, watch_stop_signals
+if {early}:
+    watch_stop_signals()  # (main.py's early handlers)
+
+def body():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    return 0
+
+end_process(command_status("kvsim", body))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
     second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
