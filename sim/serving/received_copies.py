@@ -68,7 +68,8 @@ class ReceivedCopies:
 
     def computed(self, job: Job, tokens: int) -> None:
         """A step scheduled ``job``'s first ``tokens`` tokens here, ``job`` holding copies past its hit (``lookup`` cut
-        it at another request's KV landing: a decode instance's preempted request, recomputed): its copies among the
+        it at another request's KV landing: a decode instance's preempted request, recomputed; a hybrid's hit cut back
+        to its sliding run, or to a connector's load, ``PastHitCopies``): its copies among the
         full prompt blocks they fill are found as ``landed`` makes a received one found. vLLM caches the full blocks
         a step schedules as it allocates them (``KVCacheManager.allocate_slots`` -> ``cache_blocks`` up to
         ``total_computed_tokens + num_new_tokens``, vllm/v1/core/kv_cache_manager.py), beside a first block of a

@@ -279,8 +279,8 @@ class Scheduler(DecodeWindows):
             if short and job not in running:
                 continue
             kv.allocate(job, job.computed + n)
-            if job.prompt_copies and job.copies_from >= 0 and job.computed < job.input_tokens:
-                kv.computed(job, job.computed + n)  # (PD decode: copies of its own its prompt's chunk computes)
+            if job.prompt_copies and job.computed < job.input_tokens:  # (copies of its own its prompt's chunk
+                kv.computed(job, job.computed + n)  # computes: ``KVCacheManager.computed``)
             batch.append((job, n))
             budget -= n
             if decoding:
@@ -347,7 +347,7 @@ class Scheduler(DecodeWindows):
                 continue
             load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
             kv.allocate(job, cached + n)  # that taking its blocks demotes
-            if job.prompt_copies and job.copies_from >= 0:  # (PD decode: copies of its own, computed by this step)
+            if job.prompt_copies:  # (copies of its own past its hit, computed by this step)
                 kv.computed(job, cached + n)
             job.computed = cached
             if not job.admitted_once:  # hits count once per request, not again after a preemption
