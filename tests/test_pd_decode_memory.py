@@ -391,3 +391,36 @@ def test_a_decode_step_recomputing_a_preempted_request_makes_its_copies_found():
     kv.landed(c)
     kv.free(c)
     assert kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 5
+
+
+def test_a_copy_cached_already_is_not_cached_again_when_a_later_step_reaches_it():
+    """A and B (blocks 1-4) land, B's copies cached behind A's blocks; A ends (its blocks cached) and D (16 blocks of
+    its own) takes every free block, evicting A's: B's copies are the blocks of 1-4 now (found as the next lookup
+    asks). B's first decode step is scheduled before that lookup (the scheduler tells the manager what it computes):
+    vLLM caches nothing again (B's blocks are cached already, ``num_cached_block``), so B's copies are found in the
+    order they were cached and B holds 1-4 once: D ends, E (blocks 1-4) finds 3 and is sent 1. Before, the step made
+    B's copies the blocks by id a second time, out of the queue of copies cached, leaving B queued behind itself:
+    once B's blocks were evicted in turn, a lookup failed on a copy B no longer held."""
+    kv = _manager_of(20)
+    a, b = _two_in_flight(kv)
+    kv.landed(a)
+    kv.landed(b)
+    kv.free(a)
+    d = Job(3, 256, 1, list(range(10, 26)), 100, target=256)
+    kv.allocate(d, 256)  # (no lookup: nothing surfaced yet)
+    assert kv.pool.free == 0 and b.prompt_copies == (0, 1, 2, 3)
+    b.computed = 63
+    kv.allocate(b, 64)
+    kv.computed(b, 64)
+    kv.free(d)
+    assert b.prompt_copies == () and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1} and kv.pool.used == 4
+    e = Job(4, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(e, 64) == 3
+    kv.allocate(e, 64)
+    assert kv.sent_blocks(e, 3) == 1
+    kv.free(b)
+    kv.free(e)
+    f = Job(5, 320, 1, list(range(30, 50)), 200, target=320)
+    kv.allocate(f, 320)  # (every block: B's and E's evicted, nothing of the prefix left to find)
+    kv.free(f)
+    assert kv.receive(Job(6, 64, 4, list(PREFIX), 0, target=64), 64) == 0 and kv.pool.used == 0

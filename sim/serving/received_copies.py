@@ -80,23 +80,24 @@ class ReceivedCopies:
         """``job``'s copies among its first ``last`` prompt blocks (full ones: a partial block is not hashed, not
         found) are cached now, in vLLM's order: a copy of a block neither held nor cached in HBM is the block found
         (``_adopt``), as is one of a block held by id whose KV is still landing (not cached yet: ``_cut_in``); the
-        others are found once the blocks cached before them are gone (``_surface_copies``). A copy cached already is
-        left as it is."""
+        others are found once the blocks cached before them are gone (``_surface_copies``), behind the copies of
+        their block cached before them even where that block is gone already (the next lookup finds the first
+        copy). A copy cached already is left as it is (vLLM caches a block once: ``num_cached_block``)."""
         refs, landed, landing = self.pool.refs, self._landed_copies, self.landing
         for i in job.prompt_copies:
             if i >= last:
                 continue
             key = int(job.blocks[i])
-            if key in refs:
-                if key in landing and key not in landed:
-                    self._cut_in(job, i, key)
-                    continue
-            elif self.cache.find(key) != 0:
+            holders = landed.get(key)
+            if holders is not None:
+                if job not in holders:
+                    holders.append(job)
+            elif key in refs and key in landing:
+                self._cut_in(job, i, key)
+            elif key not in refs and self.cache.find(key) != 0:
                 self._adopt(job, key)
-                continue
-            holders = landed.setdefault(key, [])
-            if job not in holders:
-                holders.append(job)
+            else:
+                landed[key] = [job]
 
     def _cut_in(self, job: Job, index: int, key: int) -> None:
         """``job``'s copy (``index``) of block ``key`` is cached while the block held by id is still landing (a step
