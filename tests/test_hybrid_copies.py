@@ -106,3 +106,27 @@ def test_a_parked_hybrid_requests_copies_are_cached_as_the_step_after_its_load_c
     assert _full_refs(pool) == {1: 1, 2: 1, 9: 1} and b.prompt_copies == (2, 3, 4, 5, 6, 7)  # (A's 3-8 cached)
     _push_out_cache(kv, pool)
     assert _full_refs(pool) == {key: 1 for key in range(1, 10)} and b.prompt_copies == ()
+
+
+def test_a_request_received_behind_another_of_its_prefix_takes_sliding_blocks_of_its_own():
+    """A and B (blocks 1-4, 64 tokens) are received one after the other, A's KV in flight: B's hit is 0 (its lookup
+    stops at A's landing block 1), so vLLM allocates B new blocks in every group (``allocate_slots`` past the hit:
+    ``get_new_blocks``): 4 full-group copies and 4 sliding blocks (64 tokens, all inside the 128-token window), and
+    the connector fills them all (B is sent 8). The pool holds A's 8 + B's 8 = 16. Before, B held A's sliding blocks
+    of 1-3 by key (shared), 13: decode memory under-counted."""
+    kv, pool = hybrid_manager(pool_blocks=60, ids=IDS)
+    a, b = Job(0, 64, 1, list(PREFIX), 0, target=64), Job(1, 64, 400, list(PREFIX), 0, target=64)
+    for job in (a, b):
+        assert kv.receive(job, 64) == 0
+        assert kv.new_blocks(job, 64) == 8
+        kv.allocate(job, 64)
+        kv.expect(job, 0)
+        assert kv.sent_blocks(job, 0) == 8
+    assert pool.used == 16 and b.prompt_copies == (0, 1, 2, 3)
+    assert {key: n for key, n in pool.refs.items() if key >= IDS} == {IDS + 1: 1, IDS + 2: 1, IDS + 3: 1}  # (A's)
+    kv.landed(a)
+    kv.landed(b)
+    kv.free(a)
+    assert pool.used == 8
+    kv.free(b)
+    assert pool.used == 0 and not pool.refs

@@ -361,8 +361,9 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         start = max(hi, lo)
         if want <= start:
             return full - released
-        keys, private = self._keyed(job, start, want)
-        return full + self.pool.count_fresh(keys) + private - released
+        split = min(max(start, job.sliding_hit), want)  # (past the hit every block is new: ``_own_past_hit``)
+        keys, private = self._keyed(job, start, split)
+        return full + self.pool.count_fresh(keys) + private + self.copies * (want - split) - released
 
     def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
         """Never known before the lookup here: the hit's blocks change what the other groups take."""
@@ -405,6 +406,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         job.anonymous += grow
         want = -(-tokens // self.block_size)
         if want > job.sliding_hi:
+            self._own_past_hit(job, job.sliding_hi, want)
             keys, count = self._keyed(job, job.sliding_hi, want)
             fresh += self.pool.hold(keys, count)
             job.sliding_hi = want
@@ -417,6 +419,32 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
                 job.generated_hit = 0
             self.cache.resize_top(self.pool.unused)
             self._charge_writes()
+
+    def _own_past_hit(self, job: Job, lo: int, hi: int) -> None:
+        """The sliding blocks lo … hi - 1 past ``job``'s hit that another request holds by key are the job's own, not
+        kept as cached prefixes (dropped from ``sliding_keyed``): vLLM allocates new blocks in every group past a hit
+        (``allocate_slots`` -> ``get_new_blocks``), as the full group's copies are (``_hold_full``); e.g. a request
+        received on a decode instance while another's KV of its prefix is in flight. (A group's key stands for every
+        group's: a request holds its groups' blocks of a sequence block together.)"""
+        lo = max(lo, job.sliding_hit)
+        refs = self.pool.refs
+        if lo >= hi or not refs:
+            return
+        offset = self.offsets[0]
+        shared: list[int] = []
+        for a, b in job.sliding_keyed:
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                ids = self._sequence_ids(job, a, b)
+                shared += [i for i, block in enumerate(ids, a) if int(block) + offset in refs]
+        if shared:
+            spans: list[tuple[int, int]] = []
+            for a, b in job.sliding_keyed:
+                for i in (i for i in shared if a <= i < b):
+                    spans.append((a, i))
+                    a = i + 1
+                spans.append((a, b))
+            job.sliding_keyed = merged(spans)
 
     def _let_go_sliding(self, job: Job, upto: int) -> Sequence[int]:
         """Free the sliding groups' blocks before ``upto``, group by group, each latest first (vLLM frees a range in
