@@ -357,7 +357,12 @@ def sidecar_path(model_path: str | Path) -> Path:
 def files_read(config: Config) -> list[tuple[str, str]]:
     """Every file or folder a run of ``config`` reads, each with what names it: the path settings and the files they
     imply (a learned model's sidecar), which no output may overwrite (``sim.report.output.check_distinct``)."""
-    read = [(f"config key '{key}'", value) for key, value in path_settings(config)]
+    from sim.hf_config import config_file  # (here: the model's config reader loads the model families)
+
+    # (a Hugging Face model folder is read for its config.json alone: outputs beside it, a run's default plots from
+    # inside it, overwrite nothing read; a profile bundle's folder is read file by file, so it is protected whole)
+    read = [(f"config key '{key}'", str(config_file(Path(value))) if key == "model" else value)
+            for key, value in path_settings(config)]
     if is_path_value("cache.learned_model", config.cache.learned_model):
         read.append(("config key 'cache.learned_model' (its sidecar)", str(sidecar_path(config.cache.learned_model))))
     return read

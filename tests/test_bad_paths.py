@@ -120,8 +120,7 @@ def test_an_input_that_is_a_loop_of_links_says_so(run_cli, tmp_path):
                                            "link to nothing that exists (or a loop of links)")
 
 
-@pytest.mark.parametrize("flag, name", [("--report-csv", "config.json"), ("--report-json", "sub/r.json"),
-                                        ("--plot-dir", "plots")])
+@pytest.mark.parametrize("flag, name", [("--report-csv", "config.json"), ("--report-json", "config.json")])
 def test_no_output_goes_inside_a_folder_the_run_reads(flag, name, run_cli, tmp_path):
     """A folder input (a Hugging Face model folder, a profile bundle: its files are read) is an input like a file:
     --report-csv PROFILE/mlp.csv replaced a Vidur table with the report (exit 0), and the next run was refused.
@@ -132,6 +131,20 @@ def test_no_output_goes_inside_a_folder_the_run_reads(flag, name, run_cli, tmp_p
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert flag in err and "config key 'model'" in err, err
     assert sorted(p.name for p in config.parent.iterdir()) == ["config.json"]
+    assert json.loads(config.read_text()) == LLAMA_31_8B
+
+
+def test_outputs_beside_a_model_folders_config_run(run_cli, tmp_path, monkeypatch):
+    """A Hugging Face model folder given as the model is read for its config.json alone (``sim.hf_config.config_file``):
+    a run from inside it with the default outputs (plots to ./kvsim-plots) and a report beside config.json is not
+    refused (it was, exit 2 naming a --plot-dir never given), while config.json itself stays protected (above)."""
+    config = write_config(tmp_path / "model", LLAMA_31_8B)
+    monkeypatch.chdir(config.parent)
+    run = ("--preset", "smoke", "--workload-limit", "20", "--set", "model=./", "--quiet")
+    status, _, err = run_cli(*run)
+    assert status == 0 and (config.parent / "kvsim-plots").is_dir(), err
+    status, _, err = run_cli(*run, "--no-plot", "--report-json", "r.json")
+    assert status == 0 and (config.parent / "r.json").is_file(), err
     assert json.loads(config.read_text()) == LLAMA_31_8B
 
 
