@@ -60,7 +60,7 @@ def test_of_two_landed_copies_the_first_cached_becomes_the_block_found():
     A ends and its blocks are evicted (D fills the pool): B's copies are the blocks found, held by B. B ends: its
     blocks are cached, still first of their hashes; C's copies stay its own. E (blocks 1-4) touches B's cached 1-3
     and takes 1 new block (a block-aligned prompt's last block is sent): the pool holds C's 4 + E's 4 = 8. Had C's
-    copies become the blocks found, E would share C's 1-3 and hold 5 - 4... only 1 of its own: 5."""
+    copies become the blocks found, E would share C's 1-3 and take 1 block: 5."""
     kv = _manager(24)
     a, b, c = _received(kv, 0, 1, 2)
     for job in (a, b, c):
