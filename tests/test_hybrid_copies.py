@@ -130,3 +130,29 @@ def test_a_request_received_behind_another_of_its_prefix_takes_sliding_blocks_of
     assert pool.used == 8
     kv.free(b)
     assert pool.used == 0 and not pool.refs
+
+
+def test_with_six_sliding_groups_a_request_received_behind_another_takes_blocks_in_every_group():
+    """gemma-3-4b (34 layers, 5 full and 29 sliding, groups of 5: 1 full group and 6 sliding groups): A and B (blocks
+    1-4, 64 tokens, inside the 1024-token window) received one after the other, A's KV in flight. Each takes 4 blocks
+    in each of its 7 groups (B's hit is 0: ``get_new_blocks`` in every group past it), 28, and is sent 28: the pool
+    holds 56. (gpt-oss's one sliding group cannot tell one sliding group's count from all of them.)"""
+    from sim.serving.block_pool import BlockPool
+    from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
+    from sim.serving.kv_groups import kv_groups
+    from sim.specs import model_spec
+    from tests.cache_helpers import make_cache
+    from tests.test_hybrid_kv_cache_manager import Clock
+
+    groups = kv_groups(model_spec("gemma-3-4b"), 16)
+    assert (groups.full_groups, groups.sliding_groups) == (1, 6)
+    pool = BlockPool(200, Clock())
+    kv = HybridKVCacheManager(pool, make_cache("lru", [200], num_blocks=8 * IDS), 16, True, lambda: 0.0, groups, IDS,
+                              groups.admission_cap(131_072, 8192, False), False)
+    for job in (Job(0, 64, 1, list(PREFIX), 0, target=64), Job(1, 64, 400, list(PREFIX), 0, target=64)):
+        assert kv.receive(job, 64) == 0
+        assert kv.new_blocks(job, 64) == 28
+        kv.allocate(job, 64)
+        kv.expect(job, 0)
+        assert kv.sent_blocks(job, 0) == 28
+    assert pool.used == 56
