@@ -54,25 +54,27 @@ _program = False
 _ending_status = 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _noted(signum: int) -> bool:
+    """Note a stop that came (``raise_if_stopped``); whether to raise it now: not while a command answers how it ended
+    (``_answering``: the stop is that answer's, or the next one's)."""
     global _stop_signal
     if _answering:
         _stop_signal = _stop_signal or signum
-        return
+        return False
     _stop_signal = signum
     _stopped_midway()
-    if not _held:
+    return True
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    if _noted(signum) and not _held:
         _cancel_retry()
         raise KeyboardInterrupt
 
 
 def _terminate(signum: int, frame: object) -> None:
-    global _stop_signal
-    if _answering:
-        _stop_signal = _stop_signal or signum
+    if not _noted(signum):
         return
-    _stop_signal = signum
-    _stopped_midway()
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
