@@ -96,6 +96,9 @@ def watch_stop_signals() -> None:
 def _watch() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
+    from sim.held_imports import hold_stops_in_extension_imports  # (it holds stops with this module's stops_held)
+
+    hold_stops_in_extension_imports()  # before the handlers raise: a C extension imported from here on is safe
     # (a child told to ignore Ctrl-C keeps that; a program's command after another takes the stops back)
     if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _end_now):
         signal.signal(signal.SIGINT, _interrupt)
