@@ -34,13 +34,8 @@ A full run takes a few minutes. Timings depend on the machine and on whatever el
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +44,12 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -15,9 +15,7 @@ fewer requests span less simulated time and the fleet is as busy as at full size
 
 from __future__ import annotations
 
-import resource
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +24,9 @@ sys.path.insert(0, str(ROOT))
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import resource  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -34,17 +34,20 @@ before -> after plots drawn once, an LLMServingSim bundle's compute model kept a
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere: the repository's packages
 
 import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 SHARED = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 AZURE = "trace/data/azure_conv_2023.csv"

@@ -21,7 +21,6 @@ direct-mapped index).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +29,8 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402

@@ -23,8 +23,6 @@ accesses; the multi-turn stream has 1,434,959; ``--peers GLCache,ThreeLCache`` s
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +33,9 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +28,8 @@ sys.path.insert(0, str(REPO))
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -30,13 +30,8 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +40,12 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

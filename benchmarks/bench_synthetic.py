@@ -22,17 +22,20 @@ Timings depend on the machine and on whatever else runs on it: the load average 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
 
 import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 KINDS = ("multi-turn", "system-prompt", "rag", "agentic")
 STARTS = ("steady", "empty")

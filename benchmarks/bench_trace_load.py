@@ -36,18 +36,21 @@ on the machine and on whatever else runs; the load average is printed.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
 
 import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 BUNDLED = REPO / "trace" / "data" / "azure_conv_2023.csv"
 MOONCAKE_SOURCE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"

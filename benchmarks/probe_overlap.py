@@ -11,10 +11,7 @@ learned/README.md ("Train/test overlap").
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +22,10 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -4,15 +4,20 @@ one line naming the file, the row and the field."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run itself (by mistake: it says so): the repository's packages, as the scripts find them
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sim.script_start  # noqa: E402, F401 (first: run by mistake, a stop while it loads is answered as it says so)
+
+# isort: split
+
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
-
-import sim.script_start  # noqa: F401 (first: run by mistake, a stop while it loads is answered as it says so)
-
-# isort: split
 
 import numpy as np
 

@@ -11,6 +11,11 @@ point order, whatever the backend and the completion order.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # ``python -m experiments.sweep``: a stop before its command starts waits for it (one line)
+    import sim.script_start  # noqa: F401
+
+# isort: split
+
 import argparse
 import sys
 import time

@@ -8,8 +8,6 @@ roofline's constants are config.yaml's.
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -18,6 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
 
 # isort: split
+
+import argparse  # noqa: E402
+import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -19,29 +19,32 @@ a finding; a refusal is judged on its CPU seconds too.
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
-import math
-import multiprocessing
 import os
-import resource
-import shlex
-import shutil
 import sys
-import tempfile
-import time
-import types
-import typing
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Iterator, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from anywhere: the repository's packages
     sys.path[:0] = [str(ROOT)]
 
 import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import multiprocessing  # noqa: E402
+import resource  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+import typing  # noqa: E402
+from contextlib import redirect_stderr, redirect_stdout  # noqa: E402
+from typing import Any, Iterator, Literal  # noqa: E402
 
 MOONCAKE = "tests/samples/mooncake_synthetic.jsonl"  # a trace with block ids (workload.block_mismatch reads them)
 MODE_ARGS = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster --pd": ["--cluster", "--pd"],

@@ -7,13 +7,16 @@ writes the fitted values as a calibration overlay. ``--help`` gives examples.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
 import sim.script_start  # noqa: E402, F401 (first: a stop while the parser's libraries load waits for its command)
+
+# isort: split
+
+import argparse  # noqa: E402
 
 EPILOG = """\
 Each FOLDER is an AIConfigurator systems/data/<gpu> folder (github.com/ai-dynamo/aiconfigurator,

@@ -8,13 +8,16 @@ says what each constant is and gives examples.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
 import sim.script_start  # noqa: E402, F401 (first: a stop while the parser's libraries load waits for its command)
+
+# isort: split
+
+import argparse  # noqa: E402
 
 TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
 READ_SECTIONS = ("serving.", "hardware.", "compute.")  # the --set keys a step's time depends on

@@ -4,12 +4,21 @@ workers import it without the profiler's command line."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run itself (by mistake: it says so): the repository's packages, as the scripts find them
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sim.script_start  # noqa: E402, F401 (first: run by mistake, a stop while it loads is answered as it says so)
+
+# isort: split
+
 import csv
 import math
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Callable
 
 STATS = ("min", "max", "mean", "median", "std")
@@ -116,8 +125,10 @@ def profile_all_reduce(ranks: int, device: str, dtype_name: str, sizes: tuple[in
 
 
 if __name__ == "__main__":  # a module of tools/profile_gpu.py, not a command: say so (exit 2) rather than do nothing
-    import sys
+    from sim.command import command_status, end_process
+    from sim.errors import InputError
 
-    print("gpu_timing.py: error: a module of tools/profile_gpu.py, the command to run "
-          "(python tools/profile_gpu.py --help)", file=sys.stderr)
-    sys.exit(2)
+    def _refuse() -> int:
+        raise InputError("a module of tools/profile_gpu.py, the command to run (python tools/profile_gpu.py --help)")
+
+    end_process(command_status("gpu_timing.py", _refuse))  # (as a command: a stop held while it loaded is answered)

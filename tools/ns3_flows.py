@@ -7,15 +7,21 @@ the ``ns3`` package it is an InputError. The scenarios, TCP settings and their s
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run itself (by mistake: it says so): the repository's packages, as the scripts find them
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sim.script_start  # noqa: E402, F401 (first: run by mistake, a stop while it loads is answered as it says so)
+
+# isort: split
+
 import importlib.metadata
 import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
-
-import sim.script_start  # noqa: F401 (first: run by mistake, a stop while it loads is answered as it says so)
-
-# isort: split
 
 from sim.config import MAX_LATENCY_US, MIN_GBPS
 from sim.errors import InputError

@@ -20,18 +20,32 @@ false positives and negatives.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
-import multiprocessing
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    # kvsim's packages load from this checkout, or for ``judge --rule-from CHECKOUT`` (another checkout's caveat, e.g.
+    # the one before a change, judged on the same grid) from that one: first on the path before any of them loads
+    given = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--rule-from=")]
+    given += [b for a, b in zip(sys.argv, sys.argv[1:]) if a == "--rule-from"]
+    for root in [str(ROOT), *(str(Path(g).resolve()) for g in given[-1:])]:
+        if root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
+    import sim.script_start  # noqa: F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Any  # noqa: E402
+
 AZURE = str(ROOT / "trace" / "data" / "azure_conv_2023.csv")
 # the public data folder as the tests find it (tests/conftest.py): KVSIM_SHARED_DATA or shared/ beside the checkout
 MOONCAKE = str(Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -305,7 +319,7 @@ def judge(args: argparse.Namespace) -> int:
     import inspect
 
     from sim.errors import InputError
-    from sim.report.document import overload_caveat  # --rule-from's, where given: first on the path (see __main__)
+    from sim.report.document import overload_caveat  # --rule-from's, where given: first on the path (see the top)
 
     if args.rule_from is not None:  # a folder holding no kvsim (or not the one imported) judged this checkout's rule
         wanted = Path(args.rule_from).resolve() / "sim" / "report" / "document.py"
@@ -370,14 +384,6 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # kvsim's packages load from this checkout, or for ``judge --rule-from CHECKOUT`` (another checkout's caveat, e.g.
-    # the one before a change, judged on the same grid) from that one: first on the path before any of them loads
-    given = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--rule-from=")]
-    given += [b for a, b in zip(sys.argv, sys.argv[1:]) if a == "--rule-from"]
-    for root in [str(ROOT), *(str(Path(g).resolve()) for g in given[-1:])]:
-        if root in sys.path:
-            sys.path.remove(root)
-        sys.path.insert(0, root)
     from sim.command import command_status, end_process
 
     end_process(command_status("overload_grid.py", cli))  # without the interpreter's teardown: see sim.command

@@ -3,11 +3,17 @@ any profiling starts (exit 2, one line)."""
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
 
-import sim.script_start  # noqa: F401 (run as profile_gpu.py: a stop while it loads waits for its command)
+if __name__ == "__main__":  # run itself (as profile_gpu.py): the repository's packages, as the scripts find them
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sim.script_start  # noqa: E402, F401 (run as profile_gpu.py: a stop while it loads waits for its command)
 
 # isort: split
+
+import argparse
 
 from gpu_timing import TORCH_DTYPES  # a sibling: tools/ is on the path
 

@@ -12,17 +12,7 @@ Draw i of seed S is the same command line on every machine (numpy.random.default
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
-import re
-import shlex
-import signal
 import sys
-import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +20,19 @@ if str(ROOT) not in sys.path:  # run from anywhere: the repository's packages
     sys.path[:0] = [str(ROOT)]
 
 import sim.script_start  # noqa: E402, F401 (first: a stop before the command starts waits for it: one line)
+
+# isort: split
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
 
 
 class _Hang(BaseException):

@@ -15,17 +15,17 @@ from __future__ import annotations
 import sys
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    import argparse
-    import json
     from pathlib import Path
 
     REPO = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(REPO))
-    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-        del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
     import sim.script_start  # noqa: F401 (first: a SIGTERM while the modules below load waits for the command)
 
-    # isort: split
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
+    import argparse
+    import json
+
     from sim.cli import OneLineParser, path_argument
     from sim.command import command_status, end_process
     from sim.errors import InputError
