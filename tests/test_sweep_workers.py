@@ -202,3 +202,36 @@ def test_a_dying_worker_fails_only_its_own_point(tmp_path):
     runs = json.loads(out.read_text())["runs"]
     assert ["error" in r for r in runs] == [False, True, False]
     assert "worker process died" in runs[1]["error"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the sweep's workers in /proc")
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_the_module_entry_stopped_midway_ends_as_main_py_does(tmp_path, signum, status, said):
+    """``python -m experiments.sweep`` (main.py's run under its own program, which held no stops as it loaded:
+    tests/test_benchmark_stops.py) stopped while its workers run points: one line, 130 or 143, no worker left."""
+    spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 400},
+                 axes={"serving.num_instances": [1, 2], "workload.rate_scale": [1, 2, 4, 8]})  # ~5 s of points
+    out = tmp_path / "s.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", spec, "--jobs", "2", "--report-csv", str(out),
+                             "--no-plot", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and len(workers := _children(proc.pid)) < 2:
+            time.sleep(0.01)
+        assert len(workers) == 2, "the sweep's two workers did not start"
+        time.sleep(0.3)  # (inside their first points)
+        proc.send_signal(signum)
+        err = proc.communicate(timeout=60)[1]
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+    finally:
+        proc.kill()
+        for w in filter(_alive, workers):
+            os.kill(w, signal.SIGKILL)
+    assert (proc.returncode, err) == (status, f"kvsim: {said}\n")
+    assert not out.exists()
