@@ -95,7 +95,7 @@ class CheckedRun(ClusterRun):
         super()._admitted(inst, job, match)
 
     def _dispatch(self, job, keys, i):
-        super()._dispatch(job, keys, i)
+        chosen = super()._dispatch(job, keys, i)
         meta = self.arena.state.meta
         wanted = self.all_tier_candidates()
         tiers = np.flatnonzero(wanted)
@@ -107,6 +107,7 @@ class CheckedRun(ClusterRun):
             found, offsets, holders = self.holders(np.array([key]), wanted)
             expected = sorted(t for t, held in contents.items() if key in held)
             assert sorted(holders.tolist()) == expected
+        return chosen
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(racks=st.integers(1, 3), nodes=st.integers(1, 2), gpus=st.sampled_from([1, 2]),
@@ -321,17 +322,17 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
         assert metrics["tiers"]["eic"]["bytes_read"] == hits * block
 
 
-def test_a_transfer_ranks_other_racks_decode_instances_only_when_its_own_have_no_room(monkeypatch):
-    """A prefilled request goes to its rack's decode pool when one there has room (issue 15: a choice's cost does not
-    grow with the fleet), so the other racks' decode instances are ranked only when none of its own takes it: each
-    transfer here ranks one instance, its rack's. 4 racks of one node of 2 GPUs (1 prefill, 1 decode instance each),
-    round-robin, a light load: every rack's decode instance is built, every transfer lands in its own rack. (Every
+def test_a_request_ranks_other_racks_decode_instances_only_when_its_own_have_no_room(monkeypatch):
+    """A request is bound to its rack's decode pool when one there has room (issue 15: a choice's cost does not grow
+    with the fleet), so the other racks' decode instances are ranked only when none of its own would take it: each
+    request here ranks one instance, its rack's. 4 racks of one node of 2 GPUs (1 prefill, 1 decode instance each),
+    round-robin, a light load: every rack's decode instance is built, every request is bound in its own rack. (Every
     built decode instance was ranked for each transfer: 4 here, 8,960 a transfer at 160 racks x 56 decode.)"""
-    import sim.cluster.run as cluster_run
+    from sim.serving.decode_queues import DecodeQueues
 
     ranked = []
-    rank = cluster_run.decode_rank
-    monkeypatch.setattr(cluster_run, "decode_rank", lambda inst: ranked.append(inst.index) or rank(inst))
+    rank = DecodeQueues.rank
+    monkeypatch.setattr(DecodeQueues, "rank", lambda self, inst: ranked.append(inst.index) or rank(self, inst))
     trace, config = _trace_and_config([
         "cluster.num_racks=4", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2", "pd.num_prefill=1",
         "pd.num_decode=1", "cluster.router=round-robin", "workload.synthetic.num_requests=40",
@@ -343,5 +344,5 @@ def test_a_transfer_ranks_other_racks_decode_instances_only_when_its_own_have_no
     prefill_racks = [topo.rack_of(int(i)) for i in table.instance]
     decode_racks = [topo.rack_of(int(i)) for i in table.decode_instance]
     assert decode_racks == prefill_racks and sorted(set(decode_racks)) == [0, 1, 2, 3]
-    # its own rack's instance, once a transfer (transfers go in the order prefills end, not request ids)
-    assert len(ranked) == 40 and sorted(topo.rack_of(i) for i in ranked) == sorted(decode_racks)
+    # its own rack's instance, once a request, as it is dispatched (round-robin: request k to rack k mod 4)
+    assert ranked == [int(i) for i in table.decode_instance] and decode_racks == [k % 4 for k in range(40)]

@@ -12,15 +12,15 @@ its hits are counted by where they were found.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances, each role's at its own TP (placed by ``sim.cluster.topology``, built from its role's shape: HBM blocks,
-compute, PCIe lanes); a prefilled request's KV goes to a decode instance of its own rack when one has
-room, else of another rack, over the links between them; only the blocks the decode instance
+compute, PCIe lanes); a request is bound when it is dispatched to a decode instance of its prefill instance's
+rack, or of another rack when none of its own has room for its prompt (``_decode_for``), and its KV goes there, over
+the links between them, once that instance has memory for it; only the blocks the decode instance
 does not already hold are sent (``Instance.reserve``); a Gated DeltaNet hybrid's prompt is prefilled short of its
 last token and its states are sent with its blocks (``sim.serving.state_transfer``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import gpu_link
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
-from sim.serving.run import ServingRun, decode_rank
+from sim.serving.run import ServingRun
 from sim.specs import LinkSpec
 from trace.request import Trace
 
@@ -251,7 +251,7 @@ class ClusterRun(PrefixFetch, ServingRun):
 
     # ------------------------------------------------------------------ arrivals
 
-    def _dispatch(self, job: Job, keys, i: int) -> None:
+    def _dispatch(self, job: Job, keys, i: int) -> Instance:
         keys = np.asarray(keys, dtype=np.int64)
         choice = self.router.pick(keys, i, int(self.trace.session_id[i]))
         inst = self.instance(choice)
@@ -263,7 +263,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._routed_to[i] = choice
         self.accesses += len(keys)
         self.rack_accesses[self.topo.rack_of(choice)] += len(keys)
-        inst.submit(job)  # (its prefix held below its HBM or elsewhere is loaded at admission: ``PrefixFetch._connect``)
+        return inst  # (its prefix held below its HBM or elsewhere is loaded at admission: ``PrefixFetch._connect``)
 
     def _load(self, inst_id: int, delta: int, tokens: int) -> None:
         old = int(self.inst_load[inst_id])
@@ -309,15 +309,22 @@ class ClusterRun(PrefixFetch, ServingRun):
     def _prefill_of(self, job: Job) -> Instance:
         return self.insts[int(self._routed_to[job.rid])]
 
-    def _decode_targets(self, prefill: Instance) -> Iterator[Instance]:
-        """The prefill instance's rack's decode pool first (best first), then the other racks' built ones: ranked only
-        once the rack's own have been tried (a request's choice costs its rack's pool, not a sort of the fleet's
-        decode instances, 8,960 of them at 160 racks: each ranks by its own state, which trying others leaves)."""
-        topo = self.topo
+    def _decode_for(self, prefill: Instance, job: Job) -> Instance:
+        """The prefill instance's rack's best ranked decode instance (``DecodeQueues.rank``), unless it has no room for
+        the prompt beside those bound to it (``DecodeQueues.has_room``), then another rack's built one that has,
+        the best ranked. Other racks' are looked at only then: a request's choice costs its rack's pool, not a scan
+        of the fleet's decode instances (8,960 of them at 160 racks)."""
+        topo, queues = self.topo, self.decode_queues
         rack = topo.rack_of(prefill.index)
-        yield from sorted([self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()],
-                          key=decode_rank)
-        yield from sorted([d for d in self.decode if topo.rack_of(d.index) != rack], key=decode_rank)
+        best = min([self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()],
+                   key=queues.rank)
+        if queues.has_room(best, job):
+            return best
+        others = [d for d in self.decode if topo.rack_of(d.index) != rack and queues.has_room(d, job)]
+        return min(others, key=queues.rank) if others else best
+
+    def _decode_of(self, job: Job) -> Instance:
+        return self.insts[int(self.table.decode_instance[job.rid])]
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
         """The links a PD transfer crosses, its latency the hops' sum (``sim.cluster.links``): the network's once

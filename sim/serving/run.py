@@ -10,8 +10,6 @@ beforehand (``sim.serving.admission.admit``).
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -47,6 +45,7 @@ from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
 from sim.serving.cudagraph import cudagraph_sizes
 from sim.serving.data_parallel import LockstepGroup
+from sim.serving.decode_queues import DecodeQueues
 from sim.serving.engine import Engine
 from sim.serving.engine_limits import max_model_len
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
@@ -138,7 +137,8 @@ class ServingRun:
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else NO_REPEAT_PREFIX_CACHE)
-        self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
+        # PD: each decode instance's requests bound to it, and those prefilled waiting for its memory
+        self.decode_queues = DecodeQueues(self.serving.block_size)
         self.in_transfer = 0  # PD: requests whose KV is on its way to a decode instance
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
@@ -150,7 +150,7 @@ class ServingRun:
         self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
                                  # (a request whose KV is in transfer waits for it, as vLLM counts one waiting
                                  # for remote KV among its waiting requests)
-                                 extra_queued=(lambda: len(self.pending) + self.in_transfer) if self._pd
+                                 extra_queued=(lambda: self.decode_queues.waiting + self.in_transfer) if self._pd
                                  else (lambda: 0))
 
     def _generated_blocks(self) -> GeneratedBlocks | None:
@@ -210,7 +210,9 @@ class ServingRun:
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
-                        kv_manager=self._kv_manager(), on_drained=self._drained if role == DECODE else None)
+                        kv_manager=self._kv_manager())
+        if role == DECODE:
+            inst.scheduler.on_drained = partial(self._start_transfers, inst)  # (its preempted requests are back)
         inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
         if self.reads_positions:  # (freed shared prefixes at their latest use: ``KVCacheManager.free``)
             inst.kv.latest_use = {}
@@ -270,55 +272,55 @@ class ServingRun:
                   chain=chain)
         if self.generated is not None:
             job.generated_ids = self.generated.of(i)
-        self._dispatch(job, job.prompt_ids, i)
+        front = self._dispatch(job, job.prompt_ids, i)
+        if self._pd:  # its decode instance is bound now, with its prefill instance (``sim.serving.decode_queues``)
+            dest = self._decode_for(front, job)
+            self.table.decode_instance[i] = dest.index
+            self.decode_queues.bind(dest, job)
+        front.submit(job)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
 
-    def _dispatch(self, job: Job, keys, i: int) -> None:
-        """Send a new request to the instance the router picks."""
-        self.route(self.front, keys, i, int(self.trace.session_id[i])).submit(job)
+    def _dispatch(self, job: Job, keys, i: int) -> Instance:
+        """The instance the router picks for a new request (``_arrive`` submits it there)."""
+        return self.route(self.front, keys, i, int(self.trace.session_id[i]))
 
     def _finished(self, job: Job) -> None:
         self.completed += 1
         self.progress.update(1)
-        if self._pd and self.pending:
-            self._start_transfers()
+        if self._pd:  # its decode instance freed its blocks (and, under pull, a sequence slot)
+            self._start_transfers(self._decode_of(job))
 
     # ------------------------------------------------------------------ PD
 
-    def _drained(self) -> None:
-        """A decode instance's plan admitted its last preempted request: KV waiting for decode memory may take what is
-        left (vLLM's waiting loop admits remote-KV requests behind the preempted ones, in the same step)."""
-        if self.pending:
-            self._start_transfers()
-
     def _prefill_done(self, job: Job) -> None:
-        self.pending.append(job)
-        self._start_transfers()
+        dest = self._decode_of(job)
+        self.decode_queues.prefilled(dest, job)
+        self._start_transfers(dest)
 
-    def _start_transfers(self) -> None:
-        """Send prefilled KV, oldest first, to the least-loaded decode instance that has room."""
-        pending, table, transfer = self.pending, self.table, self.config.pd.transfer
-        while pending:
-            job = pending[0]
-            prefill_instance = self._prefill_of(job)
-            targets = self._decode_targets(prefill_instance)
-            if transfer == "pull":  # the decode side pulls only when it has a sequence slot
-                targets = (d for d in targets if d.has_free_slot)
-            source_job = job
+    def _start_transfers(self, dest: Instance) -> None:
+        """Send prefilled KV to decode instance ``dest`` from its queue, oldest first, while it has room: vLLM's decode
+        scheduler admits remote-KV requests FCFS from its own waiting queue, behind its preempted ones, and stops at
+        the first that does not fit (``Instance.reserve``). Called as ``dest`` may have room: a prefill bound to it
+        ended, a request there finished or its KV landed, its plan readmitted the last of its preempted requests."""
+        queues = self.decode_queues
+        queue = queues.of(dest)
+        jobs, table, transfer = queue.jobs, self.table, self.config.pd.transfer
+        while jobs:
+            if transfer == "pull" and not dest.has_free_slot:  # the decode side pulls only when it has a sequence slot
+                return
+            job = jobs[0]
             prompt = int(table.input_tokens[job.rid])  # (the prefill side's may stop short of it: _arrive)
             ids, chain = (job.blocks, job.chain) if prompt == job.input_tokens else self._prompt(job.rid, prompt)
             # admitted (scheduled, hits counted) on the prefill instance: a preemption on the decode
             # instance recomputes it there without recording a second admission over the first
             dest_job = Job(job.rid, prompt, job.output_tokens, ids, job.position, target=prompt,
                            chain=chain, admitted_once=True, generated_ids=job.generated_ids)
-            for dest in targets:
-                blocks = dest.reserve(dest_job, prompt - job.input_tokens)
-                if blocks is not None:
-                    break
-            else:
-                return  # no decode memory: retry when a decode instance frees blocks or its preempted are back
-            pending.popleft()
+            blocks = dest.reserve(dest_job, prompt - job.input_tokens)
+            if blocks is None:
+                return  # no memory (or its preempted requests wait): retried when it may have some
+            queues.reserved(queue)
+            prefill_instance = self._prefill_of(job)
             self.in_transfer += 1
             table.kv_sent[job.rid] = self.engine.now
             dest_job.generated = 0
@@ -326,25 +328,29 @@ class ServingRun:
             nbytes = blocks * plan.busiest_bytes + (self.state_bytes if blocks else 0)
             table.kv_transfer_bytes[job.rid] = blocks * plan.moved_bytes + (self.state_bytes * len(plan.received)
                                                                             if blocks else 0)
-            table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
             moved = int(table.kv_transfer_bytes[job.rid])
             self._record_transfer(link, nbytes, moved)
             wire = self._link_bytes(nbytes, moved)
             if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
-                self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
+                self.engine.after(0.0, self._arrived, prefill_instance, job, dest, dest_job)
             elif transfer == "layerwise":
-                self._layerwise(link, wire, prefill_instance, source_job, dest, dest_job)
+                self._layerwise(link, wire, prefill_instance, job, dest, dest_job)
             else:
-                self._send_kv(link, wire, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
+                self._send_kv(link, wire, lambda s=job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
 
     def _prefill_of(self, job: Job) -> Instance:
         return self.prefill[int(self.table.instance[job.rid]) - self.prefill[0].index]
 
-    def _decode_targets(self, prefill: Instance) -> Iterable[Instance]:
-        """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded (tried in
-        order until one has room)."""
-        return sorted(self.decode, key=decode_rank) if len(self.decode) > 1 else self.decode
+    def _decode_for(self, prefill: Instance, job: Job) -> Instance:
+        """The decode instance a new request is bound to (its prefill instance's peer): the best ranked
+        (``DecodeQueues.rank``)."""
+        decode = self.decode
+        return min(decode, key=self.decode_queues.rank) if len(decode) > 1 else decode[0]
+
+    def _decode_of(self, job: Job) -> Instance:
+        """The decode instance ``job`` was bound to at dispatch."""
+        return self.decode[int(self.table.decode_instance[job.rid]) - self.decode[0].index]
 
     def _kv_link(self, src: Instance, dest: Instance):
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
@@ -389,9 +395,11 @@ class ServingRun:
         self.table.kv_ready[job.rid] = self.engine.now
         src.release(job)
         dest.landed(dest_job)
+        self.decode_queues.handed(dest)
         dest.submit(dest_job)
-        if self.pending:  # its blocks are found now: a transfer waiting for decode memory may need fewer (its own
-            self._start_transfers()  # copies of them no more: ``KVCacheManager.receive``)
+        # its blocks are found now: a transfer waiting for this instance's memory may need fewer (its own copies of
+        # them no more: ``KVCacheManager.receive``)
+        self._start_transfers(dest)
 
     # ------------------------------------------------------------------ run
 
@@ -459,11 +467,6 @@ class ServingRun:
             "timeseries": self.timeline.series(table),
         })
         return metrics
-
-
-def decode_rank(inst: Instance) -> tuple[float, int, int]:
-    """PD's preference among decode instances: least KV in use, then least loaded, then the lowest index."""
-    return inst.kv_usage, inst.load, inst.index
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:
