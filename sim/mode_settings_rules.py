@@ -69,7 +69,7 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             if key in given:
                 yield key, "this run has one instance: every request goes to it, whatever the router"
     if mode == "pd" and config.pd.num_prefill == 1 and "pd.router" in given:  # (it picks a prefill instance:
-        # sim.serving.run; a prefilled request goes to the least-loaded decode instance with room whatever it says)
+        # sim.serving.run; its decode instance is bound by sim.serving.decode_queues whatever it says)
         yield "pd.router", "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
