@@ -71,6 +71,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _assert_none_outlives(workers: list[int], wait_s: float) -> None:
+    """The sweep's workers are gone within ``wait_s`` seconds."""
+    deadline = time.time() + wait_s
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+
+
+def _kill_all(proc: subprocess.Popen, workers: list[int]) -> None:
+    """End the sweep and any worker left: an orphan of a failing run would sleep on."""
+    proc.kill()
+    for w in filter(_alive, workers):
+        os.kill(w, signal.SIGKILL)
+
+
 SLOW_POINTS = """
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a sweep that does not stop is stuck (the test asks)
@@ -114,14 +129,9 @@ def test_a_killed_sweep_leaves_no_worker_running(tmp_path, signum, group):
             proc.kill()
             pytest.fail("the sweep had not ended 60 s after the signal; its threads then:\n"
                         + proc.stderr.read()[-6000:])
-        deadline = time.time() + 30
-        while time.time() < deadline and any(_alive(w) for w in workers):
-            time.sleep(0.05)
-        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+        _assert_none_outlives(workers, 30)
     finally:
-        proc.kill()
-        for w in filter(_alive, workers):  # an orphan of a failing run would sleep on
-            os.kill(w, signal.SIGKILL)
+        _kill_all(proc, workers)
     if signum == signal.SIGTERM:
         assert proc.returncode == 143 and proc.stderr.read() == "kvsim: terminated\n"
     if signum == signal.SIGINT:
@@ -225,13 +235,8 @@ def test_the_module_entry_stopped_midway_ends_as_main_py_does(tmp_path, signum, 
         time.sleep(0.3)  # (inside their first points)
         proc.send_signal(signum)
         err = proc.communicate(timeout=60)[1]
-        deadline = time.time() + 10
-        while time.time() < deadline and any(_alive(w) for w in workers):
-            time.sleep(0.05)
-        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+        _assert_none_outlives(workers, 10)
     finally:
-        proc.kill()
-        for w in filter(_alive, workers):
-            os.kill(w, signal.SIGKILL)
+        _kill_all(proc, workers)
     assert (proc.returncode, err) == (status, f"kvsim: {said}\n")
     assert not out.exists()
