@@ -54,3 +54,23 @@ def test_the_decode_instance_is_the_one_bound_at_arrival_though_another_is_empti
     assert table.decode_instance.tolist() == [A, B, A]
     assert table.arrival[2] < table.last_token[1] < table.prefill_done[2] < table.last_token[0]
     assert table.kv_sent[2] == pytest.approx(table.prefill_done[2], abs=1e-12)
+
+
+def test_a_cluster_request_stays_in_its_rack_when_another_of_its_decode_instances_has_room():
+    """``--cluster --pd``, 2 racks of 1 prefill (instances 0, 3) and 2 decode instances (1, 2 and 4, 5), 16 usable
+    blocks each, round-robin: even requests go to rack 0, odd ones to rack 1 (a 8-token prompt, 1 out: rack 1's
+    instance 4 is built). R0 (160 tokens: 10 blocks, 90 out) is bound to 1; R2 and R4 (16 tokens, 60 out) to 2 (1 has
+    one bound, then 1's KV in use is higher). At 0.2 s R6 (96 tokens: 6 blocks) ranks 1 first (one bound against
+    two), which has no room (R0 holds 11 blocks); 2 holds R2's and R4's few: R6 is bound to 2, in its own rack (README:
+    another rack's only when none of its own has room), not sent over the uplinks to rack 1's 4."""
+    from sim.cluster.run import ClusterRun
+
+    config = load_config(None, sets=[
+        "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
+        "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    trace = make_trace([0.0, 0.0, 0.1, 0.1, 0.15, 0.15, 0.2], [160, 8, 16, 8, 16, 8, 96], [90, 1, 60, 1, 60, 1, 1])
+    run = ClusterRun(trace, config, pd=True)
+    run.run()
+    assert run.table.instance.tolist() == [0, 3, 0, 3, 0, 3, 0]
+    assert run.table.decode_instance.tolist() == [1, 4, 2, 4, 2, 4, 2]
