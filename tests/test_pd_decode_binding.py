@@ -74,3 +74,25 @@ def test_a_cluster_request_stays_in_its_rack_when_another_of_its_decode_instance
     run.run()
     assert run.table.instance.tolist() == [0, 3, 0, 3, 0, 3, 0]
     assert run.table.decode_instance.tolist() == [1, 4, 2, 4, 2, 4, 2]
+
+
+@pytest.mark.parametrize("sets", [
+    ["pd.num_decode=3", "pd.transfer=pull", "serving.num_gpu_blocks=400", "serving.max_num_seqs=8"],
+    ["pd.num_prefill=2", "pd.num_decode=2", "pd.transfer=layerwise", "serving.num_gpu_blocks=300"],
+    ["cluster.num_racks=3", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2", "serving.num_gpu_blocks=300"],
+])
+def test_every_decode_queue_is_empty_and_unbound_when_a_run_ends(sets):
+    """Tight decode memory (requests wait in their instance's queue): at the end no request is left bound, queued or
+    counted waiting on any decode instance (each bound one was handed to its instance exactly once)."""
+    from sim.cluster.run import ClusterRun
+    from tests.test_cluster import _trace_and_config
+
+    trace, config = _trace_and_config([
+        "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty", "workload.synthetic.num_requests=200",
+        "workload.synthetic.rate_rps=8", "workload.synthetic.input_tokens_mean=400", *sets])
+    cluster = sets[0].startswith("cluster.")
+    run = ClusterRun(trace, config, pd=True) if cluster else ServingRun(trace, config, "pd")
+    run.run()
+    queues = run.decode_queues
+    assert run.completed == len(trace) and len(queues.queues) > 1 and queues.waiting == 0
+    assert [(q.bound, q.bound_blocks, len(q.jobs)) for q in queues.queues.values()] == [(0, 0, 0)] * len(queues.queues)
