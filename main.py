@@ -49,6 +49,8 @@ try:  # Ctrl-C or SIGTERM while the libraries load is a stop too, not a tracebac
     from sim.progress import show_progress
     from sim.report.console import console_summary
 except KeyboardInterrupt as stop:  # (sim.command's Terminated, a KeyboardInterrupt, where SIGTERM came)
+    if __name__ != "__main__":  # imported by another program (tools/edge_runs.py, overload_grid.py inside their
+        raise                   # commands): its answer is the one line; ours too made two, "kvsim: terminated" first
     terminated = type(stop).__name__ == "Terminated"  # (sim.command itself may be what a Ctrl-C cut short)
     print(f"kvsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     sys.exit(143 if terminated else 130)

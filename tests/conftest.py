@@ -120,19 +120,20 @@ class Interrupt:  # Ctrl-C (or the signal ``signum``, sent to the process) arriv
         if name == {name!r}:
             {stop}
 sys.meta_path.insert(0, Interrupt())
-sys.argv = [{script!r}, "--help"]
+sys.argv = [{script!r}, *{args!r}]
 runpy.run_path({script!r}, run_name="__main__")
 """
 
 
-def interrupted_while_importing(script: Path, module: str, signum: int | None = None):
-    """``script --help`` run as a program, with Ctrl-C (or the signal ``signum``, as ``kill`` sends it) arriving while
-    it imports ``module``: the finished process."""
+def interrupted_while_importing(script: Path, module: str, signum: int | None = None,
+                                args: tuple[str, ...] = ("--help",)):
+    """``script args`` (``--help``) run as a program, with Ctrl-C (or the signal ``signum``, as ``kill`` sends it)
+    arriving while it imports ``module``: the finished process."""
     import subprocess
     import sys
 
     stop = "raise KeyboardInterrupt" if signum is None else f"os.kill(os.getpid(), {int(signum)})"
-    code = IMPORT_INTERRUPTED.format(name=module, script=str(script), stop=stop)
+    code = IMPORT_INTERRUPTED.format(name=module, script=str(script), stop=stop, args=list(args))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           check=False)
 

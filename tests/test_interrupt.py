@@ -97,6 +97,18 @@ def test_sigterm_while_main_loads_its_modules_is_a_termination(module):
     assert (done.returncode, done.stderr) == (143, "kvsim: terminated\n")
 
 
+@pytest.mark.parametrize(("signum", "said"), [(None, "interrupted"), (signal.SIGTERM, "terminated")])
+@pytest.mark.parametrize(("tool", "args"), [("edge_runs.py", ["--only", "no-such-key"]),
+                                            ("overload_grid.py", ["run", "--only", "no-such-point", "--out", "{out}"])])
+def test_a_stop_while_a_tool_imports_main_is_the_tool_s_one_line(tmp_path, tool, args, signum, said):
+    """A tool that imports main inside its command (edge_runs.py and overload_grid.py warm it up before they fork)
+    stopped while main's modules load: the tool's one line. main.py's own guard answered too as it was imported, so
+    "kvsim: terminated" came first, then the tool's line (1 SIGTERM in 13 sent 0.1-0.4 s into edge_runs.py)."""
+    args = [a.format(out=tmp_path / "grid.jsonl") for a in args]
+    done = interrupted_while_importing(ROOT / "tools" / tool, "sim.progress", signum, tuple(args))
+    assert (done.returncode, done.stderr) == (143 if signum else 130, f"{tool}: {said}\n")
+
+
 def test_sigint_while_writing_a_plot_leaves_no_file(tmp_path):
     done = _interrupt(tmp_path, "writing", ["--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
                                             "--plot-dir", str(tmp_path / "plots"), "--quiet"])
