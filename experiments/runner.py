@@ -133,7 +133,7 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @contextmanager
-def _stop_signals_held():
+def stops_held_while_forking():
     """SIGINT and SIGTERM wait while workers are forked. A worker starts with them blocked, so one that arrives
     before the worker has its own handlers waits for them (``worker_start``) instead of running the parent's,
     inherited by the fork (a traceback, or a second "kvsim: terminated", from the worker). The parent only notes
@@ -163,7 +163,7 @@ def worker_start(parent: int) -> None:
     a terminal sends the whole process group, is left to the parent, which stops its workers itself."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # (forked with them held: ``_stop_signals_held``)
+    if hasattr(signal, "pthread_sigmask"):  # (forked with them held: ``stops_held_while_forking``)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -188,14 +188,14 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 def _submit_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> dict[Future, Task]:
     """Each task submitted; the pool forks its workers at the first (a fork pool starts them all at once)."""
-    with _stop_signals_held():
+    with stops_held_while_forking():
         return {pool.submit(run_task, task): task for task in tasks}
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """An interrupted sweep (Ctrl-C, SIGTERM) stops its workers now, mid-point: shutting the pool down alone
     would wait at exit for the points they run. SIGKILL, which no mask holds: a spawned worker still unpickling its
-    start-up state has SIGTERM blocked (``_stop_signals_held``), went on once this process had exited and its
+    start-up state has SIGTERM blocked (``stops_held_while_forking``), went on once this process had exited and its
     semaphores were gone, and printed a traceback under "kvsim: interrupted" (a learned sweep, ``_context``).
     The pool's own threads may then fail on the pipes of the workers killed under them (about one SIGTERM in 40 on a
     busy machine printed "Exception in thread Thread-1" under "kvsim: terminated"): the process is ending on the

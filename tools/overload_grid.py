@@ -267,14 +267,16 @@ def run(args: argparse.Namespace) -> int:
     # fork, raised ``Terminated`` in each idle worker the pool's ``terminate`` signalled: a traceback each, and a
     # worker left waiting on the task queue's lock the dead one held, a hang)
     import main  # noqa: F401  (imported once, before the workers fork)
-    from experiments.runner import worker_start
+    from experiments.runner import stops_held_while_forking, worker_start
 
     out = args.out
     done = _done_points(out)
     todo = [p for p in points if p[1] not in done]
     out.parent.mkdir(parents=True, exist_ok=True)  # (check_writable took a folder still to be made)
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(),)) as pool, out.open("a") as fh:
+    with stops_held_while_forking():  # (a stop as they fork waits for each worker's own handlers: ``worker_start``)
+        pool = ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(),))
+    with pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
