@@ -13,6 +13,18 @@ SHARED_DATA = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / 
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_compiled_once_between_workers() -> None:
+    """Under pytest-xdist, each worker first compiles its share of the policies' kernels (``tests.kernel_warmup``);
+    a single process (``-n 0``: one test, one file) compiles as its tests come."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if workers > 1 and worker.startswith("gw"):
+        from tests.kernel_warmup import warm_share
+
+        warm_share(int(worker[2:]), workers)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``: skipped when absent on a newcomer's clone, a failure under CI=true."""
