@@ -43,7 +43,8 @@ class _HeldExtensionFinder:
 
 def hold_stops_in_extension_imports() -> None:
     """Put the finder just before the standard path finder on ``sys.meta_path`` (once): finders ahead of it (a test
-    runner's, an editable install's) keep their turn."""
+    runner's assertion rewriter) keep their turn; those behind it (an editable install's) are asked, as before, for
+    what the path finder does not find."""
     if _HeldExtensionFinder in sys.meta_path:
         return
     try:

@@ -70,7 +70,7 @@ def test_only_c_extensions_get_the_holding_loader():
 
 
 def test_the_finder_goes_once_just_before_the_standard_path_finder(monkeypatch):
-    """Finders ahead of the path finder (pytest's assertion rewriter, an editable install's) keep their turn."""
+    """Finders ahead of the path finder (pytest's assertion rewriter) keep their turn."""
     ahead, behind = object(), object()
     monkeypatch.setattr(sys, "meta_path", [ahead, importlib.machinery.PathFinder, behind])
     hold_stops_in_extension_imports()
