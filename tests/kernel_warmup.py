@@ -1,11 +1,12 @@
-"""The cache engine's kernels compiled for every policy once per test session, split between pytest-xdist's workers.
+"""The cache engine's kernels compiled once per test session, split between pytest-xdist's workers.
 
-On a cold numba cache (a fresh clone: CI) each policy's kernels take ~25-60 s of CPU to compile for cache-only
-replay and as much again for serving (measured on 2 cores), and every worker compiled nearly all of them itself, as
-its first test of each kind came: both workers compiled the same machine code side by side, ~800 s of CPU each. Here
-worker k of n compiles the policies k, k + n, ... first thing (numba saves each to its disk cache, beside the sources),
-so each compiles its share and loads the rest as the other saves it. On a warm cache the runs only load (~2 s a
-policy). Run in a child process: nothing of a run (its trace cache, handlers, notes) stays in the worker.
+On a cold numba cache (a fresh clone: CI) a policy's kernels take ~25-40 s of CPU to compile for cache-only replay
+and 40-60 s more for serving (2 cores, measured), and each worker compiled nearly every policy's itself, as its first
+test of each kind came: the two workers compiled the same machine code side by side. Here worker k of n first
+compiles groups k, k + n, ... (a policy each, and tiers with policies of their own), which numba saves to its disk
+cache beside the sources, and loads the other groups as the other worker saves them: a fresh clone's `.ci/run` took
+1,023 s before, 927 s with the policies' runs alone (session 55, this machine). On a warm cache the runs only load
+(~5-15 s a worker). Run in a child process: nothing of a run (its trace cache, handlers, notes) stays in the worker.
 """
 
 from __future__ import annotations
@@ -23,14 +24,26 @@ RUNS = (["--cache-only", "--policy", "{policy}"],
         ["--cache-only", "--policy", "{policy}", "--set", "cache.tiers.dram.capacity_gib=0", "--set",
          "cache.tiers.ssd.capacity_gib=0", "--set", "cache.tiers.eic.capacity_gib=0"],
         ["--set", "cache.policy={policy}"])
+# tiers each with a policy of its own share one arena type whatever the policies (its kernels: one group more)
+PER_TIER = (["--cache-only", "--policy", "lru", "--set", "cache.tiers.dram.policy=fifo"],
+            ["--set", "cache.tiers.dram.policy=fifo"])
 CHILD = """
 import contextlib, io, sys
+import numpy as np
 import main
+from sim.cache.access import next_use_index
+from sim.cache.policies.base import make_policy
+
 for argv in {argvs!r}:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         status = main.main(argv)
     if status:
         sys.exit(f"kernel warm-up: {{' '.join(argv)}} exited {{status}}")
+for name in {policies!r}:  # a policy's Python hooks (one compiled entry: engine.hook)
+    policy = make_policy(name, 2, next_use_index(np.array([1, 2, 1])))
+    policy.on_insert(1, 0)
+    policy.on_access(1, 1)
+    policy.victim(2)
 """
 
 
@@ -42,12 +55,15 @@ def policies() -> list[str]:
 
 
 def warm_share(worker: int, workers: int) -> None:
-    """Compile worker ``worker``'s share of the policies' kernels (of ``workers``), in a child process."""
-    argvs = [[*(a.format(policy=policy) for a in run), "--preset", "smoke", "--no-plot"]
-             for policy in policies()[worker::workers] for run in RUNS]
+    """Compile worker ``worker``'s share of the kernels (of ``workers``: groups k, k + n, ...), in a child process."""
+    groups = [(policy, [[a.format(policy=policy) for a in run] for run in RUNS]) for policy in policies()]
+    groups.append((None, [list(run) for run in PER_TIER]))
+    share = groups[worker::workers]
+    argvs = [[*run, "--preset", "smoke", "--no-plot"] for _, runs in share for run in runs]
+    hooks = [policy for policy, _ in share if policy is not None]
     if not argvs:
         return
-    done = subprocess.run([sys.executable, "-c", CHILD.format(argvs=argvs)], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1800)
+    done = subprocess.run([sys.executable, "-c", CHILD.format(argvs=argvs, policies=hooks)], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1800)
     if done.returncode:  # (a broken run fails its own tests; the warm-up only says why it stopped)
         print(f"kernel warm-up failed: {done.stderr[-2000:]}", file=sys.stderr)
