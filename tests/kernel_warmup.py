@@ -27,6 +27,7 @@ RUNS = (["--cache-only", "--policy", "{policy}"],
 # tiers each with a policy of its own share one arena type whatever the policies (its kernels: one group more)
 PER_TIER = (["--cache-only", "--policy", "lru", "--set", "cache.tiers.dram.policy=fifo"],
             ["--set", "cache.tiers.dram.policy=fifo"])
+CLUSTER = (["--cluster"],)  # (the racks' fetches and routers: test_cluster's first test compiled them, 50 s in CI)
 CHILD = """
 import contextlib, io, sys
 import numpy as np
@@ -57,7 +58,7 @@ def policies() -> list[str]:
 def warm_share(worker: int, workers: int) -> None:
     """Compile worker ``worker``'s share of the kernels (of ``workers``: groups k, k + n, ...), in a child process."""
     groups = [(policy, [[a.format(policy=policy) for a in run] for run in RUNS]) for policy in policies()]
-    groups.append((None, [list(run) for run in PER_TIER]))
+    groups += [(None, [list(run) for run in runs]) for runs in (PER_TIER, CLUSTER)]
     share = groups[worker::workers]
     argvs = [[*run, "--preset", "smoke", "--no-plot"] for _, runs in share for run in runs]
     hooks = [policy for policy, _ in share if policy is not None]
