@@ -14,15 +14,14 @@ BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _kernels_compiled_once_between_workers() -> None:
-    """Under pytest-xdist, each worker first compiles its share of the policies' kernels (``tests.kernel_warmup``);
-    a single process (``-n 0``: one test, one file) compiles as its tests come."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if workers > 1 and worker.startswith("gw"):
+def _kernels_compiled_once_between_workers(tmp_path_factory) -> None:
+    """Under pytest-xdist, each worker first compiles its share of the policies' kernels (``tests.kernel_warmup``:
+    groups claimed in a folder beside the workers' temporary folders); a single process (``-n 0``: one test, one
+    file) compiles as its tests come."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 and "PYTEST_XDIST_WORKER" in os.environ:
         from tests.kernel_warmup import warm_share
 
-        warm_share(int(worker[2:]), workers)
+        warm_share(tmp_path_factory.getbasetemp().parent / "kernel-warmup-claims")
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
-"""The cache engine's kernels compiled once per test session, split between pytest-xdist's workers.
+"""The cache engine's kernels compiled once per test session, shared out between pytest-xdist's workers.
 
 On a cold numba cache (a fresh clone: CI) a policy's kernels take ~25-40 s of CPU to compile for cache-only replay
 and 40-60 s more for serving (2 cores, measured), and each worker compiled nearly every policy's itself, as its first
-test of each kind came: the two workers compiled the same machine code side by side. Here worker k of n first
-compiles groups k, k + n, ... (a policy each, and tiers with policies of their own), which numba saves to its disk
-cache beside the sources, and loads the other groups as the other worker saves them: a fresh clone's `.ci/run` took
-1,023 s before, 927 s with the policies' runs alone (session 55, this machine). On a warm cache the runs only load
-(~5-15 s a worker). Run in a child process: nothing of a run (its trace cache, handlers, notes) stays in the worker.
+test of each kind came: the two workers compiled the same machine code side by side. Here each worker first compiles
+the groups (a policy each, tiers with policies of their own, a cluster) no other worker has claimed yet, which numba
+saves to its disk cache beside the sources, and loads the others as the other worker saves them. A fresh clone's
+`.ci/run` on 2 cores (session 55's machine): 1,023 s before; 927 s with the policies' runs shared out by rote (worker
+k the groups k, k + n, ...); 966 s with hooks, per-tier and cluster groups added by rote (one worker's share 370 s,
+the other's 229 s); claimed as they come free: see the commit. On a warm cache the runs only load (~5-20 s in all).
+Run in a child process: nothing of a run (its trace cache, handlers, notes) stays in the worker.
 """
 
 from __future__ import annotations
@@ -29,22 +31,27 @@ PER_TIER = (["--cache-only", "--policy", "lru", "--set", "cache.tiers.dram.polic
             ["--set", "cache.tiers.dram.policy=fifo"])
 CLUSTER = (["--cluster"],)  # (the racks' fetches and routers: test_cluster's first test compiled them, 50 s in CI)
 CHILD = """
-import contextlib, io, sys
+import contextlib, io, os, sys
 import numpy as np
 import main
 from sim.cache.access import next_use_index
 from sim.cache.policies.base import make_policy
 
-for argv in {argvs!r}:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        status = main.main(argv)
-    if status:
-        sys.exit(f"kernel warm-up: {{' '.join(argv)}} exited {{status}}")
-for name in {policies!r}:  # a policy's Python hooks (one compiled entry: engine.hook)
-    policy = make_policy(name, 2, next_use_index(np.array([1, 2, 1])))
-    policy.on_insert(1, 0)
-    policy.on_access(1, 1)
-    policy.victim(2)
+for name, hooks, argvs in {groups!r}:
+    try:  # (claimed by the first worker to come: the other goes on to the next group)
+        os.close(os.open(os.path.join({claims!r}, name), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        continue
+    for argv in argvs:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            status = main.main(argv)
+        if status:
+            sys.exit(f"kernel warm-up: {{' '.join(argv)}} exited {{status}}")
+    if hooks:  # the policy's Python hooks (one compiled entry: engine.hook)
+        policy = make_policy(hooks, 2, next_use_index(np.array([1, 2, 1])))
+        policy.on_insert(1, 0)
+        policy.on_access(1, 1)
+        policy.victim(2)
 """
 
 
@@ -55,16 +62,20 @@ def policies() -> list[str]:
     return [name for name in sorted(POLICIES) if not policy_class(name).needs_predictions]
 
 
-def warm_share(worker: int, workers: int) -> None:
-    """Compile worker ``worker``'s share of the kernels (of ``workers``: groups k, k + n, ...), in a child process."""
-    groups = [(policy, [[a.format(policy=policy) for a in run] for run in RUNS]) for policy in policies()]
-    groups += [(None, [list(run) for run in runs]) for runs in (PER_TIER, CLUSTER)]
-    share = groups[worker::workers]
-    argvs = [[*run, "--preset", "smoke", "--no-plot"] for _, runs in share for run in runs]
-    hooks = [policy for policy, _ in share if policy is not None]
-    if not argvs:
-        return
-    done = subprocess.run([sys.executable, "-c", CHILD.format(argvs=argvs, policies=hooks)], cwd=ROOT,
+def groups() -> list[tuple[str, str | None, list[list[str]]]]:
+    """The warm-up's groups: a name, the policy whose hooks it compiles (or None), its runs' arguments."""
+    smoke = ["--preset", "smoke", "--no-plot"]
+    found = [(policy, policy, [[*(a.format(policy=policy) for a in run), *smoke] for run in RUNS])
+             for policy in policies()]
+    return found + [(name, None, [[*run, *smoke] for run in runs])
+                    for name, runs in (("per-tier", PER_TIER), ("cluster", CLUSTER))]
+
+
+def warm_share(claims: Path) -> None:
+    """Compile, in a child process, each group no other worker of this session has claimed yet in the folder
+    ``claims`` (one file a group): the workers take groups as they come free, so they end their warm-ups together."""
+    claims.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-c", CHILD.format(groups=groups(), claims=str(claims))], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1800)
     if done.returncode:  # (a broken run fails its own tests; the warm-up only says why it stopped)
         print(f"kernel warm-up failed: {done.stderr[-2000:]}", file=sys.stderr)
