@@ -14,11 +14,14 @@ BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _kernels_compiled_once_between_workers(tmp_path_factory) -> None:
-    """Under pytest-xdist, each worker first compiles its share of the policies' kernels (``tests.kernel_warmup``:
-    groups claimed in a folder beside the workers' temporary folders); a single process (``-n 0``: one test, one
-    file) compiles as its tests come."""
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 and "PYTEST_XDIST_WORKER" in os.environ:
+def _kernels_compiled_once_between_workers(request, tmp_path_factory) -> None:
+    """Under pytest-xdist, for the whole suite (or folders of it, unfiltered), each worker first compiles its share of
+    the policies' kernels (``tests.kernel_warmup``: groups claimed in a folder beside the workers' temporary folders);
+    a run of some files or tests (or ``-n 0``) compiles only what its tests use, as they come."""
+    config = request.config
+    whole = all(Path(arg.split("::")[0]).is_dir() for arg in config.args) and not config.option.keyword \
+        and not config.option.markexpr
+    if whole and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 and "PYTEST_XDIST_WORKER" in os.environ:
         from tests.kernel_warmup import warm_share
 
         warm_share(tmp_path_factory.getbasetemp().parent / "kernel-warmup-claims")
