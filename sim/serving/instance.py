@@ -11,6 +11,7 @@ when its time has passed. Roles (``unified``, ``prefill``, ``decode``) are descr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Callable
 
 from sim.config import ServingConfig
@@ -38,7 +39,7 @@ class Instance:
                  on_prefill_done: Callable[[Job], None] | None = None,
                  on_finish: Callable[[Job], None] | None = None, prefix_caching: bool | None = None,
                  shared_blocks: bool = True, kv_manager: Callable[..., KVCacheManager] = KVCacheManager,
-                 on_drained: Callable[[], None] | None = None):
+                 on_drained: Callable[[Instance], None] | None = None):
         if total_blocks <= 0:
             raise InputError(f"instance {index}: no KV blocks fit in GPU memory (num_gpu_blocks={total_blocks})")
         self.index = index
@@ -60,7 +61,8 @@ class Instance:
             self.kv.on_change = self.claims.recheck
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
         self.scheduler.on_landed = self.submit  # a connector's load landed: read in as a new request is
-        self.scheduler.on_drained = on_drained  # (PD decode: its preempted requests are back; ``reserve``)
+        # (PD decode: its preempted requests are back, ``reserve`` may take KV waiting for it)
+        self.scheduler.on_drained = None if on_drained is None else partial(on_drained, self)
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)
         self.work = WorkTotals()

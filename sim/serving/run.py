@@ -210,9 +210,7 @@ class ServingRun:
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
-                        kv_manager=self._kv_manager())
-        if role == DECODE:
-            inst.scheduler.on_drained = partial(self._start_transfers, inst)  # (its preempted requests are back)
+                        kv_manager=self._kv_manager(), on_drained=self._start_transfers if role == DECODE else None)
         inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
         if self.reads_positions:  # (freed shared prefixes at their latest use: ``KVCacheManager.free``)
             inst.kv.latest_use = {}
