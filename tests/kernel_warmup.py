@@ -30,6 +30,13 @@ RUNS = (["--cache-only", "--policy", "{policy}"],
 PER_TIER = (["--cache-only", "--policy", "lru", "--set", "cache.tiers.dram.policy=fifo"],
             ["--set", "cache.tiers.dram.policy=fifo"])
 CLUSTER = (["--cluster"],)  # (the racks' fetches and routers: test_cluster's first test compiled them, 50 s in CI)
+# Each group's cold compile, CPU seconds, one after another in a fresh clone (2 cores, session 56: the first group
+# pays too for what all share, ~25 s; belady-bypass reuses belady's kernels and the cluster the policies'). The
+# workers claim the costliest first, so the last claims are short and their warm-ups end together: claimed in
+# name order they ended 111 s apart (per-tier, the costliest, came ninth)
+COLD_CPU_S = {"per-tier": 127, "arc": 64, "s3fifo": 84, "lfu": 70, "sieve": 66, "lru": 65, "belady": 64, "fifo": 53,
+              "belady-bypass": 7, "cluster": 4}
+UNMEASURED_CPU_S = 60  # a policy registered since: about what each of the others takes
 CHILD = """
 import contextlib, io, os, sys
 import numpy as np
@@ -63,12 +70,14 @@ def policies() -> list[str]:
 
 
 def groups() -> list[tuple[str, str | None, list[list[str]]]]:
-    """The warm-up's groups: a name, the policy whose hooks it compiles (or None), its runs' arguments."""
+    """The warm-up's groups, costliest first: a name, the policy whose hooks it compiles (or None), its runs'
+    arguments."""
     smoke = ["--preset", "smoke", "--no-plot"]
     found = [(policy, policy, [[*(a.format(policy=policy) for a in run), *smoke] for run in RUNS])
              for policy in policies()]
-    return found + [(name, None, [[*run, *smoke] for run in runs])
-                    for name, runs in (("per-tier", PER_TIER), ("cluster", CLUSTER))]
+    found += [(name, None, [[*run, *smoke] for run in runs]) for name, runs in (("per-tier", PER_TIER),
+                                                                                   ("cluster", CLUSTER))]
+    return sorted(found, key=lambda group: -COLD_CPU_S.get(group[0], UNMEASURED_CPU_S))  # (stable: ties by name)
 
 
 def warm_share(claims: Path) -> None:
