@@ -265,6 +265,9 @@ class PDConfig:
     num_decode: int = domain(1, ge=1, le=MAX_INSTANCES)
     transfer: Literal["push", "pull", "layerwise"] = "push"
     router: str = domain("least-loaded", names="sim.serving.routers:ROUTERS")
+    # how a request's decode instance is chosen at dispatch (sim.serving.decode_queues): least-loaded (requests bound
+    # and not finished, then KV in use) | prefix-aware (the longest prompt prefix in its HBM first: fewer blocks sent)
+    decode_router: str = domain("least-loaded", names="sim.serving.decode_queues:DECODE_ROUTERS")
     # GPUs of each prefill / decode instance (vLLM's tensor_parallel_size of that role's engines); None:
     # serving.tensor_parallel_size. The larger must be a multiple of the smaller (vLLM's NixlConnector,
     # TransferTopology.tp_ratio); the KV crosses as its TP mapping says (sim.serving.tp_transfer)

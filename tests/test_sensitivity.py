@@ -133,6 +133,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "pd.num_decode": ("pd", [], "2"),
     "pd.transfer": ("pd", [], "layerwise"),
     "pd.router": ("pd", ["pd.num_prefill=2"], "round-robin"),
+    "pd.decode_router": ("pd", ["pd.num_decode=2"], "prefix-aware"),
     "pd.prefill_tensor_parallel_size": ("pd", [], "2"),
     "pd.decode_tensor_parallel_size": ("pd", [], "2"),
     "workload.trace": ("cache-only", [], "trace/data/azure_conv_2023.csv"),

@@ -310,18 +310,18 @@ class ClusterRun(PrefixFetch, ServingRun):
         return self.insts[int(self._routed_to[job.rid])]
 
     def _decode_for(self, prefill: Instance, job: Job) -> Instance:
-        """The prefill instance's rack's best ranked decode instance (``DecodeQueues.rank``) among those with room for
-        the prompt beside those bound to them (``DecodeQueues.has_room``); when none of its own has, another rack's
-        built one that has, the best ranked; when none anywhere has, its rack's best. Other racks' are looked at only
-        then: a request's choice costs its rack's pool, not a scan of the fleet's decode instances (8,960 of them at
-        160 racks)."""
+        """The prefill instance's rack's best ranked decode instance (``DecodeQueues.ranking``: pd.decode_router)
+        among those with room for the prompt beside those bound to them (``DecodeQueues.has_room``); when none of its
+        own has, another rack's built one that has, the best ranked; when none anywhere has, its rack's best. Other
+        racks' are looked at only then: a request's choice costs its rack's pool, not a scan of the fleet's decode
+        instances (8,960 of them at 160 racks)."""
         topo, queues = self.topo, self.decode_queues
         rack = topo.rack_of(prefill.index)
         own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]
         roomy = [d for d in own if queues.has_room(d, job)]
         if not roomy:
             roomy = [d for d in self.decode if topo.rack_of(d.index) != rack and queues.has_room(d, job)]
-        return min(roomy or own, key=queues.rank)
+        return min(roomy or own, key=queues.ranking(job))
 
     def _decode_of(self, job: Job) -> Instance:
         return self.insts[int(self.table.decode_instance[job.rid])]

@@ -19,14 +19,31 @@ bound to it whose KV it has not received yet: in prefill, waiting for its memory
 pkg/plugins/scorer/active_request.go) and round robin evens for like requests; then the least KV in use; then the
 lowest index. A count, not the KV in use first: a burst's requests bound before any of their prefills ends would all
 go to the one instance whose KV in use is least.
+
+``pd.decode_router`` (``DECODE_ROUTERS``) names the rank: ``least-loaded``, the default, is the one above;
+``prefix-aware`` ranks first the longest prefix of the prompt a decode instance holds in its HBM (the blocks it is
+not sent: ``Instance.reserve``), then as ``least-loaded``, as kvsim's ``prefix-aware`` router ranks unified instances.
+References differ on the decode side: llm-d-inference-scheduler's sample PD config scores decode pods by
+``prefix-cache-scorer`` (weight 2: matched blocks / prompt blocks) beside ``queue-scorer`` (weight 1)
+(deploy/config/pd-epp-config.yaml; pkg/epp/framework/plugins/scheduling/scorer/prefix/plugin.go ``Score``), and
+sgl-router's decode policy defaults to its main ``--policy``, ``cache_aware`` (sgl-router src/main.rs,
+src/policies/registry.rs ``get_decode_policy``); llm-d's PD guide scores them by ``active-request-scorer`` alone
+("pure decode is bound by concurrent in-flight requests": guides/pd-disaggregation/router/pd-disaggregation.values.yaml)
+and NVIDIA Dynamo's router turns overlap scoring off for decode workers ("decode routing should not chase prefix
+reuse": docs components/router/disaggregated-serving.md; its mocker's ``derive_decode_router_config`` sets
+``overlap_score_weight`` to 0). The prefix-aware rank is lexicographic, not llm-d's weighted sum.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from sim.serving.instance import Instance, Job
+if TYPE_CHECKING:  # annotations only: the config's check of pd.decode_router imports this module, not the serving model
+    from sim.serving.instance import Instance, Job
+
+Rank = Callable[["Instance"], tuple]  # a decode instance -> its standing for one request, best least
 
 
 @dataclass
@@ -41,10 +58,15 @@ class DecodeQueue:
 class DecodeQueues:
     """Every decode instance's ``DecodeQueue``, by instance index (a cluster's are built as requests are bound)."""
 
-    def __init__(self, block_size: int):
+    def __init__(self, block_size: int, router: str = "least-loaded"):
         self.block_size = block_size
         self.queues: dict[int, DecodeQueue] = {}
         self.waiting = 0  # prefilled requests waiting in every queue (the time series' queued count)
+        self._ranking = DECODE_ROUTERS[router]  # (a name the config's check took: pd.decode_router)
+
+    def ranking(self, job: Job) -> Rank:
+        """The rank of decode instances for ``job`` (``pd.decode_router``): the one ``min`` binds it to is best."""
+        return self._ranking(self, job)
 
     def of(self, inst: Instance) -> DecodeQueue:
         queue = self.queues.get(inst.index)
@@ -88,3 +110,23 @@ class DecodeQueues:
 
     def _blocks(self, job: Job) -> int:
         return -(-job.input_tokens // self.block_size)
+
+
+def least_loaded(queues: DecodeQueues, job: Job) -> Rank:
+    """Fewest requests bound and not finished, then the least KV in use, then the lowest index
+    (``DecodeQueues.rank``)."""
+    return queues.rank
+
+
+def prefix_aware(queues: DecodeQueues, job: Job) -> Rank:
+    """The longest prefix of the prompt held in a decode instance's HBM (in use or cached: the blocks it is not sent),
+    then as ``least_loaded``."""
+    keys, rank = job.prompt_ids, queues.rank
+    return lambda inst: (-inst.cached_prefix_blocks(keys), *rank(inst))
+
+
+# pd.decode_router: how a PD request's decode instance is chosen at dispatch (--pd, --cluster --pd)
+DECODE_ROUTERS: dict[str, Callable[[DecodeQueues, Job], Rank]] = {
+    "least-loaded": least_loaded,
+    "prefix-aware": prefix_aware,
+}

@@ -138,7 +138,7 @@ class ServingRun:
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else NO_REPEAT_PREFIX_CACHE)
         # PD: each decode instance's requests bound to it, and those prefilled waiting for its memory
-        self.decode_queues = DecodeQueues(self.serving.block_size)
+        self.decode_queues = DecodeQueues(self.serving.block_size, config.pd.decode_router)
         self.in_transfer = 0  # PD: requests whose KV is on its way to a decode instance
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
@@ -342,9 +342,9 @@ class ServingRun:
 
     def _decode_for(self, prefill: Instance, job: Job) -> Instance:
         """The decode instance a new request is bound to (its prefill instance's peer): the best ranked
-        (``DecodeQueues.rank``)."""
+        (``DecodeQueues.ranking``: pd.decode_router)."""
         decode = self.decode
-        return min(decode, key=self.decode_queues.rank) if len(decode) > 1 else decode[0]
+        return min(decode, key=self.decode_queues.ranking(job)) if len(decode) > 1 else decode[0]
 
     def _decode_of(self, job: Job) -> Instance:
         """The decode instance ``job`` was bound to at dispatch."""
