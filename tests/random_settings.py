@@ -345,6 +345,8 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
             (-(-prefill * ptp // (dp * dtp)) * dp * dtp if hunt else prefill * ptp) + n * dtp * dp)] or [1])
         sets += [f"pd.num_prefill={prefill}", f"pd.num_decode={decode}",
                  f"pd.transfer={c.pick(['push', 'pull'] if gdn and c.maybe(0.9) else ['push', 'pull', 'layerwise'])}"]
+        if decode > 1 and c.maybe(0.3):  # (one decode instance: refused as unread)
+            sets.append("pd.decode_router=prefix-aware")
         if c.maybe(0.3):
             sets.append(f"network.bandwidth_gbps={c.pick([1, 100, 1e6])}")
         if c.maybe(0.1):
