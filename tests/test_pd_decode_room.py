@@ -1,0 +1,93 @@
+"""PD: ``DecodeQueues``' bookkeeping by hand (``sim.serving.decode_queues``): a decode instance has room for a prompt
+when its blocks not in use, less the prompt blocks bound there and not reserved yet, hold the prompt's blocks (its
+tokens rounded up to whole blocks: a block is allocated for a partial one, as vLLM's ``cdiv(num_tokens,
+block_size)`` in ``KVCacheManager.allocate_slots``); and the requests waiting in its queue are counted queued in the
+run's time series."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from sim.serving.decode_queues import DecodeQueues
+from tests.test_pd_decode_binding import A, B, _run
+
+
+def _instance(index: int, total: int, used: int) -> SimpleNamespace:
+    return SimpleNamespace(index=index, pool=SimpleNamespace(total=total, used=used))
+
+
+def _job(tokens: int) -> SimpleNamespace:
+    return SimpleNamespace(input_tokens=tokens)
+
+
+def test_room_counts_a_partial_block_as_a_whole_one_and_an_exact_fit_as_room():
+    """16 blocks of 16 tokens, 10 in use: 6 free. 96 tokens are 6 blocks (fits exactly), 81 tokens 6 blocks (5 full
+    and a partial one: fits), 97 tokens 7 blocks (does not)."""
+    queues, inst = DecodeQueues(16), _instance(1, 16, 10)
+    assert [queues.has_room(inst, _job(t)) for t in (96, 81, 97)] == [True, True, False]
+
+
+def test_prompts_bound_and_not_reserved_take_room_until_their_blocks_are_reserved():
+    """16 free blocks. Bound: a 100-token prompt (7 blocks). Left: 9 blocks, so a 144-token prompt (9) fits and a
+    145-token one (10) does not. Once the bound one is prefilled and reserved (its blocks now in use in the pool, 7
+    of them), the same 9 are free: still 144 fits, 145 does not; its bound count falls to 0 only when it is handed."""
+    queues, inst = DecodeQueues(16), _instance(1, 16, 0)
+    first = _job(100)
+    queues.bind(inst, first)
+    assert (queues.has_room(inst, _job(144)), queues.has_room(inst, _job(145))) == (True, False)
+    queues.prefilled(inst, first)
+    assert queues.waiting == 1
+    assert queues.reserved(queues.of(inst)) is first
+    inst.pool.used = 7
+    assert (queues.has_room(inst, _job(144)), queues.has_room(inst, _job(145))) == (True, False)
+    assert (queues.waiting, queues.of(inst).bound, queues.of(inst).bound_blocks) == (0, 1, 0)
+    queues.handed(inst)
+    assert queues.of(inst).bound == 0
+
+
+def test_a_request_waiting_in_a_decode_queue_is_counted_queued():
+    """``test_a_request_bound_to_a_free_instance_is_not_held_behind_one_bound_to_a_full_instance``'s run: R2 waits
+    in A's queue from its prefill's end until A's R0 ends, while R0 and R1 run and R3 (sent at once) runs on B from
+    its KV's arrival. Every time-series sample in that wait, after R3's KV landed and before R1 ends, counts exactly
+    one request queued (R2: nothing else waits anywhere) as vLLM counts a request waiting for remote KV among its
+    waiting ones."""
+    run = _run(17, [0.0, 0.0, 0.1, 0.12], [200, 216, 64, 8], [40, 24, 1, 1])
+    table = run.table
+    assert table.decode_instance[2] == A
+    series = run.timeline.series(table)
+    t, queued = np.asarray(series["t_s"]), np.asarray(series["queued"])
+    start = max(table.prefill_done[2], table.kv_ready[3], table.last_token[3])
+    inside = (t > start) & (t < min(table.kv_sent[2], table.last_token[1]))
+    assert inside.sum() >= 2
+    assert queued[inside].tolist() == [1] * int(inside.sum())
+
+
+def test_requests_waiting_for_one_decode_instance_take_its_memory_in_the_order_their_prefills_ended():
+    """One decode instance (16 usable blocks of 16 tokens). R0 (96 tokens: 6 blocks, 20 out) and R1 (64 tokens, 60
+    out) run there from 0 s; R2 and R3 (96 tokens: 6 blocks each, 1 out) arrive at 0.05 s and 0.06 s, find at most
+    4 blocks free and wait in its queue. When R0 ends, its 7 blocks free 10 (R1 holds 6): R2, first in the queue
+    (FCFS: vLLM's decode scheduler, SGLang's ``pop_preallocated``), takes 6; R3 waits for R2 to end (4 left)."""
+    from sim.config import load_config
+    from sim.serving.run import ServingRun
+    from tests.test_serving import make_trace
+
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.block_size=16",
+                                     "serving.num_gpu_blocks=17"])
+    run = ServingRun(make_trace([0.0, 0.0, 0.05, 0.06], [96, 64, 96, 96], [20, 60, 1, 1]), config, "pd")
+    run.run()
+    table = run.table
+    assert table.prefill_done[2] < table.prefill_done[3] < table.last_token[0]
+    assert table.kv_sent[2] == table.last_token[0] < table.last_token[2] == table.kv_sent[3] < table.last_token[1]
+
+
+def test_the_binding_counts_the_requests_a_decode_instance_runs_before_its_kv_in_use():
+    """Two decode instances. At 0 s R0 (16 tokens, 400 out) is bound to A and R1 (200 tokens: 13 blocks, 400 out)
+    to B; at 0.05 s R2 (16 tokens, 400 out) to A (one each; A holds fewer blocks). At 0.5 s all three run (none
+    bound and not yet handed): A runs two requests in about 4 blocks, B one in about 14. R3 goes to B, the fewer
+    requests (llm-d's active-request count), though A holds less KV."""
+    run = _run(101, [0.0, 0.0, 0.05, 0.5], [16, 200, 16, 16], [400, 400, 400, 1])
+    table = run.table
+    assert table.decode_instance.tolist() == [A, B, A, B]
+    assert max(table.kv_ready[:3]) < table.arrival[3] < min(table.last_token[:3])
