@@ -91,3 +91,21 @@ def test_the_binding_counts_the_requests_a_decode_instance_runs_before_its_kv_in
     table = run.table
     assert table.decode_instance.tolist() == [A, B, A, B]
     assert max(table.kv_ready[:3]) < table.arrival[3] < min(table.last_token[:3])
+
+
+def test_a_pulling_decode_instance_takes_no_kv_while_its_sequence_slots_are_full():
+    """``pd.transfer=pull``, one decode instance, ``max_num_seqs=2``, memory to spare. R0 (16 tokens, 100 out) and R1
+    (16 tokens, 50 out) fill its two slots from 0 s; R2 (16 tokens, 1 out), prefilled at about 0.06 s, is pulled only
+    when R1 ends and frees a slot (vLLM's scheduler stops its waiting loop, remote-KV requests included, while its
+    running requests number ``max_num_running_reqs``: v1/core/sched/scheduler.py ``schedule``)."""
+    from sim.config import load_config
+    from sim.serving.run import ServingRun
+    from tests.test_serving import make_trace
+
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "pd.transfer=pull", "serving.max_num_seqs=2",
+                                     "serving.block_size=16", "serving.num_gpu_blocks=101"])
+    run = ServingRun(make_trace([0.0, 0.0, 0.05], [16, 16, 16], [100, 50, 1]), config, "pd")
+    run.run()
+    table = run.table
+    assert table.prefill_done[2] < table.last_token[1] < table.last_token[0]
+    assert table.kv_sent[2] == table.last_token[1]
