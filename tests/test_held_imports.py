@@ -87,3 +87,18 @@ def test_an_extension_loaded_through_the_holding_loader_works():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (0, "_HeldExtensionLoader b'[1]'\n", "")
+
+
+@pytest.mark.parametrize("step", ["create_module", "exec_module"])
+def test_both_steps_of_an_extension_s_initialisation_run_with_the_stops_held(monkeypatch, step):
+    """A single-phase extension runs its whole init function in ``create_module`` (``_imp.create_dynamic``), a
+    multi-phase one (orjson's) its exec slot in ``exec_module`` (PEP 489): each step runs inside ``stops_held``."""
+    from sim import command
+
+    spec = _HeldExtensionFinder.find_spec("_json")
+    if spec is None:
+        pytest.skip("this Python builds _json in: no extension module to find")
+    seen = []
+    monkeypatch.setattr(importlib.machinery.ExtensionFileLoader, step, lambda self, arg: seen.append(command._held))
+    getattr(spec.loader, step)(spec if step == "create_module" else None)
+    assert seen == [command._held + 1]
