@@ -119,3 +119,10 @@ def test_any_trace_reads_back_its_ids_in_the_smaller_form(requests, cut, data):
         requests = [r[:blocks] for r in requests] if cuts else requests
     if requests:
         _check(trace, requests)
+
+
+def test_runs_at_exactly_half_the_flat_bytes_are_held_as_runs():
+    """One request of 12 consecutive ids: 48 bytes flat, one run 24 (8 * (1 + 1) offsets + 8): exactly half, held as
+    runs ("at most half"); with 11 ids, 44 bytes flat, more than half: flat."""
+    assert _trace([list(range(12))]).id_runs is not None
+    assert _trace([list(range(11))]).id_runs is None
