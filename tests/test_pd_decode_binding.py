@@ -96,3 +96,44 @@ def test_every_decode_queue_is_empty_and_unbound_when_a_run_ends(sets):
     queues = run.decode_queues
     assert run.completed == len(trace) and len(queues.queues) > 1 and queues.waiting == 0
     assert [(q.bound, q.bound_blocks, len(q.jobs)) for q in queues.queues.values()] == [(0, 0, 0)] * len(queues.queues)
+
+
+def test_a_cluster_request_no_decode_instance_has_room_for_is_bound_in_its_own_rack():
+    """The racks of ``test_a_cluster_request_stays_in_its_rack_when_another_of_its_decode_instances_has_room``. At 0
+    s R0 (160 tokens: 10 blocks, 60 out) is bound to 1, R1 (176: 11 blocks) to rack 1's 4, R2 (176) to 2 (1 has no
+    room beside R0's 10 bound blocks). At 0.2 s R3 (176 tokens, rack 1) is bound to the idle 5, its 11 blocks not yet
+    reserved, and R4 (96 tokens: 6 blocks, rack 0) finds no room anywhere: 1 holds 12 blocks, 2 and 4 13, and 5 has
+    11 bound. It is bound to its own rack's best ranked, 1 (one request, 12 of 16 blocks in use, against 2's 13), not
+    to 5, which ranks best of all (one request, no KV in use yet): another rack's only when it has room (README)."""
+    from sim.cluster.run import ClusterRun
+
+    config = load_config(None, sets=[
+        "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
+        "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    trace = make_trace([0.0, 0.0, 0.0, 0.2, 0.2], [160, 176, 176, 176, 96], [60, 60, 60, 60, 1])
+    run = ClusterRun(trace, config, pd=True)
+    run.run()
+    assert run.table.instance.tolist() == [0, 3, 0, 3, 0]
+    assert run.table.decode_instance.tolist() == [1, 4, 2, 5, 1]
+    assert run.table.kv_sent[4] > run.table.arrival[4] + 0.1  # (it waited for 1's memory: R0's end)
+
+
+def test_a_cluster_request_whose_rack_has_no_room_is_bound_to_another_rack_s_best_with_room():
+    """The same racks. At 0 s R0 (160 tokens, 60 out) is bound to 1, R1 (8 tokens, 1 out) to rack 1's 4, R2 (176
+    tokens, 60 out) to 2. At 0.2 s (R1 ended) R3 (8 tokens, rack 1) is bound to 4, and R4 (96 tokens: 6 blocks,
+    rack 0) finds no room in its rack (1 holds 12 blocks, 2 13): it is bound to rack 1's best ranked with room, 5 (no
+    request, against 4's R3), and its KV is sent as its prefill ends, not held for R0's end on 1."""
+    from sim.cluster.run import ClusterRun
+
+    config = load_config(None, sets=[
+        "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
+        "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    trace = make_trace([0.0, 0.0, 0.0, 0.2, 0.2], [160, 8, 176, 8, 96], [60, 1, 60, 1, 1])
+    run = ClusterRun(trace, config, pd=True)
+    run.run()
+    table = run.table
+    assert table.instance.tolist() == [0, 3, 0, 3, 0]
+    assert table.decode_instance.tolist() == [1, 4, 2, 4, 5]
+    assert table.kv_sent[4] == pytest.approx(table.prefill_done[4], abs=1e-12) and table.kv_sent[4] < table.last_token[0]
