@@ -240,3 +240,24 @@ def test_the_module_entry_stopped_midway_ends_as_main_py_does(tmp_path, signum, 
         _kill_all(proc, workers)
     assert (proc.returncode, err) == (status, f"kvsim: {said}\n")
     assert not out.exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="blocks signals (POSIX)")
+def test_a_sweep_s_workers_are_forked_with_the_stops_held():
+    """The pool forks its workers at the first submit: each submit runs with SIGINT and SIGTERM blocked
+    (``experiments.runner.stops_held_while_forking``), so a worker inherits them blocked until ``worker_start``
+    gives it its own handlers; they are unblocked again once the tasks are submitted."""
+    from experiments import runner
+
+    class Pool:
+        def __init__(self):
+            self.masks: list[set[int]] = []
+
+        def submit(self, fn, task):
+            self.masks.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+            return task
+
+    pool = Pool()
+    assert set(runner._submit_all(pool, ["a", "b"]).values()) == {"a", "b"}
+    assert all(set(runner.STOP_SIGNALS) <= mask for mask in pool.masks) and len(pool.masks) == 2
+    assert not set(runner.STOP_SIGNALS) & set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
