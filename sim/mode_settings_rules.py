@@ -3,8 +3,8 @@ asks ``unread_with_others``): a lower tier's timing or policy when the tier hold
 prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, a node's NIC in a one-node
 cluster without an EIC, the analytic network's figures
 beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, the
-router of one instance (prefill or decode), and the seed of a trace replayed at its own times. Each was accepted and
-changed nothing but the echoed config (exit 0)."""
+router of one instance (prefill or decode), the decode router without prefix caching, and the seed of a trace replayed
+at its own times. Each was accepted and changed nothing but the echoed config (exit 0)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             mode == "pd" or mode == "cluster --pd" and config.cluster.num_racks == 1):  # its own has no room)
         yield "pd.decode_router", ("pd.num_decode is 1" + (" in one rack" if mode != "pd" else "") +
                                    ": every request is bound to that decode instance, whatever the decode router")
+    if "pd.decode_router" in given and mode in ("pd", "cluster --pd") and not config.serving.enable_prefix_caching:
+        # (sim.serving.decode_queues.prefix_aware: no decode instance holds a prefix, so it ranks as least-loaded)
+        yield "pd.decode_router", ("with serving.enable_prefix_caching=false no decode instance holds a prefix: "
+                                   "prefix-aware binds every request as least-loaded does")
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
         yield from _unread_nic(config, given)

@@ -97,3 +97,25 @@ def test_a_decode_router_is_taken_where_there_is_a_choice(run_cli):
         status, _, err = run_cli(*flags, "--preset", "smoke", "--no-plot", "--quiet", "--set",
                                  "workload.synthetic.num_requests=20", "--set", "pd.decode_router=prefix-aware")
         assert status == 0, err
+
+
+def test_a_decode_router_without_prefix_caching_is_refused(run_cli):
+    """With prefix caching off no decode instance holds a prefix (``KVCacheManager.cached_prefix_blocks`` is 0
+    everywhere), so prefix-aware binds every request where least-loaded does: the key is unread, exit 2."""
+    for flags in (["--pd"], ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=1"]):
+        status, _, err = run_cli(*flags, "--preset", "smoke", "--no-plot", "--set", "pd.num_decode=2",
+                                 "--set", "serving.enable_prefix_caching=false", "--set", "pd.decode_router=prefix-aware")
+        assert status == 2 and "--set pd.decode_router: with serving.enable_prefix_caching=false" in err, err
+
+
+def test_without_prefix_caching_both_decode_routers_bind_alike():
+    """The premise of the refusal above: the worked case with prefix caching off binds R4 to D0 under either router
+    (nothing cached on D1), so every request's decode instance and blocks sent are least-loaded's."""
+    runs = {}
+    for router in EXPECTED:
+        sets = [*BASE, "serving.enable_prefix_caching=false", f"pd.decode_router={router}"]
+        run = ServingRun(make_trace(ARRIVAL, INPUTS, OUTPUTS, block_lists=BLOCKS), load_config(None, sets=sets), "pd")
+        run.run()
+        runs[router] = run.table.decode_instance.tolist(), (run.table.kv_transfer_bytes // run.transfer.moved_bytes)
+    assert runs["prefix-aware"][0] == runs["least-loaded"][0] == EXPECTED["least-loaded"][0]
+    assert runs["prefix-aware"][1].tolist() == runs["least-loaded"][1].tolist() == EXPECTED["least-loaded"][1]
