@@ -78,7 +78,7 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
     if "pd.decode_router" in given and mode in ("pd", "cluster --pd") and not config.serving.enable_prefix_caching:
         # (sim.serving.decode_queues.prefix_aware: no decode instance holds a prefix, so it ranks as least-loaded)
         yield "pd.decode_router", ("with serving.enable_prefix_caching=false no decode instance holds a prefix: "
-                                   "prefix-aware binds every request as least-loaded does")
+                                   "every decode router binds as least-loaded does")
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
         yield from _unread_nic(config, given)
