@@ -164,14 +164,18 @@ class EICTierConfig(TierConfig):
 class TiersConfig:
     """HBM → host DRAM → local SSD → rack-shared CXL/RDMA memory (EIC)."""
 
-    # HBM capacity 0 means "derive from GPU memory and gpu_memory_utilization".
+    # HBM capacity 0 means "derive from GPU memory and gpu_memory_utilization". 3,350 GB/s: the H100 SXM's HBM3
+    # (H100 datasheet, as profiles/gpus.yaml h100-sxm); an HBM hit is not charged a load, so these are never read.
     hbm: TierConfig = TierConfig(capacity_gib=0.0, read_gbps=3350.0, write_gbps=3350.0, latency_us=0.0)
-    # PCIe Gen5 x16 host link ~64 GB/s per direction (PCI-SIG spec); ~50 GB/s usable.
+    # PCIe Gen5 x16 host link ~64 GB/s per direction (PCI-SIG spec); ~50 GB/s usable and 5 us: unsourced, round
+    # figures below that raw rate (no measurement of a GPU's pinned-host KV loads is cited).
     dram: TierConfig = TierConfig(capacity_gib=256.0, read_gbps=50.0, write_gbps=50.0, latency_us=5.0)
-    # One NVMe Gen4 SSD, ~7 GB/s read / ~5 GB/s write class (vendor datasheets), ~80 us access.
+    # One NVMe Gen4 SSD: ~7 GB/s read is the PCIe 4.0 x4 class (7.9 GB/s raw); ~5 GB/s write and ~80 us access are
+    # unsourced round figures of that class (no one drive's datasheet is cited).
     ssd: TierConfig = TierConfig(capacity_gib=2048.0, read_gbps=7.0, write_gbps=5.0, latency_us=80.0,
                                  shared_read_gbps=7.0)  # the node's GPUs read the one SSD
-    # Rack-shared pool over 400 Gb/s RDMA NICs (= 50 GB/s); 0 GiB disables it.
+    # Rack-shared pool over 400 Gb/s RDMA NICs (= 50 GB/s); 0 GiB disables it. 10 us: unsourced, a round figure for
+    # an RDMA read through the rack switch.
     eic: EICTierConfig = EICTierConfig(capacity_gib=0.0, read_gbps=50.0, write_gbps=50.0, latency_us=10.0)
 
 
@@ -227,7 +231,9 @@ class ComputeConfig:
 class NetworkConfig:
     """Inter-node links (KV transfer, EIC access)."""
 
-    bandwidth_gbps: float = domain(100.0, **BANDWIDTH)  # Gb/s, as NICs are rated
+    # Gb/s, as NICs are rated. 100: a kvsim choice, the link of the SimAI/Vidur RTX 5090 P/D study kvsim replays
+    # (profiles/rtx5090_llama3_8b_pd_study.yaml); 5 us: unsourced, a round per-transfer figure
+    bandwidth_gbps: float = domain(100.0, **BANDWIDTH)
     latency_us: float = domain(5.0, **LATENCY)
     lookup: str | None = None  # an NS-3 bytes→seconds table JSON
     contention: bool = True
