@@ -129,6 +129,7 @@ def siglip_tower(top: Any, vision: Any, text_hidden: int) -> VisionTower:
                           "absent or true by SiglipVisionConfig's default) is not modelled: Gemma 3's vision tower has "
                           "none (give vision_use_head false)")
     hidden, width, layers, image, patch = (vision.positive(k) for k in SIGLIP_REQUIRED)
+    # transformers SiglipVisionConfig defaults (configuration_siglip.py): num_channels 3, num_attention_heads 12
     channels, heads = vision.positive("num_channels", 3), vision.positive("num_attention_heads", 12)
     if patch > image:
         raise ConfigError(f"model config {vision.path}: vision_config.patch_size {patch} exceeds image_size {image}")
