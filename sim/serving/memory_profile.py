@@ -62,8 +62,9 @@ CUDAGRAPH_MIN_PER_GRAPH = 1 << 20  # vLLM's floor: "Use at least 1 MiB per graph
 # else 512 (VllmConfig._set_cudagraph_sizes, vllm/config/vllm.py): B200 and GB200's B200, both 10.0
 CAPTURE_CEILING_SM100 = ("b200", "gb200")
 # The Triton top-k/top-p kernel's buffer (apply_top_k_top_p_triton, v1/sample/ops/topk_topp_triton.py): one fp32 row
-# of the vocabulary per program, min(next power of 2 of min(SMs, rows), SMs) rows, kept once made. kvsim's GPU specs
-# carry no SM count: 128 programs (an RTX 4090's 128 SMs; an H100 SXM has 132, an A100 108, an RTX PRO 6000 188).
+# of the vocabulary per program, min(next power of 2 of min(SMs, rows), SMs) rows, kept once made. kvsim takes 128
+# programs on every GPU (an RTX 4090's 128 SMs; an H100 SXM has 132, an A100 108, an RTX PRO 6000 188), though GPU
+# specs now carry sm_count: reading it here would change the memory profile of GPUs other than the RTX 4090.
 TOPK_TOPP_PROGRAMS = 128
 
 
