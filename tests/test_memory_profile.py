@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from sim.config import load_config
-from sim.serving.memory_profile import capture_sizes, cudagraph_estimate, forward_peak, memory_budget
+from sim.serving.memory_profile import (
+    capture_sizes,
+    cudagraph_estimate,
+    forward_peak,
+    memory_budget,
+    sampler_peak,
+    topk_topp_programs,
+)
 from sim.specs import model_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llmservingsim_rtxpro6000" / "bench" / "examples" / "RTXPRO6000"
@@ -46,6 +53,18 @@ def test_cudagraph_estimate_reproduces_its_source_log():
     assert forward_peak(qwen, 512, 1, 1, 2) == 512 * (4096 + 3 * 12288) * 2 == 41_943_040
     estimate = cudagraph_estimate(qwen, capture_sizes(256, 8192, "rtx4090"), 256, 1, 1, 2)
     assert estimate / 1024**3 == pytest.approx(0.52, abs=0.005)
+
+
+def test_topk_topp_buffer_rows_follow_the_gpus_sm_count():
+    """vLLM's apply_top_k_top_p_triton keeps a buffer of min(next_power_of_2(min(num_sm, batch)), num_sm) fp32 rows
+    of the vocabulary; by hand for the profile run's 256 sequences: an RTX 4090 (128 SMs) 128 rows, an H100 SXM
+    (132) 132, an RTX PRO 6000 (188) 188; a small batch of 3 rows 4 on any; 100 rows on an H100 128."""
+    assert [topk_topp_programs(256, sms) for sms in (128, 132, 188)] == [128, 132, 188]
+    assert topk_topp_programs(3, 132) == 4 and topk_topp_programs(100, 132) == 128
+    assert topk_topp_programs(256, None) == 128  # (an SM count not known: an RTX 4090's)
+    llama = model_spec("llama-3.1-8b")
+    # the H100's 132 rows against the RTX 4090's 128: 4 more fp32 rows of Llama-3.1's 128,256-token vocabulary
+    assert sampler_peak(llama, 2048, 256, 2, 132) - sampler_peak(llama, 2048, 256, 2, 128) == 4 * 128_256 * 4
 
 
 def test_blocks_of_the_measured_rtx4090_run(shared_data):

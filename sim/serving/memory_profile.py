@@ -62,10 +62,10 @@ CUDAGRAPH_MIN_PER_GRAPH = 1 << 20  # vLLM's floor: "Use at least 1 MiB per graph
 # else 512 (VllmConfig._set_cudagraph_sizes, vllm/config/vllm.py): B200 and GB200's B200, both 10.0
 CAPTURE_CEILING_SM100 = ("b200", "gb200")
 # The Triton top-k/top-p kernel's buffer (apply_top_k_top_p_triton, v1/sample/ops/topk_topp_triton.py): one fp32 row
-# of the vocabulary per program, min(next power of 2 of min(SMs, rows), SMs) rows, kept once made. kvsim takes 128
-# programs on every GPU (an RTX 4090's 128 SMs; an H100 SXM has 132, an A100 108, an RTX PRO 6000 188), though GPU
-# specs now carry sm_count: reading it here would change the memory profile of GPUs other than the RTX 4090.
-TOPK_TOPP_PROGRAMS = 128
+# of the vocabulary per program, min(next power of 2 of min(SMs, rows), SMs) rows, kept once made (``num_sm`` =
+# ``num_compute_units``: the GPU's SM count, profiles/gpus.yaml ``sm_count``). A GPU whose SM count is not known
+# takes 128 programs, an RTX 4090's (128 SMs), the figure kvsim used on every GPU before it read the count
+TOPK_TOPP_PROGRAMS_UNKNOWN_SMS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ def activation_peak(config: Config, model: ModelSpec, seqs: int, tokens: int, tp
     from sim.serving.engine_limits import max_model_len
 
     peak = max(forward_peak(model, tokens, tp, dp, act, expert_parallel),
-               sampler_peak(model, tokens, min(seqs, tokens), act))
+               sampler_peak(model, tokens, min(seqs, tokens), act, gpu_spec(config.hardware.gpu).sm_count))
     tower = model.vision_tower
     if tower is None:
         return peak
@@ -158,15 +158,22 @@ def activation_peak(config: Config, model: ModelSpec, seqs: int, tokens: int, tp
     return max(tower.encoder_peak(items, tp, act), tower.held_bytes(items, act) + peak)
 
 
-def sampler_peak(model: ModelSpec, tokens: int, rows: int, act: int) -> int:
+def sampler_peak(model: ModelSpec, tokens: int, rows: int, act: int, sm_count: int | None) -> int:
     """The sampler pass of the profile run (``_dummy_sampler_run``) at its peak: the forward's hidden states
     (tokens × hidden, held by ``profile_run``), the logits of ``rows`` requests over the whole vocabulary (gathered
     from the TP ranks) in the model dtype, their fp32 copy (``Sampler.forward``), the fp32 probabilities
     (``forward_native``: softmax) and exponential noise of the same shape (``random_sample``); plus the Triton
-    top-k/top-p buffer (``TOPK_TOPP_PROGRAMS`` rows), which stays allocated."""
+    top-k/top-p buffer (one row a program, ``topk_topp_programs``), which stays allocated."""
     vocab = model.vocab_size
-    programs = min(TOPK_TOPP_PROGRAMS, 1 << max(0, rows - 1).bit_length())
+    programs = topk_topp_programs(rows, sm_count)
     return tokens * model.hidden_size * act + rows * vocab * (act + 3 * FP32) + programs * vocab * FP32
+
+
+def topk_topp_programs(rows: int, sm_count: int | None) -> int:
+    """Rows of the Triton top-k/top-p kernel's kept buffer for a batch of ``rows``: min(next power of 2 of
+    min(SMs, rows), SMs) (``apply_top_k_top_p_triton``)."""
+    sms = sm_count if sm_count is not None else TOPK_TOPP_PROGRAMS_UNKNOWN_SMS
+    return min(1 << max(0, min(sms, rows) - 1).bit_length(), sms)
 
 
 def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, gpu: str) -> list[int]:
