@@ -66,8 +66,32 @@ def _noted(signum: int) -> bool:
     return True
 
 
+# Python functions that native code calls back and whose exception it mishandles, as (file's path ending, function):
+# a stop raised inside one is raised again a millisecond later instead (``_raise_again_soon``). numba's compiled
+# wrapper unpickles the class of each array it returns (``numba_unpickle`` -> ``_numba_unpickle``, a memo miss on a
+# function's first call); a stop raised there left that array NULL in a returned tuple, and the next element's memo
+# miss (a KeyError caught) cleared the pending stop: the caller met the NULL and the process died of SIGSEGV (numba
+# 0.68 ``box_tuple`` sets its elements unchecked; trace.id_runs ``to_runs``' first call, ~3% of stops while a trace
+# loaded under load: tests/test_stop_signals.py reproduces it every time)
+UNSAFE_CALLBACKS = (("numba/core/serialize.py", "_numba_unpickle"),)
+
+
+def _inside_unsafe_callback(frame: object) -> bool:
+    """Whether the handler's ``frame`` runs inside one of ``UNSAFE_CALLBACKS`` (or code it called)."""
+    while frame is not None:
+        code = frame.f_code
+        if any(code.co_name == name and code.co_filename.replace(os.sep, "/").endswith(path)
+               for path, name in UNSAFE_CALLBACKS):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _interrupt(signum: int, frame: object) -> None:
     if _noted(signum) and not _held:
+        if _inside_unsafe_callback(frame):
+            _raise_again_soon()
+            return
         _cancel_retry()
         raise KeyboardInterrupt
 
@@ -79,6 +103,9 @@ def _terminate(signum: int, frame: object) -> None:
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not _held:
+        if _inside_unsafe_callback(frame):
+            _raise_again_soon()
+            return
         _cancel_retry()
         raise Terminated
 
@@ -299,13 +326,23 @@ def _lost_stop(unraisable: object) -> None:
     where the run goes on (a one-shot SIGALRM; a handler tripped at once would run inside this hook and be lost too):
     else the run went on, the Ctrl-C or SIGTERM waiting for the next ``raise_if_stopped``, perhaps a long run's end.
     Lost again (the alarm came inside another destructor), it is raised again the same way."""
-    if _stop_signal is None or not isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt) \
-            or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if _stop_signal is not None and isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt):
+        _raise_again_soon()
+
+
+def _raise_again_soon() -> None:
+    """Raise the stop a millisecond from now in the main thread (a one-shot SIGALRM), where it was lost or could not
+    be raised safely (``_lost_stop``, ``UNSAFE_CALLBACKS``); the alarm landing in such a place again defers it
+    again."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         return
     global _retry_previous
     previous_handler = signal.getsignal(signal.SIGALRM)
 
-    def again(_signum: int, _frame: object) -> None:
+    def again(_signum: int, frame: object) -> None:
+        if _inside_unsafe_callback(frame):
+            _raise_again_soon()
+            return
         _cancel_retry()
         if not _held and not _answering:  # (a held region raises it as it ends; an answer has it already)
             raise_if_stopped()

@@ -388,38 +388,44 @@ except {stop.__name__} as stop:
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} 1\n", "")
 
 
-HELD_ID_RUNS = """
+STOP_IN_NUMBA_UNPICKLE = """
 import os, signal, sys
-from types import SimpleNamespace
 import numpy as np
-import trace.id_runs as id_runs
+from numba import njit
+import numba.core.serialize as serialize
 from sim.command import command_status
-from trace.request import Trace
 
-real = id_runs.{kernel}
+@njit(cache=False)
+def three(n):
+    return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32)
 
-def stopped(*args):
-    os.kill(os.getpid(), signal.SIGTERM)  # the stop, as the kernel is called
-    out = real(*args)
-    print("{kernel} done", flush=True)
-    return out
+three.compile("(int64,)")
 
-id_runs.{kernel} = stopped
+class Memo(dict):  # numba's memo of unpickled objects: a miss is a KeyError, caught
+    sent = False
+    def __getitem__(self, key):
+        if not Memo.sent:
+            Memo.sent = True
+            os.kill(os.getpid(), signal.{signal})  # the stop, as the wrapper unpickles the first array's class
+        return dict.__getitem__(self, key)
+
+serialize._unpickled_memo = Memo(serialize._unpickled_memo)
 
 def body():
-    trace = SimpleNamespace(block_offsets=np.array([0, 64, 128]), flat_ids=None, id_runs=None)
-    Trace._hold(trace, np.arange(128, dtype=np.int32))
+    print([a.dtype.name for a in three(5)], flush=True)
     return 0
 
 sys.exit(command_status("probe", body))
 """
 
 
-@pytest.mark.parametrize("kernel", ["count_runs", "to_runs"])
-def test_a_stop_waits_for_a_traces_ids_to_become_runs(kernel):
-    """A stop while a trace's ids become runs (``Trace._hold``: two kernels' first calls, ``count_runs`` then
-    ``to_runs``) is raised once they are: raised there, a SIGTERM made bench_kernel_floor.py die of SIGSEGV at
-    ``to_runs``' first call (its first returned array NULL; ~3% of stops under load, twice in CI)."""
-    done = subprocess.run([sys.executable, "-c", HELD_ID_RUNS.format(kernel=kernel)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (done.returncode, done.stdout, done.stderr) == (143, f"{kernel} done\n", "probe: terminated\n")
+@pytest.mark.parametrize(("stop", "status", "line"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_stop_inside_numbas_unpickling_of_a_returned_type_is_raised_after_it(stop, status, line):
+    """numba's compiled wrapper unpickles each returned array's class (Python code: ``_numba_unpickle``); a stop
+    raised there made that array NULL in the returned tuple and the next one's memo miss cleared the stop: SIGSEGV
+    at the caller (every time here; ~3% of stops while a trace loaded, at ``to_runs``' first call: twice in CI). It is
+    raised a millisecond later, once the tuple is whole."""
+    done = subprocess.run([sys.executable, "-c", STOP_IN_NUMBA_UNPICKLE.format(signal=stop)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stderr) == (status, f"probe: {line}\n")
+    assert done.stdout in ("", "['int64', 'int32', 'int32']\n")  # (the retry may come before or after the print)

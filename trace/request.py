@@ -150,17 +150,12 @@ class Trace:
     def _hold(self, ids: np.ndarray) -> None:
         """Hold ``ids`` (int32, flat, CSR by ``block_offsets``) as runs where they take at most half the bytes of
         the flat array (a trace of random ids stays flat)."""
-        from sim.command import stops_held
         from trace.id_runs import IdRuns, count_runs  # (when ids are held: it loads numba)
 
         offsets = np.asarray(self.block_offsets, dtype=np.int64)
-        # a stop waits for the two kernels' first calls (milliseconds): a SIGTERM while a trace loaded made the process
-        # die of SIGSEGV at ``to_runs``'s first call, its first returned array NULL (10 of ~600 looped stops of
-        # bench_kernel_floor.py under load, 5 cores read with gdb; the mechanism inside numba not found: note 55)
-        with stops_held():
-            runs = int(count_runs(offsets, ids))
-            held = 2 * IdRuns.nbytes_for(len(offsets) - 1, runs) <= ids.nbytes
-            self.flat_ids, self.id_runs = (None, IdRuns.of_flat(offsets, ids, runs)) if held else (ids, None)
+        runs = int(count_runs(offsets, ids))
+        held = 2 * IdRuns.nbytes_for(len(offsets) - 1, runs) <= ids.nbytes
+        self.flat_ids, self.id_runs = (None, IdRuns.of_flat(offsets, ids, runs)) if held else (ids, None)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
