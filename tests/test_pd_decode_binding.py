@@ -63,15 +63,7 @@ def test_a_cluster_request_stays_in_its_rack_when_another_of_its_decode_instance
     one bound, then 1's KV in use is higher). At 0.2 s R6 (96 tokens: 6 blocks) ranks 1 first (one bound against
     two), which has no room (R0 holds 11 blocks); 2 holds R2's and R4's few: R6 is bound to 2, in its own rack (README:
     another rack's only when none of its own has room), not sent over the uplinks to rack 1's 4."""
-    from sim.cluster.run import ClusterRun
-
-    config = load_config(None, sets=[
-        "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
-        "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
-        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
-    trace = make_trace([0.0, 0.0, 0.1, 0.1, 0.15, 0.15, 0.2], [160, 8, 16, 8, 16, 8, 96], [90, 1, 60, 1, 60, 1, 1])
-    run = ClusterRun(trace, config, pd=True)
-    run.run()
+    run = _two_racks_run([0.0, 0.0, 0.1, 0.1, 0.15, 0.15, 0.2], [160, 8, 16, 8, 16, 8, 96], [90, 1, 60, 1, 60, 1, 1])
     assert run.table.instance.tolist() == [0, 3, 0, 3, 0, 3, 0]
     assert run.table.decode_instance.tolist() == [1, 4, 2, 4, 2, 4, 2]
 
@@ -105,15 +97,7 @@ def test_a_cluster_request_no_decode_instance_has_room_for_is_bound_in_its_own_r
     reserved, and R4 (96 tokens: 6 blocks, rack 0) finds no room anywhere: 1 holds 12 blocks, 2 and 4 13, and 5 has
     11 bound. It is bound to its own rack's best ranked, 1 (one request, 12 of 16 blocks in use, against 2's 13), not
     to 5, which ranks best of all (one request, no KV in use yet): another rack's only when it has room (README)."""
-    from sim.cluster.run import ClusterRun
-
-    config = load_config(None, sets=[
-        "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
-        "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
-        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
-    trace = make_trace([0.0, 0.0, 0.0, 0.2, 0.2], [160, 176, 176, 176, 96], [60, 60, 60, 60, 1])
-    run = ClusterRun(trace, config, pd=True)
-    run.run()
+    run = _two_racks_run([0.0, 0.0, 0.0, 0.2, 0.2], [160, 176, 176, 176, 96], [60, 60, 60, 60, 1])
     assert run.table.instance.tolist() == [0, 3, 0, 3, 0]
     assert run.table.decode_instance.tolist() == [1, 4, 2, 5, 1]
     assert run.table.kv_sent[4] > run.table.arrival[4] + 0.1  # (it waited for 1's memory: R0's end)
@@ -124,16 +108,22 @@ def test_a_cluster_request_whose_rack_has_no_room_is_bound_to_another_rack_s_bes
     tokens, 60 out) to 2. At 0.2 s (R1 ended) R3 (8 tokens, rack 1) is bound to 4, and R4 (96 tokens: 6 blocks,
     rack 0) finds no room in its rack (1 holds 12 blocks, 2 13): it is bound to rack 1's best ranked with room, 5 (no
     request, against 4's R3), and its KV is sent as its prefill ends, not held for R0's end on 1."""
+    run = _two_racks_run([0.0, 0.0, 0.0, 0.2, 0.2], [160, 8, 176, 8, 96], [60, 1, 60, 1, 1])
+    table = run.table
+    assert table.instance.tolist() == [0, 3, 0, 3, 0]
+    assert table.decode_instance.tolist() == [1, 4, 2, 4, 5]
+    assert table.kv_sent[4] == pytest.approx(table.prefill_done[4], abs=1e-12) and table.kv_sent[4] < table.last_token[0]
+
+
+def _two_racks_run(arrivals: list[float], inputs: list[int], outputs: list[int]):
+    """A finished ``--cluster --pd`` run of the given requests on 2 racks of 1 prefill instance (0, 3) and 2 decode
+    instances (1, 2 and 4, 5), 16 usable blocks of 16 tokens each, HBM only, round-robin over the racks."""
     from sim.cluster.run import ClusterRun
 
     config = load_config(None, sets=[
         "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
         "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
         "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
-    trace = make_trace([0.0, 0.0, 0.0, 0.2, 0.2], [160, 8, 176, 8, 96], [60, 1, 60, 1, 1])
-    run = ClusterRun(trace, config, pd=True)
+    run = ClusterRun(make_trace(arrivals, inputs, outputs), config, pd=True)
     run.run()
-    table = run.table
-    assert table.instance.tolist() == [0, 3, 0, 3, 0]
-    assert table.decode_instance.tolist() == [1, 4, 2, 4, 5]
-    assert table.kv_sent[4] == pytest.approx(table.prefill_done[4], abs=1e-12) and table.kv_sent[4] < table.last_token[0]
+    return run
