@@ -67,14 +67,13 @@ def _noted(signum: int) -> bool:
 
 
 # Python functions that native code calls back and whose exception it mishandles, as (file's path ending, function):
-# a stop raised inside one is raised again a millisecond later instead (``_raise_again_soon``). numba's compiled
-# wrapper looks up the class of each array it returns in a Python memo at every call (``numba_unpickle`` ->
-# ``_numba_unpickle``; ``cloudpickle.loads`` on a miss, a function's first call); a stop raised there left that array
-# NULL in a returned tuple (numba 0.68's ``box_tuple`` sets its elements unchecked), and the next element's memo miss
-# (a KeyError caught) cleared the pending stop: the caller met the NULL and the process died of SIGSEGV
-# (trace.id_runs ``to_runs``' first call, ~3% of stops while a trace loaded under load; tests/test_stop_signals.py
-# reproduces it every time). On a memo hit the next element's lookup, called with the stop pending, fails as a
-# SystemError instead: a traceback where one line was due
+# a stop raised inside one is raised again a millisecond later instead (``_raise_again_soon``). At a compiled
+# function's first call numba's wrapper unpickles the class of each array it returns (``numba_unpickle`` ->
+# ``_numba_unpickle``: a Python memo, ``cloudpickle.loads`` on a miss; later calls reuse the object); a stop raised
+# there left that array NULL in a returned tuple (numba 0.68's ``box_tuple`` sets its elements unchecked), and the next
+# element's memo miss (a KeyError caught) cleared the pending stop: the caller met the NULL and the process died of
+# SIGSEGV (trace.id_runs ``to_runs``' first call, ~3% of stops while a trace loaded under load;
+# tests/test_stop_signals.py reproduces it every time)
 UNSAFE_CALLBACKS = (("numba/core/serialize.py", "_numba_unpickle"),)
 
 
