@@ -119,3 +119,20 @@ def test_without_prefix_caching_both_decode_routers_bind_alike():
         runs[router] = run.table.decode_instance.tolist(), (run.table.kv_transfer_bytes // run.transfer.moved_bytes)
     assert runs["prefix-aware"][0] == runs["least-loaded"][0] == EXPECTED["least-loaded"][0]
     assert runs["prefix-aware"][1].tolist() == runs["least-loaded"][1].tolist() == EXPECTED["least-loaded"][1]
+
+
+def test_prefix_aware_counts_only_the_held_blocks_a_decode_instance_can_use():
+    """A block-aligned prompt's last block is computed again on the decode side (vLLM caps a hit at tokens - 1), so
+    holding it saves nothing. R0 (64 tokens: P, 1 out) is bound to D0 (both idle), R1 (48 tokens: P's first 3 blocks,
+    1 out) to D1; both end at once, D0 keeps P, D1 its first 3 blocks. At 0.5 s R2 (160 tokens, unique, 400 out) goes
+    to D0 (no prefix either side; D0 the lower index). At 0.6 s R3 (64 tokens: P again) arrives: D0 holds 4 of its
+    blocks and D1 3, but either uses 3 and is sent 1, so the less loaded D1 takes it (counting D0's 4 bound it to
+    the instance running R2)."""
+    blocks = [P, P[:3], list(range(40, 50)), P]
+    trace = make_trace([0.0, 0.0, 0.5, 0.6], [64, 48, 160, 64], [1, 1, 400, 1], block_lists=blocks)
+    run = ServingRun(trace, load_config(None, sets=[*BASE, "pd.decode_router=prefix-aware"]), "pd")
+    run.run()
+    table = run.table
+    assert run.completed == 4 and table.last_token[:2].max() < 0.5
+    assert table.decode_instance.tolist() == [D0, D1, D0, D1]
+    assert table.kv_transfer_bytes[3] == 1 * run.transfer.moved_bytes  # (4 blocks, 3 held: the last one sent)

@@ -119,10 +119,14 @@ def least_loaded(queues: DecodeQueues, job: Job) -> Rank:
 
 
 def prefix_aware(queues: DecodeQueues, job: Job) -> Rank:
-    """The longest prefix of the prompt held in a decode instance's HBM (in use or cached: the blocks it is not sent),
-    then as ``least_loaded``."""
-    keys, rank = job.prompt_ids, queues.rank
-    return lambda inst: (-inst.cached_prefix_blocks(keys), *rank(inst))
+    """The longest prefix of the prompt held in a decode instance's HBM (in use or cached) that it can use: the blocks
+    it is not sent (``KVCacheManager.receive`` caps the hit at ``usable_prefix_blocks``: a block-aligned prompt's
+    last block is computed again, so holding it saves nothing); then as ``least_loaded``."""
+    from sim.serving.kv_cache_manager import usable_prefix_blocks
+
+    keys, tokens, rank = job.prompt_ids, job.input_tokens, queues.rank
+    return lambda inst: (-min(inst.cached_prefix_blocks(keys), usable_prefix_blocks(tokens, inst.kv.block_size)),
+                         *rank(inst))
 
 
 # pd.decode_router: how a PD request's decode instance is chosen at dispatch (--pd, --cluster --pd)
