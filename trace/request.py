@@ -154,8 +154,10 @@ class Trace:
 
         offsets = np.asarray(self.block_offsets, dtype=np.int64)
         runs = int(count_runs(offsets, ids))
-        held = 2 * IdRuns.nbytes_for(len(offsets) - 1, runs) <= ids.nbytes
-        self.flat_ids, self.id_runs = (None, IdRuns.of_flat(offsets, ids, runs)) if held else (ids, None)
+        if 2 * IdRuns.nbytes_for(len(offsets) - 1, runs) <= ids.nbytes:
+            self.flat_ids, self.id_runs = None, IdRuns.of_flat(offsets, ids, runs)
+        else:
+            self.flat_ids, self.id_runs = ids, None
 
     def __len__(self) -> int:
         return len(self.arrival_s)
