@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from sim.config import ComputeConfig
+
+# A default config's roofline efficiencies (compute.*, sim.config.ComputeConfig), for the tests that build a
+# RooflineCompute whose expectations do not depend on them; a hand-computed case passes its own
+ROOFLINE_EFFICIENCIES = {"flops_efficiency": ComputeConfig.flops_efficiency,
+                         "bandwidth_efficiency": ComputeConfig.bandwidth_efficiency}
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"

@@ -24,7 +24,7 @@ H100_SMS = 132
 
 def _roofline(gpu: str = "h100-sxm", tile_us: float = 4.0, model: str = "llama-3.1-8b") -> RooflineCompute:
     """Attention at half the FLOP peak, no floor, ``tile_us`` a thread block."""
-    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, 1, 0.5, 0.8,
+    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, 1, flops_efficiency=0.5, bandwidth_efficiency=0.8,
                            floors=KernelFloors.from_us(0.0, 0.0, tile_us), attention_efficiency=0.5)
 
 

@@ -15,7 +15,7 @@ from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import compute_model, gpu_compute_model
 from sim.serving.vidur_compute import VidurProfile
 from sim.specs import gpu_spec, model_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOFLINE_EFFICIENCIES, ROOT
 
 OVERLAY = ROOT / "profiles" / "rtx5090_llama3_8b_pd_study.yaml"
 
@@ -92,12 +92,12 @@ def test_decodes_added_at_once_equal_one_by_one(window):
 
 def test_attention_grows_with_context_and_tp_splits_work():
     m, g = model_spec("llama-3-70b"), gpu_spec("h100-sxm")
-    r1 = RooflineCompute(m, g, 2, 2, 1)
+    r1 = RooflineCompute(m, g, 2, 2, 1, **ROOFLINE_EFFICIENCIES)
     short, long = StepShape(), StepShape()
     short.add_decode(1000)
     long.add_decode(100_000)
     assert r1.step_time(long) > r1.step_time(short)
-    r8 = RooflineCompute(m, g, 2, 2, 8)
+    r8 = RooflineCompute(m, g, 2, 2, 8, **ROOFLINE_EFFICIENCIES)
     prefill = StepShape()
     prefill.add_prefill(8192, 0)
     assert r8.step_time(prefill) < r1.step_time(prefill) / 4
@@ -455,7 +455,7 @@ def test_profile_time_beyond_an_hour_is_refused(tmp_path):
 def test_roofline_decode_window_is_each_steps_time(name, tp):
     """A decode window's compiled pricing gives each of its steps the time ``step_time`` gives that step alone (each
     sequence one KV token longer per step), across a long window of uneven sequences."""
-    r = RooflineCompute(model_spec(name), gpu_spec("h100-sxm"), 2, 2, tp)
+    r = RooflineCompute(model_spec(name), gpu_spec("h100-sxm"), 2, 2, tp, **ROOFLINE_EFFICIENCIES)
     lengths = [1, 17, 333, 4096, 70_000]
     steps = 300
     times = r.decode_times(StepShape.decode_batch(lengths), steps)

@@ -16,6 +16,7 @@ from sim.serving.cudagraph import PaddedCompute, config_cudagraph_sizes
 from sim.serving.moe import DataParallelShare, expected_distinct_experts
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
+from tests.conftest import ROOFLINE_EFFICIENCIES
 
 
 def test_padded_sizes_by_hand():
@@ -74,7 +75,7 @@ def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
     parts) are the ones computed afresh, for every share of a data-parallel MoE step (they differ: the key must tell
     them apart), and a memo starting over when full (here every third entry) changes none."""
     monkeypatch.setattr(compute_module, "DECODE_FIXED_MEMO", 3)
-    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
+    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2, **ROOFLINE_EFFICIENCIES)
     shares = [None, DataParallelShare(16, 16, 16, 9), DataParallelShare(16, 64, 64, 40),
               DataParallelShare(32, 64, 64, 40)]
     for chunk, context in [(100, 0), (7, 500), (100, 0), (1, 0), (7, 500)]:
@@ -95,7 +96,7 @@ def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
 def test_the_groups_unpadded_tokens_split_no_kept_price():
     """A share's unpadded group tokens count model FLOPs, no step's time reads them: two shares that differ only
     there price a step alike and keep one entry in each memo."""
-    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
+    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2, **ROOFLINE_EFFICIENCIES)
     prefill = StepShape()
     prefill.add_prefill(100, 0)
     decode = StepShape.decode_batch([5, 900, 33])

@@ -90,11 +90,12 @@ def test_a_small_step_on_an_rtx4090_by_hand_and_without_l2_as_before():
     without l2_mib prices all 172,032 B at the DRAM bandwidth, as before the L2 was counted."""
     floors = KernelFloors.from_us(3.1, 11.1)
     gpu = gpu_spec("rtx4090")
-    roofline = RooflineCompute(model_spec("llama-3.1-8b"), gpu, 2, 2, bandwidth_efficiency=0.82, floors=floors)
+    roofline = RooflineCompute(model_spec("llama-3.1-8b"), gpu, 2, 2, flops_efficiency=0.77, bandwidth_efficiency=0.82,
+                               floors=floors)
     dram, l2 = 1008e9 * 0.82, 1008e9 * 3133 / 900 * 0.82
     assert roofline.elementwise_time(16) == pytest.approx(4 * 3.1 * US + 16 * 16384 / dram + 16 * 155648 / l2)
     plain = RooflineCompute(model_spec("llama-3.1-8b"), dataclasses.replace(gpu, l2_bytes=None), 2, 2,
-                            bandwidth_efficiency=0.82, floors=floors)
+                            flops_efficiency=0.77, bandwidth_efficiency=0.82, floors=floors)
     assert plain.elementwise_time(16) == pytest.approx(4 * 3.1 * US + 16 * 172032 / dram)
     measured = dataclasses.replace(gpu, l2_bandwidth=5e12)  # a spec's l2_bandwidth_gbps: 5,000
     assert measured.cache_bandwidth == 5e12 and gpu.cache_bandwidth == pytest.approx(1008e9 * 3133 / 900)

@@ -14,7 +14,7 @@ from sim.serving.compute import RooflineCompute
 from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
-from tests.conftest import BUNDLED_AZURE
+from tests.conftest import BUNDLED_AZURE, ROOFLINE_EFFICIENCIES
 
 
 def hybrid(window: int = 512, sliding: int = 16):
@@ -64,7 +64,8 @@ def test_a_window_wider_than_every_context_changes_nothing():
     wide = hybrid(window=100_000)
     full = model_spec("llama-3.1-8b")
     gpu = gpu_spec("h100-sxm")
-    r_wide, r_full = RooflineCompute(wide, gpu, 2, 2), RooflineCompute(full, gpu, 2, 2)
+    r_wide, r_full = (RooflineCompute(wide, gpu, 2, 2, **ROOFLINE_EFFICIENCIES),
+                      RooflineCompute(full, gpu, 2, 2, **ROOFLINE_EFFICIENCIES))
     shape, plain = StepShape(window=r_wide.sliding_window), StepShape()
     for s in (shape, plain):
         s.add_prefill(2048, 3000)
@@ -78,8 +79,8 @@ def test_sliding_layers_beyond_their_window_attend_to_the_window_alone():
     other layers' is unchanged."""
     window, sliding = 512, 16
     spec = hybrid(window, sliding)
-    r = RooflineCompute(spec, gpu_spec("h100-sxm"), 2, 2)
-    full = RooflineCompute(model_spec("llama-3.1-8b"), gpu_spec("h100-sxm"), 2, 2)
+    r = RooflineCompute(spec, gpu_spec("h100-sxm"), 2, 2, **ROOFLINE_EFFICIENCIES)
+    full = RooflineCompute(model_spec("llama-3.1-8b"), gpu_spec("h100-sxm"), 2, 2, **ROOFLINE_EFFICIENCIES)
     lengths = [5_000, 9_000, 30_000]
     shape = StepShape.decode_batch(np.array(lengths), window)
     plain = StepShape.decode_batch(np.array(lengths))
@@ -92,7 +93,7 @@ def test_sliding_layers_beyond_their_window_attend_to_the_window_alone():
 
 def test_a_decode_window_prices_each_step_as_a_single_step():
     window = 300
-    r = RooflineCompute(hybrid(window), gpu_spec("h100-sxm"), 2, 2)
+    r = RooflineCompute(hybrid(window), gpu_spec("h100-sxm"), 2, 2, **ROOFLINE_EFFICIENCIES)
     kv_lens = np.array([10, 200, 299, 300, 5_000])
     steps = 400
     times = r.decode_times(StepShape.decode_batch(kv_lens, window), steps)
@@ -105,7 +106,7 @@ def test_mfu_counts_the_sliding_layers_flops_as_the_steps_priced_them():
     sliding layers over their window."""
     window, sliding = 256, 16
     spec = hybrid(window, sliding)
-    r = RooflineCompute(spec, gpu_spec("h100-sxm"), 2, 2)
+    r = RooflineCompute(spec, gpu_spec("h100-sxm"), 2, 2, **ROOFLINE_EFFICIENCIES)
     counter = WorkCounter(r)
     totals = WorkTotals()
     step = StepShape(window=window)

@@ -11,6 +11,7 @@ import pytest
 from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
 from sim.specs import model_spec
+from tests.conftest import ROOFLINE_EFFICIENCIES
 from tests.hybrid_configs import GEMMA_2_9B, GEMMA_3_1B, GEMMA_3_27B, GPT_OSS_20B, GPT_OSS_120B
 from tests.test_model_config import LLAMA_3_8B, QWEN2_7B, write_config
 
@@ -125,7 +126,8 @@ def test_the_roofline_reads_mxfp4_experts_at_their_size():
     from sim.serving.compute import RooflineCompute
     from sim.specs import gpu_spec
 
-    compute = RooflineCompute(model_spec("gpt-oss-120b"), gpu_spec("h200"), dtype_bytes=2, kv_dtype_bytes=2)
+    compute = RooflineCompute(model_spec("gpt-oss-120b"), gpu_spec("h200"), dtype_bytes=2, kv_dtype_bytes=2,
+                              **ROOFLINE_EFFICIENCIES)
     assert compute.expert_bytes == 3 * 2880 * 2880 * 4.25 / 8  # one expert's weights read per step
     assert compute.linear_bytes == 2  # attention projections stay BF16
 

@@ -27,15 +27,16 @@ from sim.serving.operator_fit import (
 )
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
-from tests.conftest import ROOT, script_module
+from tests.conftest import ROOFLINE_EFFICIENCIES, ROOT, script_module
 
 AIC = ROOT / "tests" / "fixtures" / "aiconfigurator"
 US = 1e-6
 
 
 def _roofline(model: str, tp: int = 1, gemm_us: float = 0.0, attention_us: float = 0.0, **efficiencies):
+    """The roofline with these floors, at a default config's efficiencies but those ``efficiencies`` give."""
     return RooflineCompute(model_spec(model), gpu_spec("h100-sxm"), 2, 2, tp, floors=KernelFloors.from_us(
-        gemm_us, attention_us), **efficiencies)
+        gemm_us, attention_us), **{**ROOFLINE_EFFICIENCIES, **efficiencies})
 
 
 def _decode(seqs: int = 8, kv: int = 1000) -> StepShape:
@@ -83,8 +84,8 @@ def test_attention_efficiency_prices_the_attention_flops_alone():
     a token and layer at 0.8 of 3.35 TB/s)."""
     shape = StepShape()
     shape.add_prefill(8192, 0)
-    fast = _roofline("llama-3.1-8b", flops_efficiency=0.6, attention_efficiency=0.6)
-    slow = _roofline("llama-3.1-8b", flops_efficiency=0.6, attention_efficiency=0.3)
+    fast = _roofline("llama-3.1-8b", flops_efficiency=0.6, bandwidth_efficiency=0.8, attention_efficiency=0.6)
+    slow = _roofline("llama-3.1-8b", flops_efficiency=0.6, bandwidth_efficiency=0.8, attention_efficiency=0.3)
     pairs = 8192 * 8193 / 2
     c = 4 * 32 * 128 * pairs / (989.4e12 * 0.6)
     m = 8 * 128 * 2 * 2 * 8192 / (3350e9 * 0.8)
@@ -107,7 +108,8 @@ def _priced(points: list[LayerPoint], values: dict[str, float]) -> list[LayerPoi
     priced = []
     for p in points:
         r = RooflineCompute(model_spec(p.model), gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size,
-                            values["flops_efficiency"], values["bandwidth_efficiency"],
+                            flops_efficiency=values["flops_efficiency"],
+                            bandwidth_efficiency=values["bandwidth_efficiency"],
                             floors=KernelFloors.from_us(values["gemm_floor_us"], values["attention_floor_us"],
                                                         values["attention_tile_us"]),
                             attention_efficiency=values["attention_efficiency"])

@@ -23,6 +23,7 @@ from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.moe import dispatch_bytes, expected_distinct_experts
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
+from tests.conftest import ROOFLINE_EFFICIENCIES
 
 # A tiny MoE: attention 8 x (2 x 8 + 2 x 4) = 192 parameters a layer; router 8 x 8 = 64; one expert 3 x 8 x 6 = 144.
 TINY = ModelSpec(name="tiny-moe", num_layers=2, hidden_size=8, num_attention_heads=2, num_kv_heads=1, head_dim=4,
@@ -96,7 +97,7 @@ def test_roofline_mixes_dense_and_moe_layers():
 
 
 def test_roofline_moe_step_and_decode_window_agree():
-    r = RooflineCompute(model_spec("qwen3-30b-a3b"), gpu_spec("h100-sxm"), 2, 2, 1)
+    r = RooflineCompute(model_spec("qwen3-30b-a3b"), gpu_spec("h100-sxm"), 2, 2, 1, **ROOFLINE_EFFICIENCIES)
     first = StepShape.decode_batch([100, 200, 300])
     times = r.decode_times(first, 3)
     for step in range(3):
@@ -106,7 +107,7 @@ def test_roofline_moe_step_and_decode_window_agree():
 def test_decode_reads_few_experts_and_prefill_reads_all():
     """Qwen3-30B-A3B: one decode token reads its 8 experts' weights, a 4096-token prefill every expert's."""
     m = model_spec("qwen3-30b-a3b")
-    r = RooflineCompute(m, gpu_spec("h100-sxm"), 2, 2, 1)
+    r = RooflineCompute(m, gpu_spec("h100-sxm"), 2, 2, 1, **ROOFLINE_EFFICIENCIES)
     fixed = (m.hidden_size * (2 * 4096 + 2 * 512) + m.hidden_size * 128) * 2  # projections + router, bf16
     assert r.moe_weight_bytes(1) == pytest.approx(fixed + 8 * 3 * 2048 * 768 * 2)
     assert r.moe_weight_bytes(4096) == pytest.approx(fixed + 128 * 3 * 2048 * 768 * 2)
@@ -371,10 +372,11 @@ def test_a_dense_models_roofline_imports_no_scipy_special():
     code = ("import sys, main\n"
             "from sim.serving.compute import RooflineCompute, StepShape\n"
             "from sim.specs import gpu_spec, model_spec\n"
-            "RooflineCompute(model_spec('llama-3.1-8b'), gpu_spec('h100-sxm'), 2, 2, 1).step_time("
+            f"efficiencies = {ROOFLINE_EFFICIENCIES!r}\n"
+            "RooflineCompute(model_spec('llama-3.1-8b'), gpu_spec('h100-sxm'), 2, 2, 1, **efficiencies).step_time("
             "StepShape.decode_batch([100, 200]))\n"
             "assert 'scipy.special' not in sys.modules\n"
-            "RooflineCompute(model_spec('qwen3-30b-a3b'), gpu_spec('h100-sxm'), 2, 2, 1).step_time("
+            "RooflineCompute(model_spec('qwen3-30b-a3b'), gpu_spec('h100-sxm'), 2, 2, 1, **efficiencies).step_time("
             "StepShape.decode_batch([100, 200]))\n"
             "assert 'scipy.special' in sys.modules\n")  # (the check itself sees the import)
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,

@@ -13,7 +13,7 @@ from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.measured_collectives import MeasuredCollectives
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import gpu_spec, model_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOFLINE_EFFICIENCIES, ROOT
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional extra: pip install 'kvsim[torch]')")
 
@@ -60,7 +60,7 @@ def test_tiny_cpu_profile_round_trips_through_the_profiled_compute_model(profile
     assert (timings.drop(columns=spread).to_numpy() > 0).all() and (timings[spread].to_numpy() >= 0).all()
 
     model = ProfiledCompute(VidurProfile.load(out / "mlp.csv", spec, 1),
-                            RooflineCompute(spec, gpu_spec("h100-sxm"), 4, 4),
+                            RooflineCompute(spec, gpu_spec("h100-sxm"), 4, 4, **ROOFLINE_EFFICIENCIES),
                             VidurAttention.load(out / "attention.csv", spec, 1, 16))
     # a decode step of 2 sequences with 16 cached tokens each (17 keys, its own included), by hand from the CSVs
     ops = [c for c in mlp.columns if c.endswith(".median") and ".emb." not in c]

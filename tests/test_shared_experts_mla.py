@@ -21,6 +21,7 @@ import pytest
 
 from sim.config import load_config
 from sim.specs import model_spec
+from tests.conftest import ROOFLINE_EFFICIENCIES
 from tests.test_model_config import refused, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def roofline(model: str, tp: int):
     from sim.serving.compute import RooflineCompute
     from sim.specs import gpu_spec
 
-    return RooflineCompute(model_spec(model), gpu_spec("h200"), 2, 2, tp)
+    return RooflineCompute(model_spec(model), gpu_spec("h200"), 2, 2, tp, **ROOFLINE_EFFICIENCIES)
 
 
 def test_mla_attention_flops_follow_vllm_paths():

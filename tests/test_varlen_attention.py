@@ -29,14 +29,15 @@ def _roofline(model: str, gpu: str, tp: int = 1) -> RooflineCompute:
     """The roofline with the default efficiencies and kernel floors (config.yaml's compute section; its null
     attention efficiency: the GPU's kernel's)."""
     c = load_config(None).compute
-    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, tp, c.flops_efficiency, c.bandwidth_efficiency,
+    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, tp, flops_efficiency=c.flops_efficiency,
+                           bandwidth_efficiency=c.bandwidth_efficiency,
                            floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us, c.attention_tile_us),
                            attention_efficiency=kernel_attention_efficiency(gpu))
 
 
 def _hand(model: str, gpu: str, tp: int = 1) -> RooflineCompute:
     """The roofline at round numbers for hand-computed cases: attention at 0.45 of the peak, no tile time."""
-    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, tp, 0.79, 0.83,
+    return RooflineCompute(model_spec(model), gpu_spec(gpu), 2, 2, tp, flops_efficiency=0.79, bandwidth_efficiency=0.83,
                            floors=KernelFloors.from_us(3.3, 12.6), attention_efficiency=0.45)
 
 

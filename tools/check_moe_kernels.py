@@ -90,7 +90,8 @@ def predict(frame: pd.DataFrame, gpu: str, padded: bool = True, traffic: bool = 
     for i, row in enumerate(frame.itertuples()):
         m = _model(int(row.hidden_size), int(row.inter_size), int(row.topk), int(row.num_experts))
         tp, ep, tokens = int(row.moe_tp_size), int(row.moe_ep_size), int(row.num_tokens)
-        r = RooflineCompute(m, spec, 2, 2, tp, c.flops_efficiency, c.bandwidth_efficiency, data_parallel_size=ep,
+        r = RooflineCompute(m, spec, 2, 2, tp, flops_efficiency=c.flops_efficiency,
+                            bandwidth_efficiency=c.bandwidth_efficiency, data_parallel_size=ep,
                             floors=floors)
         rows = r.fused.rows(tokens) if padded else tokens * m.num_experts_per_tok / ep
         flops = r.expert_flops_per_row * rows

@@ -40,7 +40,7 @@ tokens and the group's (``sim.serving.data_parallel``); without it the group is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
@@ -73,8 +73,9 @@ class RooflineCompute:
     dtype_bytes: int
     kv_dtype_bytes: int
     tensor_parallel_size: int = 1
-    flops_efficiency: float = 0.6
-    bandwidth_efficiency: float = 0.8
+    _: KW_ONLY  # the rest by name; the two efficiencies required: a run's are compute.*'s (roofline_compute)
+    flops_efficiency: float
+    bandwidth_efficiency: float
     comm: TensorParallelComm | None = None  # TP collectives of a step (None: no communication)
     data_parallel_size: int = 1  # instances whose GPUs share a mixture of experts' MoE layers
     floors: KernelFloors = KernelFloors()  # per-kernel GPU time floors (sim.serving.kernel_floors; none: plain)

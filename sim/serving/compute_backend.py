@@ -205,8 +205,9 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
     model, c = model_spec(config.model), config.compute
     dtype = DTYPE_BYTES[config.serving.dtype]
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
-    return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
-                           c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
+    return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size,
+                           flops_efficiency=c.flops_efficiency, bandwidth_efficiency=c.bandwidth_efficiency,
+                           comm=comm, data_parallel_size=config.serving.data_parallel_size,
                            expert_parallel=config.serving.enable_expert_parallel,
                            floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us, c.attention_tile_us),
                            attention_efficiency=attention_efficiency(config),

@@ -236,8 +236,10 @@ class Decomposed:
         parts, kernels = [], []
         for p in points:
             model = model_spec(p.model)
-            exact = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 1.0, 1.0)
-            half = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 0.5, 1.0)
+            exact = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size,
+                                    flops_efficiency=1.0, bandwidth_efficiency=1.0)
+            half = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size,
+                                   flops_efficiency=0.5, bandwidth_efficiency=1.0)
             shape, tokens = layer_step(p)
             full, halved = exact.linear_layer_time(tokens), half.linear_layer_time(tokens)
             # hypot(C, M) and hypot(2C, M): C² = (halved² − full²) / 3

@@ -291,11 +291,14 @@ class WorkCounter:
 
 
 def work_counter(config: Config) -> WorkCounter:
-    """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
-    model = model_spec(config.model)
+    """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree. ``WorkCounter``
+    reads counts alone (and the GPU's peaks), none of the roofline's prices: no efficiency or floor changes a count.
+    The run's efficiencies (``compute.*``) are passed all the same, the roofline having no default for them."""
+    model, c = model_spec(config.model), config.compute
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     roofline = RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
-                               kv, config.serving.tensor_parallel_size,
+                               kv, config.serving.tensor_parallel_size, flops_efficiency=c.flops_efficiency,
+                               bandwidth_efficiency=c.bandwidth_efficiency,
                                data_parallel_size=config.serving.data_parallel_size,
                                expert_parallel=config.serving.enable_expert_parallel)
     return WorkCounter(roofline)
