@@ -45,7 +45,8 @@ def pd_tensor_parallel(c: Config) -> dict[str, tuple[str, int]]:
 
 def _tp_fits_model(c: Config, key: str, tp: int) -> None:
     """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
-    or replicated (tp % kv_heads == 0); a Gated DeltaNet state's value heads and conv channels divide evenly.
+    or replicated (tp % kv_heads == 0); a Gated DeltaNet layer's key heads divide evenly (its value heads and conv
+    channels, whole multiples of the key heads, then do too).
     Source: vLLM ``ModelConfig.verify_with_parallel_config``
     ("Total number of attention heads must be divisible by tensor parallel size") and the
     assertion in ``QKVParallelLinear.__init__``."""
@@ -59,15 +60,19 @@ def _tp_fits_model(c: Config, key: str, tp: int) -> None:
             f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
             f"and divide or be a multiple of the KV heads")
     gdn = spec.linear_attention
-    if gdn is not None and (gdn.num_value_heads % tp or gdn.conv_dim % tp):
-        # vLLM splits a Gated DeltaNet state over TP with divide(), which asserts (model_executor/layers/mamba/
-        # mamba_utils.py MambaStateShapeCalculator.gated_delta_net_state_shape: divide(conv_dim, tp),
-        # divide(num_v_heads, tp)). Floored, a rank's state was undercounted: its raised block size then held a
-        # rank's share but not TP shares of the whole state (a lower tier's one slot per state overflowed)
+    if gdn is not None and gdn.num_key_heads % tp:
+        # vLLM 0.33 splits a Gated DeltaNet layer over TP in whole key-head groups (a key head and its value heads):
+        # model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py QwenGatedDeltaNetAttention views Qwen3-Next's
+        # interleaved projection as num_k_heads // tp_size groups (fix_query_key_value_ordering) and Qwen3.5's
+        # key_dim // tp_size query and key channels as head_k_dim-wide heads (rearrange_mixed_qkv): either fails on a
+        # split key head; mamba_utils.py gated_delta_net_state_shape then sizes a rank's state as divide(conv_dim, tp),
+        # divide(num_v_heads, tp). (An uneven, padded split, gdn/head_partition.py make_gdn_head_partition, is
+        # vllm-project/vllm PR #47759, not merged in the vLLM kvsim follows.) Floored instead, a rank's state would be
+        # undercounted and a lower tier's one slot per state overflow (tests/test_linear_attention_slots.py).
         raise ConfigError(
-            f"config key '{key}'={tp} does not fit model {c.model}'s Gated DeltaNet layers ({gdn.num_value_heads} "
-            f"value heads, a {gdn.conv_dim}-channel conv state): vLLM splits their state over TP, which must divide "
-            f"both (mamba_utils.py gated_delta_net_state_shape)")
+            f"config key '{key}'={tp} does not fit model {c.model}'s Gated DeltaNet layers ({gdn.num_key_heads} key "
+            f"heads, {gdn.num_value_heads} value heads): vLLM splits them over TP in whole key-head groups, so TP must "
+            f"divide the key heads (qwen_gdn_linear_attn.py QwenGatedDeltaNetAttention)")
     tower = spec.vision_tower
     if tower is not None and not c.serving.language_model_only and tower.num_heads % tp:
         # vLLM splits the vision tower's heads over TP too (mm_encoder_tp_mode "weights": Qwen2_5_VisionAttention,

@@ -16,8 +16,8 @@ from tests.linear_attention_configs import QWEN3_5_9B_TEXT
 from tests.test_model_config import write_config
 
 QWEN3_5_35B = "tests/fixtures/hf_configs/Qwen3.5-35B-A3B.json"
-# a Qwen3.5-9B-shaped model whose Gated DeltaNet layers have 6 key and 12 value heads (bf16 state): vLLM refuses it
-# at TP 8 (12 value heads do not divide over 8 ranks), though its 16 attention and 4 KV heads fit
+# a Qwen3.5-9B-shaped model whose Gated DeltaNet layers have 6 key and 12 value heads (bf16 state): vLLM serves it at
+# TP 1 and 2 only (6 key heads do not divide over 4 or 8 ranks), though its 16 attention and 4 KV heads fit TP 4 and 8
 ODD_HEADS = {**QWEN3_5_9B_TEXT, "linear_num_key_heads": 6, "linear_num_value_heads": 12, "mamba_ssm_dtype": "bfloat16"}
 
 
@@ -60,9 +60,21 @@ def test_every_served_state_fits_one_slot(tp, gpu, prefix_caching, kv, tmp_path)
 
 def test_a_tp_that_splits_a_state_unevenly_is_refused(tmp_path):
     model = str(write_config(tmp_path, ODD_HEADS))
-    load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=4"])  # 12 value heads, 3,072 channels / 4
-    with pytest.raises(ConfigError, match=r"'serving.tensor_parallel_size'=8 does not fit .*\(12 value heads"):
+    load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=2"])  # 3 key-head groups a rank
+    with pytest.raises(ConfigError, match=r"'serving.tensor_parallel_size'=8 does not fit .*\(6 key heads"):
         load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=8"])
+
+
+def test_a_tp_that_splits_a_key_head_is_refused(tmp_path):
+    """TP 4 divides ODD_HEADS's 12 value heads and its 3,072 conv channels (2 x 6 x 128 + 12 x 128) but not its 6 key
+    heads: a rank's 768 / 4 = 192 query (and key) channels are 1.5 heads of 128, which vLLM's Qwen3.5 layer cannot view
+    as whole heads (``QwenGatedDeltaNetAttention.rearrange_mixed_qkv``: view(1, seq, -1, head_k_dim)); Qwen3-Next's
+    interleaved layout views the projection as num_k_heads // TP = 1 group and fails the same way
+    (``fix_query_key_value_ordering``). vLLM 0.33 does not serve it, so kvsim refuses it."""
+    model = str(write_config(tmp_path, ODD_HEADS))
+    with pytest.raises(ConfigError, match=r"'serving.tensor_parallel_size'=4 does not fit .*\(6 key heads, 12 value "
+                                          r"heads\).*divide the key heads"):
+        load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=4"])
 
 
 def test_the_cli_refuses_it_in_one_line(tmp_path, run_cli):
@@ -70,7 +82,7 @@ def test_the_cli_refuses_it_in_one_line(tmp_path, run_cli):
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--set", f"model={model}",
                              "--set", "serving.tensor_parallel_size=8")
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "Gated DeltaNet layers (12 value heads" in err
+    assert "Gated DeltaNet layers (6 key heads, 12 value heads)" in err
 
 
 def test_a_state_larger_than_a_slot_is_refused(tmp_path, monkeypatch):
