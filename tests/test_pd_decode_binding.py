@@ -115,15 +115,41 @@ def test_a_cluster_request_whose_rack_has_no_room_is_bound_to_another_rack_s_bes
     assert table.kv_sent[4] == pytest.approx(table.prefill_done[4], abs=1e-12) and table.kv_sent[4] < table.last_token[0]
 
 
-def _two_racks_run(arrivals: list[float], inputs: list[int], outputs: list[int]):
-    """A finished ``--cluster --pd`` run of the given requests on 2 racks of 1 prefill instance (0, 3) and 2 decode
-    instances (1, 2 and 4, 5), 16 usable blocks of 16 tokens each, HBM only, round-robin over the racks."""
+def _two_racks_run(arrivals: list[float], inputs: list[int], outputs: list[int], block_lists=None, sets=()):
+    """A finished ``--cluster --pd`` run of the given requests (their prompts' blocks ``block_lists``, default
+    unique) on 2 racks of 1 prefill instance (0, 3) and 2 decode instances (1, 2 and 4, 5), 16 usable blocks of 16
+    tokens each, HBM only, round-robin over the racks (``sets``: more settings)."""
     from sim.cluster.run import ClusterRun
 
     config = load_config(None, sets=[
         "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3", "pd.num_prefill=1",
         "pd.num_decode=2", "cluster.router=round-robin", "serving.block_size=16", "serving.num_gpu_blocks=17",
-        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
-    run = ClusterRun(make_trace(arrivals, inputs, outputs), config, pd=True)
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0", *sets])
+    run = ClusterRun(make_trace(arrivals, inputs, outputs, block_lists=block_lists), config, pd=True)
     run.run()
     return run
+
+
+P = list(range(100, 108))  # a prompt's first 8 blocks (128 tokens), which a later prompt shares
+
+
+@pytest.mark.parametrize("router", ["least-loaded", "prefix-aware"])
+def test_a_cluster_request_stays_in_its_rack_where_the_prefix_it_shares_with_a_running_request_leaves_room(router):
+    """The racks of ``test_a_cluster_request_stays_in_its_rack_when_another_of_its_decode_instances_has_room``, blocks
+    of prompts given. At 0 s R0 (128 tokens: P, 60 out) is bound to 1, R1 (8 tokens, 1 out) to rack 1's 4, R2 (160
+    tokens: 10 unique blocks, 60 out) to 2. At 0.2 s R3 (8 tokens, rack 1) is bound to 4, and R4 (176 tokens: P and 3
+    blocks more, 11 blocks, 1 out, rack 0) finds neither of its rack's with 11 blocks free (1 holds R0's 9 to 12, 2
+    R2's 11 to 14). But R0 runs on 1 and holds P there: R4 shares P's 8 blocks (its hit: 8 of its 10 usable, vLLM's
+    ``get_computed_blocks``; a running request's blocks are shared, ``allocate_slots`` takes new ones only past the
+    hit) and takes 3 new ones, which 1 has (at least 4 free). So R4 is bound to 1 and sent its 3 blocks within the
+    node, not its 11 over the uplinks to rack 1 (the room counted no hit: it spilled there), under either router
+    (room is a capacity fact, not a preference)."""
+    blocks = [P, [1], list(range(10, 20)), [2], P + [200, 201, 202]]
+    run = _two_racks_run([0.0, 0.0, 0.0, 0.2, 0.2], [128, 8, 160, 8, 176], [60, 1, 60, 1, 1], blocks,
+                         [f"pd.decode_router={router}"])
+    table = run.table
+    assert table.instance.tolist() == [0, 3, 0, 3, 0]
+    assert table.decode_instance.tolist() == [1, 4, 2, 4, 1]
+    assert table.kv_sent[4] < table.last_token[0]  # (R0 still held P when R4's KV was sent)
+    assert (table.kv_transfer_bytes // run.transfer.moved_bytes).tolist() == [8, 1, 10, 1, 3]
+    assert run.kv_transfer_blocks["cross_rack"] == 0 and run.kv_transfer_blocks["node"] == 8 + 1 + 10 + 1 + 3

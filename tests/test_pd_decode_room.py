@@ -14,12 +14,15 @@ from sim.serving.decode_queues import DecodeQueues
 from tests.test_pd_decode_binding import A, B, _run
 
 
-def _instance(index: int, total: int, used: int) -> SimpleNamespace:
-    return SimpleNamespace(index=index, pool=SimpleNamespace(total=total, used=used))
+def _instance(index: int, total: int, used: int, hit: int = 0, in_use: tuple[int, ...] = ()) -> SimpleNamespace:
+    """A decode instance whose HBM holds ``hit`` usable blocks of any prompt, of which running requests hold the block
+    ids ``in_use`` (the pool's ``count_fresh``: the keys no running request holds)."""
+    pool = SimpleNamespace(total=total, used=used, count_fresh=lambda keys: sum(k not in in_use for k in keys))
+    return SimpleNamespace(index=index, pool=pool, kv=SimpleNamespace(usable_prefix=lambda keys, tokens: hit))
 
 
 def _job(tokens: int) -> SimpleNamespace:
-    return SimpleNamespace(input_tokens=tokens)
+    return SimpleNamespace(input_tokens=tokens, prompt_ids=list(range(-(-tokens // 16))))
 
 
 def test_room_counts_a_partial_block_as_a_whole_one_and_an_exact_fit_as_room():
@@ -27,6 +30,17 @@ def test_room_counts_a_partial_block_as_a_whole_one_and_an_exact_fit_as_room():
     and a partial one: fits), 97 tokens 7 blocks (does not)."""
     queues, inst = DecodeQueues(16), _instance(1, 16, 10)
     assert [queues.has_room(inst, _job(t)) for t in (96, 81, 97)] == [True, True, False]
+
+
+def test_room_counts_the_blocks_of_the_usable_prefix_that_running_requests_hold_as_taking_none():
+    """16 blocks, 12 in use: 4 free. A 96-token prompt (6 blocks, ids 0-5) whose first 4 the instance holds takes 2
+    new blocks if running requests hold all 4 (shared: a reference more), so it fits; if they are only cached (among
+    the 4 not in use), taking them uses 4 and the prompt needs 6: it does not fit; with 2 of them in use it needs
+    4: an exact fit. Without a hit, 6 blocks: no room."""
+    queues, job = DecodeQueues(16), _job(96)
+    rooms = [queues.has_room(_instance(1, 16, 12, hit, in_use), job)
+             for hit, in_use in ((4, (0, 1, 2, 3)), (4, ()), (4, (2, 3)), (0, ()))]
+    assert rooms == [True, False, True, False]
 
 
 def test_prompts_bound_and_not_reserved_take_room_until_their_blocks_are_reserved():

@@ -311,10 +311,10 @@ class ClusterRun(PrefixFetch, ServingRun):
 
     def _decode_for(self, prefill: Instance, job: Job) -> Instance:
         """The prefill instance's rack's best ranked decode instance (``DecodeQueues.ranking``: pd.decode_router)
-        among those with room for the prompt beside those bound to them (``DecodeQueues.has_room``); when none of its
-        own has, another rack's built one that has, the best ranked; when none anywhere has, its rack's best. Other
-        racks' are looked at only then: a request's choice costs its rack's pool, not a scan of the fleet's decode
-        instances (8,960 of them at 160 racks)."""
+        among those with room for the prompt (less its prefix there that running requests hold) beside those bound
+        to them (``DecodeQueues.has_room``); when none of its own has, another rack's built one that has, the best
+        ranked; when none anywhere has, its rack's best. Other racks' are looked at only then: a request's choice
+        costs its rack's pool, not a scan of the fleet's decode instances (8,960 of them at 160 racks)."""
         topo, queues = self.topo, self.decode_queues
         rack = topo.rack_of(prefill.index)
         own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]

@@ -81,11 +81,25 @@ class DecodeQueues:
         return inst.load + (queue.bound if queue is not None else 0), inst.kv_usage, inst.index
 
     def has_room(self, inst: Instance, job: Job) -> bool:
-        """Whether ``inst``'s blocks not in use hold ``job``'s prompt beside the prompts bound there and not yet
-        reserved (an estimate at dispatch: its prefix hits there and a hybrid's other groups not counted)."""
+        """Whether ``inst``'s blocks not in use hold the blocks ``job``'s prompt would take there beside the prompts
+        bound there and not yet reserved (counted whole): its blocks less those of its usable prefix there
+        (``usable_prefix``) that running requests hold, shared (``Instance.reserve``: vLLM's ``allocate_slots`` takes a
+        new block only past the hit; a cached block of the hit is among those not in use, and taking it uses one). An
+        estimate at dispatch, as of now: a hybrid's other groups not counted."""
         queue = self.queues.get(inst.index)
         pool = inst.pool
-        return pool.total - pool.used - (queue.bound_blocks if queue is not None else 0) >= self._blocks(job)
+        room = pool.total - pool.used - (queue.bound_blocks if queue is not None else 0)
+        blocks = self._blocks(job)
+        if blocks <= room:  # (room without a hit: no lookup)
+            return True
+        hit = self.usable_prefix(inst, job)
+        return hit > 0 and blocks - hit + pool.count_fresh(job.prompt_ids[:hit]) <= room
+
+    def usable_prefix(self, inst: Instance, job: Job) -> int:
+        """The blocks of ``job``'s prompt that ``inst`` holds and would not be sent (``KVCacheManager.usable_prefix``):
+        those still landing there for another request count, as they will have landed by the time this request's KV
+        is sent, after its prefill (``receive``, as of then, skips any still landing)."""
+        return inst.kv.usable_prefix(job.prompt_ids, job.input_tokens)
 
     def bind(self, inst: Instance, job: Job) -> None:
         queue = self.of(inst)
@@ -119,14 +133,11 @@ def least_loaded(queues: DecodeQueues, job: Job) -> Rank:
 
 
 def prefix_aware(queues: DecodeQueues, job: Job) -> Rank:
-    """The longest prefix of the prompt held in a decode instance's HBM (in use or cached) that it can use: the blocks
-    it is not sent (``KVCacheManager.receive`` caps the hit at ``usable_prefix_blocks``: a block-aligned prompt's
-    last block is computed again, so holding it saves nothing); then as ``least_loaded``."""
-    from sim.serving.kv_cache_manager import usable_prefix_blocks
-
-    keys, tokens, rank = job.prompt_ids, job.input_tokens, queues.rank
-    return lambda inst: (-min(inst.cached_prefix_blocks(keys), usable_prefix_blocks(tokens, inst.kv.block_size)),
-                         *rank(inst))
+    """The longest prefix of the prompt held in a decode instance's HBM that it can use (``DecodeQueues.usable_prefix``,
+    as ``has_room`` counts it): the blocks it is not sent (capped at ``usable_prefix_blocks``: a block-aligned
+    prompt's last block is computed again, so holding it saves nothing); then as ``least_loaded``."""
+    usable, rank = queues.usable_prefix, queues.rank
+    return lambda inst: (-usable(inst, job), *rank(inst))
 
 
 # pd.decode_router: how a PD request's decode instance is chosen at dispatch (--pd, --cluster --pd)

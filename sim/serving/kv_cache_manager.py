@@ -262,6 +262,15 @@ class KVCacheManager(ReceivedCopies):
             if below > 0:
                 levels[last] = below
 
+    def usable_prefix(self, keys: Sequence[int], tokens: int) -> int:
+        """The blocks of a prompt of ``tokens`` tokens (block ids ``keys``) held in this instance's HBM that a request
+        can use: its longest prefix held (in use, cached, or still landing), capped at ``usable_prefix_blocks``; none
+        with prefix caching off. PD's decode side: ``receive`` takes it (less the blocks still landing then), and a
+        request's decode instance is chosen by it at dispatch (``sim.serving.decode_queues``: its rank and room)."""
+        if not self.prefix_caching:
+            return 0
+        return min(self.cached_prefix_blocks(keys), usable_prefix_blocks(tokens, self.block_size))
+
     def receive(self, job: Job, tokens: int) -> int:
         """A prompt of ``tokens`` tokens whose KV another instance computed is to be sent here (PD's decode side):
         the prompt blocks found here, as vLLM's ``get_computed_blocks`` finds them (whole blocks, short of the last
@@ -273,7 +282,7 @@ class KVCacheManager(ReceivedCopies):
         here (``copies_from``), counted as such until the request ends."""
         if not self.prefix_caching:
             return 0
-        present = min(self.cached_prefix_blocks(job.prompt_ids), usable_prefix_blocks(tokens, self.block_size))
+        present = self.usable_prefix(job.prompt_ids, tokens)
         if self.landing and present:
             present = self._before_landing(job.prompt_ids, present)
         job.copies_from = present
