@@ -153,3 +153,28 @@ def test_a_cluster_request_stays_in_its_rack_where_the_prefix_it_shares_with_a_r
     assert table.kv_sent[4] < table.last_token[0]  # (R0 still held P when R4's KV was sent)
     assert (table.kv_transfer_bytes // run.transfer.moved_bytes).tolist() == [8, 1, 10, 1, 3]
     assert run.kv_transfer_blocks["cross_rack"] == 0 and run.kv_transfer_blocks["node"] == 8 + 1 + 10 + 1 + 3
+
+
+@pytest.mark.parametrize("router", ["least-loaded", "prefix-aware"])
+def test_a_prefix_still_landing_on_a_decode_instance_counts_as_held_there_at_dispatch(router):
+    """The same racks. At 0 s R0 (128 tokens, 8 unique blocks, 60 out) is bound to 1, R1 (8 tokens, 1 out) to rack
+    1's 4, R2 (176 tokens: 11 blocks, 60 out) to 2; at 0.1 s R3 (8 tokens) to 4, R4 (64 tokens: P's first 4 blocks,
+    60 out) to 1 (one request each, R0's 9 blocks below R2's 12), R5 (8 tokens) to 5 (R3 bound to 4). R6 (96
+    tokens: those 4 and 2 more, 6 blocks, 1 out) arrives while R4's KV crosses to 1 (R4 holds its 4 blocks there, not
+    yet cached: a lookup then stops at them, vLLM caching a received block as it lands). 1 has 3 blocks free, 2 4:
+    neither 6. But
+    R4's KV lands before R6's prefill ends, after which R6's KV is sent: R6 then shares those 4 blocks (held by R4)
+    and takes 2 new ones, which 1 has. So they count at dispatch as held, in room (and rank) alike: R6 is bound to 1
+    and sent 2 blocks in the node, not its 6 across the racks (before: no hit counted in the room; skipping blocks
+    still landing would spill it too)."""
+    arrivals, inputs, outputs = [0.0, 0.0, 0.0, 0.1, 0.1, 0.1], [128, 8, 176, 8, 64, 8], [60, 1, 60, 1, 60, 1]
+    blocks = [list(range(10, 18)), [1], list(range(20, 31)), [2], P[:4], [3]]
+    sets = [f"pd.decode_router={router}"]
+    first = _two_racks_run(arrivals, inputs, outputs, blocks, sets).table  # (R6 changes nothing before it arrives)
+    landing = (first.kv_sent[4] + first.kv_ready[4]) / 2
+    run = _two_racks_run([*arrivals, landing], [*inputs, 96], [*outputs, 1], [*blocks, P[:4] + [300, 301]], sets)
+    table = run.table
+    assert table.kv_sent[4] < table.arrival[6] < table.kv_ready[4] < table.prefill_done[6]
+    assert table.decode_instance.tolist() == [1, 4, 2, 4, 1, 5, 1]
+    assert (table.kv_transfer_bytes // run.transfer.moved_bytes).tolist() == [8, 1, 11, 1, 4, 1, 2]
+    assert run.kv_transfer_blocks["cross_rack"] == 0
