@@ -246,7 +246,7 @@ ONE_GPU_CLUSTER = ["cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.
 
 
 def test_cluster_counts_the_hits_the_scheduler_serves():
-    """A one-GPU cluster counts the prefix hits the single-node scheduler does (kv_cache_manager.prefix_hit, vLLM's
+    """A one-GPU cluster counts the prefix hits the single-node scheduler does (prefix_match.prefix_hit, vLLM's
     get_computed_blocks): by hand, blocks of 16, HBM only; a 32-token prompt cached whole serves 1 block (its last
     block is recomputed), a 40-token one 2 of its 3 (a partial block never hits): 3 hits of 2 + 2 + 3 + 3 = 10
     lookups. The fetch counted every held block (5 hits) while the scheduler served 3."""

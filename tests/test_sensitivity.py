@@ -38,7 +38,7 @@ INCLUSIVE = ["cache.inclusion=inclusive", "serving.num_gpu_blocks=200", "cache.t
 INCLUSIVE_EIC = ["cache.inclusion=inclusive", "serving.num_gpu_blocks=200", "cache.tiers.dram.capacity_gib=0",
                  "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=2"]
 # No DRAM or SSD: what HBM demotes goes to the EIC, whose hits then load. (With the default tiers this small run had
-# 30 EIC hits, which depended on what its 7 preemptions left in the cache: since kv_cache_manager.prefix_hit stopped
+# 30 EIC hits, which depended on what its 7 preemptions left in the cache: since prefix_match.prefix_hit stopped
 # counting a preempted request's partial prompt block, it has none.)
 EIC_ONLY = ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"]
 

@@ -216,7 +216,7 @@ def test_kv_transfer_skips_blocks_the_decode_instance_already_holds():
     ([], 10, 10, (0, 0)),
 ])
 def test_prefix_hit_by_hand(levels, tokens, prompt, expected):
-    from sim.serving.kv_cache_manager import prefix_hit
+    from sim.serving.prefix_match import prefix_hit
 
     assert prefix_hit(levels, tokens, prompt, 16) == expected
 

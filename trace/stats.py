@@ -110,7 +110,7 @@ def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> fl
     or an earlier request generated (the serving modes cache generated blocks too, ``trace.continuations``, as the
     cache-only replay does with ``cache.insert_outputs``; without it, the prompts' own reuse), and only a prompt's
     full blocks, the first ``input_tokens // block_tokens`` of its ids: a partial last block is counted as an access
-    but never hits (vLLM hashes only full blocks; ``sim.serving.kv_cache_manager.prefix_hit``), so a prompt repeated
+    but never hits (vLLM hashes only full blocks; ``sim.serving.prefix_match.prefix_hit``), so a prompt repeated
     with a partial last block made the ceiling count a hit no run reaches. The serving run's ``hit_ratio`` is at most
     this over the requests it serves (``served_by_length``); an unbounded cache reaches it when a block-aligned
     prompt's last block is served by a lower tier (HBM stops a token short of the prompt's end:

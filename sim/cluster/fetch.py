@@ -7,7 +7,7 @@ state blocks there, ``KVCacheManager.external_match``) and parks it (WAITING_FOR
 blocks go straight to the request, so none is evicted before use.
 
 The prefix loaded is each block of the prompt's longest prefix held anywhere, as far as the scheduler can use it
-(``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only from below this HBM, a
+(``prefix_match.prefix_hit``: full blocks; a block-aligned prompt's last block only from below this HBM, a
 copy there or at another location too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the
 scheduler's lookup; under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
 ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its end are loaded with it; a Gated DeltaNet
@@ -53,8 +53,8 @@ from sim.cache.tiers import stored_copy_bytes
 from sim.cluster.links import Path, PathModel
 from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
-from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.network import Link, latency_of
+from sim.serving.prefix_match import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.scheduler import PREFILL, UNIFIED
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES

@@ -40,7 +40,8 @@ import numpy as np
 from sim.serving.block_pool import BlockPool
 from sim.serving.hybrid_kv_cache_manager import PastHitCopies, copy_positions
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
+from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
+from sim.serving.prefix_match import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.state_groups import states_held_alone
 from sim.serving.state_transfer import RemoteStates
 

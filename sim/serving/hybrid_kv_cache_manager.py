@@ -36,8 +36,9 @@ import numpy as np
 
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
+from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
 from sim.serving.kv_groups import KVGroups
+from sim.serving.prefix_match import PrefixMatch, prefix_hit, usable_prefix_blocks
 
 
 def copy_positions(job: Job, count: int) -> np.ndarray:

@@ -7,7 +7,7 @@ FCFS order up to ``max_num_seqs``, each admitted only when its whole sequence fi
 blocks (``scheduler_reserve_full_isl``; the queue waits behind one that does not; one waiting for blocks another
 request's KV connector load has not brought is passed over, ``_waits_for_load``); a new request
 skips the compute of its longest cached prefix in whole blocks, short of its last token
-(``kv_cache_manager.prefix_hit``: a prompt cached to a block boundary recomputes its whole last
+(``prefix_match.prefix_hit``: a prompt cached to a block boundary recomputes its whole last
 block, unless a lower tier holds that block) and loads the part held in lower tiers at their
 bandwidth and latency. When a running request needs a block and none is free, the
 most recently admitted request is preempted: its blocks are freed and it is recomputed
@@ -46,7 +46,8 @@ from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.compute import StepShape
 from sim.serving.decode_windows import DecodeWindows
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch
+from sim.serving.kv_cache_manager import KVCacheManager
+from sim.serving.prefix_match import PrefixMatch
 
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 
