@@ -28,29 +28,25 @@ import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries b
 
 # isort: split
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback (as main.py), where it is not held
-    import json
-    import tempfile
-    from typing import Any
+import json
+import tempfile
+from typing import Any
 
-    import numpy as np
+import numpy as np
 
-    from benchmarks.vllm_run_files import (
-        STATE,
-        check_run,
-        is_number,
-        read_json,
-        read_timeseries,
-        whole_count,
-    )
-    from sim.cli import OneLineParser, path_argument
-    from sim.command import command_status, end_process
-    from sim.config_yaml import names_a_path
-    from sim.errors import InputError
-    from sim.specs import canonical_model, model_spec
-except KeyboardInterrupt:
-    print("replay_vllm.py: interrupted", file=sys.stderr)
-    sys.exit(130)
+from benchmarks.vllm_run_files import (
+    STATE,
+    check_run,
+    is_number,
+    read_json,
+    read_timeseries,
+    whole_count,
+)
+from sim.cli import OneLineParser, path_argument
+from sim.command import command_status, end_process
+from sim.config_yaml import names_a_path
+from sim.errors import InputError
+from sim.specs import canonical_model, model_spec
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
 # vLLM's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that kvsim models: "auto" follows the model dtype

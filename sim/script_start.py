@@ -26,12 +26,19 @@ def _program() -> str:
 
 
 def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-    """A KeyboardInterrupt no command caught (one while the script's modules load): one line, exit 130."""
+    """A KeyboardInterrupt no command caught (one while the script's modules load, where the stops are not held):
+    one line, exit 130; a SIGTERM's (``sim.command.Terminated``) 143, as a command answers them. Only the program's:
+    a script imported inside another command leaves the stop to that command (a guard of the script's own said a
+    second line there, "interrupted" for a SIGTERM too)."""
     if not issubclass(kind, KeyboardInterrupt):
         _previous_hook(kind, value, tb)
         return
-    print(f"{_program()}: interrupted", file=sys.stderr, flush=True)
-    os._exit(130)  # (nothing is written yet; the interpreter would otherwise end the process by SIGINT, status -2)
+    from sim.command import Terminated  # (loaded: it raised ``value``, or ``hold_stops_until_command`` imported it)
+
+    terminated = issubclass(kind, Terminated)
+    print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
+    # (nothing is written yet; the interpreter would otherwise end the process by SIGINT, status -2)
+    os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
 sys.excepthook = _interrupted_quietly

@@ -101,6 +101,16 @@ def test_a_stop_while_a_script_loads_its_libraries_says_so_in_one_line(tmp_path)
     assert done.returncode == 1 and "Traceback" in done.stderr and "ValueError: a bug" in done.stderr
 
 
+def test_a_sigterm_no_command_answered_ends_a_script_as_terminated(tmp_path):
+    """A SIGTERM's ``Terminated`` that reaches a script's top level (raised where its stops are not held) ends it as a
+    command ends one: "terminated", 143. ``sim.script_start``'s hook took it for a Ctrl-C ("interrupted", 130)."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "from sim.command import Terminated\nraise Terminated  # (as _terminate raises it)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (143, "slow_start.py: terminated\n")
+
+
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
                                                   (signal.SIGTERM, 143, "terminated")])
 def test_a_stop_signal_while_a_script_loads_its_libraries_waits_for_its_command(tmp_path, signum, status, said):

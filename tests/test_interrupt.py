@@ -109,6 +109,42 @@ def test_a_stop_while_a_tool_imports_main_is_the_tool_s_one_line(tmp_path, tool,
     assert (done.returncode, done.stderr) == (143 if signum else 130, f"{tool}: {said}\n")
 
 
+# A command that loads a tool as a module (``runpy``, as edge_runs.py imports main.py), stopped as the tool imports
+# ``module``: Ctrl-C raised there, or SIGTERM sent, which the command's handler raises
+TOOL_IMPORTED_BY_A_COMMAND = """
+import os, runpy, sys
+from sim.command import command_status
+
+class Stop:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            {stop}
+
+def body():
+    sys.meta_path.insert(0, Stop())
+    runpy.run_path({script!r}, run_name="a_tool")
+    return 0
+
+sys.exit(command_status("host", body))
+"""
+
+
+@pytest.mark.parametrize(("signum", "said"), [(None, "interrupted"), (signal.SIGTERM, "terminated")])
+@pytest.mark.parametrize(("tool", "module"), [("tools/to_mooncake.py", "sim.report.output"),
+                                              ("tools/ns3_kv_timing.py", "ns3_flows"),
+                                              ("tools/profile_gpu.py", "gpu_timing"),
+                                              ("benchmarks/replay_vllm.py", "benchmarks.vllm_run_files")])
+def test_a_stop_while_a_command_imports_a_tool_is_the_command_s_one_line(tool, module, signum, said):
+    """A tool imported inside another command and stopped as it loads leaves the answer to that command, as main.py
+    does (``sim.script_start``'s hook answers for the program only): each tool's own import guard said
+    "<tool>: interrupted" (for a SIGTERM too) and exited 130, and the command said its line after it."""
+    stop = "raise KeyboardInterrupt" if signum is None else f"os.kill(os.getpid(), {int(signum)})"
+    code = TOOL_IMPORTED_BY_A_COMMAND.format(module=module, stop=stop, script=str(ROOT / tool))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stderr) == (143 if signum else 130, f"host: {said}\n")
+
+
 def test_sigint_while_writing_a_plot_leaves_no_file(tmp_path):
     done = _interrupt(tmp_path, "writing", ["--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
                                             "--plot-dir", str(tmp_path / "plots"), "--quiet"])

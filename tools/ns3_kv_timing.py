@@ -58,41 +58,37 @@ import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries b
 
 # isort: split
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback, where it is not held
-    import argparse
-    import datetime
-    import json
-    import math
-    import shlex
-    import time
-    from dataclasses import asdict
-    from typing import Any
+import argparse
+import datetime
+import json
+import math
+import shlex
+import time
+from dataclasses import asdict
+from typing import Any
 
-    from ns3_flows import (
-        IP_TCP_HEADER_BYTES,
-        LINUX_DELAYED_ACK_MS,
-        LINUX_MIN_RTO_MS,
-        MAX_BUFFER_BYTES,
-        FlowResult,
-        LinkParams,
-        check_link,
-        default_tcp,
-        load_ns3,
-        ns3_attributes,
-        ns3_version,
-        simulate,
-    )
+from ns3_flows import (
+    IP_TCP_HEADER_BYTES,
+    LINUX_DELAYED_ACK_MS,
+    LINUX_MIN_RTO_MS,
+    MAX_BUFFER_BYTES,
+    FlowResult,
+    LinkParams,
+    check_link,
+    default_tcp,
+    load_ns3,
+    ns3_attributes,
+    ns3_version,
+    simulate,
+)
 
-    from sim.cli import OneLineParser
-    from sim.command import command_status, end_process
-    from sim.config import MAX_LATENCY_US
-    from sim.errors import InputError
-    from sim.report.output import atomic_write_text, check_writable
-    from sim.serving.engine import Engine
-    from sim.serving.network import MIB, Link
-except KeyboardInterrupt:
-    print("ns3_kv_timing: interrupted", file=sys.stderr)
-    sys.exit(130)
+from sim.cli import OneLineParser
+from sim.command import command_status, end_process
+from sim.config import MAX_LATENCY_US
+from sim.errors import InputError
+from sim.report.output import atomic_write_text, check_writable
+from sim.serving.engine import Engine
+from sim.serving.network import MIB, Link
 
 MIN_IPV4_MTU = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
 MAX_P2P_MTU = 65535  # ns-3 PointToPointNetDevice's largest MTU

@@ -42,23 +42,19 @@ import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries b
 
 # isort: split
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback, where it is not held
-    import argparse
-    import csv
-    import datetime
-    import math
-    import os
-    import platform
-    import shutil
-    import subprocess
-    import tempfile
-    from dataclasses import asdict, dataclass, replace
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, replace
 
-    from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
-    from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)
-except KeyboardInterrupt:
-    print("profile_gpu: interrupted", file=sys.stderr)
-    sys.exit(130)
+from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
+from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)
 
 MLP_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
            "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")

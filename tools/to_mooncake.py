@@ -13,26 +13,23 @@ reads it back with the same block sharing (it infers the block size from the ids
 from __future__ import annotations
 
 import sys
+from pathlib import Path  # (often loaded as Python starts, by site: the hold below comes at once)
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from pathlib import Path
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import sim.script_start  # noqa: E402, F401 (first: a stop while the modules below load waits for the command)
 
-    REPO = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(REPO))
-    import sim.script_start  # noqa: F401 (first: a SIGTERM while the modules below load waits for the command)
+# isort: split
 
-    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-        del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
-    import argparse
-    import json
+if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+    del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
+import argparse  # noqa: E402
+import json  # noqa: E402
 
-    from sim.cli import OneLineParser, path_argument
-    from sim.command import command_status, end_process
-    from sim.errors import InputError
-    from sim.report.output import atomic_write_text, check_distinct, check_writable
-except KeyboardInterrupt:
-    print("to_mooncake.py: interrupted", file=sys.stderr)
-    sys.exit(130)
+from sim.cli import OneLineParser, path_argument  # noqa: E402
+from sim.command import command_status, end_process  # noqa: E402
+from sim.errors import InputError  # noqa: E402
+from sim.report.output import atomic_write_text, check_distinct, check_writable  # noqa: E402
 
 DEFAULT_BLOCK_SIZE = 16
 # kvsim reads a Mooncake trace's block size back from the hash ids' count per prompt, among the powers of two
