@@ -374,6 +374,20 @@ def _cancel_retry() -> None:
         signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - armed_at), 1e-6), interval)
 
 
+def _start_unstopped_in_child() -> None:
+    """A forked child (a pool's worker, edge_runs' run) starts unstopped: its parent's stop noted but not raised yet
+    (held, or lost and due again) is the parent's. Copied, it stopped the child's first command at once, and the
+    copied retry put the parent's timer back in the child, which has none (fork keeps no timer). ``_held`` stays."""
+    global _stop_signal, _retry_previous
+    if _retry_previous is not None and signal.getsignal(signal.SIGALRM) is _retry_previous[0]:
+        signal.signal(signal.SIGALRM, _retry_previous[1])  # (the handler from before the retry)
+    _stop_signal = _retry_previous = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_start_unstopped_in_child)
+
+
 def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or SIGTERM an error came from, if any: one raised inside a library that raised something else
     because of it (numba: "returned a result with an exception set", a SystemError; Python 3.11 class creation: "Error

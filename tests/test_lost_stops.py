@@ -174,3 +174,42 @@ print(status)
 """
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+# A command forks a worker while its SIGTERM waits: noted in a held region, with a lost stop's retry armed meanwhile
+# (SIGALRM blocked, so it stays due) over a timer of the user's code. The child runs a command of its own.
+FORKED_WHILE_A_STOP_WAITS = """
+import os, signal, sys
+from sim import command
+
+def user_alarm(*_):
+    pass
+
+def body():
+    signal.signal(signal.SIGALRM, user_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 30)  # (the user's timer: the retry puts it back as it goes)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    with command.stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)  # noted, raised as the region ends
+        command._raise_again_soon()  # (as ``_lost_stop`` arms it)
+        pid = os.fork()
+        if pid == 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+            status = command.command_status("child", lambda: 0)
+            print(status, signal.getitimer(signal.ITIMER_REAL), signal.getsignal(signal.SIGALRM).__name__, flush=True)
+            os._exit(0)
+    return 0
+
+sys.exit(command.command_status("parent", body))
+"""
+
+
+def test_a_child_forked_while_its_parent_s_stop_waits_starts_unstopped():
+    """A process forked while its parent's stop was noted but not raised yet (a pool's worker, edge_runs' child,
+    forked inside a held region or before a lost stop's retry) is not the one stopped: its own command runs to its end
+    and the timer the parent's retry would put back is not the child's (fork keeps no timer). The copy of the
+    parent's state stopped the child's command at once ("child: terminated", 143), and putting the retry's timer back
+    armed the parent's 30 s timer in the child, which never set one."""
+    done = subprocess.run([sys.executable, "-c", FORKED_WHILE_A_STOP_WAITS], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (143, "0 (0.0, 0.0) user_alarm\n", "parent: terminated\n")
