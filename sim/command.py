@@ -134,19 +134,21 @@ def _watch() -> None:
         signal.signal(signal.SIGTERM, _terminate)               # under way ignores a second: ``_terminate``)
 
 
-def hold_stops_until_command() -> None:
+def hold_stops_until_command(held: set[int] | frozenset[int] = frozenset()) -> None:
     """Block Ctrl-C and SIGTERM until ``command_status`` starts: called first thing by a script whose libraries take
     a second or two to load (numpy, numba, llvmlite). A SIGTERM there killed the script (status -15, no line); raised
     there as an exception, a stop could leave a native library half-loaded (SIGSEGV: b6455f1 reverted that). Blocked,
     it waits in the kernel and the command takes it as it starts: one line, 130 or 143. (Blocked, not handled: no
     handler tells a parent watching /proc the command has started before it has. Processes started meanwhile inherit
-    the mask: imports start none that outlive them.)"""
+    the mask: imports start none that outlive them.) ``held``: those its caller blocked for it before this module
+    loaded (sim.script_start)."""
     global _blocked_until_command, _program
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         return
     _program = True
     stops = {signal.SIGINT, signal.SIGTERM}
-    _blocked_until_command |= stops - signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # (those blocked already stay)
+    # (those blocked already, and not for this, stay blocked)
+    _blocked_until_command |= set(held) | (stops - signal.pthread_sigmask(signal.SIG_BLOCK, stops))
 
 
 def _take_held_stops() -> None:

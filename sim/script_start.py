@@ -33,9 +33,8 @@ def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: Tr
     if not issubclass(kind, KeyboardInterrupt):
         _previous_hook(kind, value, tb)
         return
-    from sim.command import Terminated  # (loaded: it raised ``value``, or ``hold_stops_until_command`` imported it)
-
-    terminated = issubclass(kind, Terminated)
+    command = sys.modules.get("sim.command")  # (not imported here: a second Ctrl-C could cut that short too)
+    terminated = command is not None and issubclass(kind, command.Terminated)  # (raised by sim.command only)
     print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
     # (nothing is written yet; the interpreter would otherwise end the process by SIGINT, status -2)
     os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
@@ -78,7 +77,11 @@ def _answer_a_held_stop() -> None:
 
 
 if _imported_by_the_program():
+    # held at once, before sim.command loads (10-30 ms of every script's start: a SIGTERM there killed it, -15)
+    _STOPS = {signal.SIGINT, signal.SIGTERM}
+    _held_here = _STOPS - signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS) if hasattr(signal, "pthread_sigmask") \
+        else set()
     from sim.command import hold_stops_until_command
 
-    hold_stops_until_command()  # a SIGTERM while the libraries load waits for the command: one line, not death by it
+    hold_stops_until_command(_held_here)  # a SIGTERM while the libraries load waits for the command: one line
     atexit.register(_answer_a_held_stop)  # (first registered, last run: a script's own exit functions run before it)

@@ -128,6 +128,24 @@ def test_a_stop_signal_while_a_script_loads_its_libraries_waits_for_its_command(
     assert (proc.wait(timeout=60), proc.stderr.read()) == (status, f"slow_start.py: {said}\n")
 
 
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_while_script_start_loads_the_stop_machinery_waits_for_the_command(tmp_path, signum, status, said):
+    """``sim.script_start`` holds the stops before it loads ``sim.command`` (10-30 ms of every script's start): a
+    SIGTERM landing there killed the script (-15, no line)."""
+    script = tmp_path / "early.py"
+    script.write_text(f"import os, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "class Stop:  # (the stop, as sim.command starts loading)\n"
+                      "    def find_spec(self, name, path=None, target=None):\n"
+                      f"        if name == 'sim.command':\n            os.kill(os.getpid(), {int(signum)})\n"
+                      "sys.meta_path.insert(0, Stop())\nimport sim.script_start  # noqa: F401\n"
+                      "from sim.command import command_status, end_process\n"
+                      "end_process(command_status('early.py', lambda: 0))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    assert (done.returncode, done.stderr) == (status, f"early.py: {said}\n")
+
+
 def test_a_module_importing_script_start_keeps_its_process_s_stop_signals(tmp_path):
     """Only the program blocks the stop signals as it loads: a test importing a script as a module (conftest's
     replay_module) must keep getting Ctrl-C and SIGTERM."""
