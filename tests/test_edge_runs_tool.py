@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -53,3 +56,32 @@ def test_a_starved_run_is_not_given_up_but_one_that_uses_its_cpu_is(monkeypatch,
         # a refusal that took 11 s of CPU is late; one that waited 11 s is not (judged on the CPU it reports)
         assert edges.judge(JOB, 2, "kvsim: error: 'k' bad\n", None, 11.0, 60).startswith("refused after 11 s of CPU")
         assert edges.judge(JOB, 2, "kvsim: error: 'k' bad\n", None, 0.5, 60) is None
+
+
+# edge_runs.py run as the program, its process group stopped (a terminal's Ctrl-C, ``kill -TERM -PGID``) just as a
+# child starts: from the child's first step (``_child`` setting its address-space limit)
+STOPPED_AS_A_CHILD_STARTS = """
+import os, resource, runpy, sys
+
+def setrlimit(*args, real=resource.setrlimit):
+    os.killpg(0, {signum})
+    real(*args)
+
+resource.setrlimit = setrlimit
+sys.argv = [{script!r}, "--jobs", "1", "--only", "cache.capacity_blocks"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                        (signal.SIGTERM, 143, "terminated")])
+def test_a_process_group_stopped_as_a_child_starts_says_so_in_one_line(signum, status, said):
+    """A child starts with the stops held until main.main's command takes them: it started with the tool's command's
+    handlers, which raised the stop before main.main ran, and multiprocessing printed "Process ForkProcess-1:" and
+    a traceback under the tool's line."""
+    script = ROOT / "tools" / "edge_runs.py"
+    code = STOPPED_AS_A_CHILD_STARTS.format(signum=int(signum), script=str(script))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, start_new_session=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")

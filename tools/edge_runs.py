@@ -39,6 +39,7 @@ import multiprocessing  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
@@ -269,8 +270,16 @@ def pair_jobs() -> list[dict[str, Any]]:
 
 
 def _child(argv: list[str], out: str, memory_gib: float) -> None:
-    """Run main.main(argv) here (a forked child) and write {status, err, report} to ``out``."""
+    """Run main.main(argv) here (a forked child) and write {status, err, report} to ``out``. Forked with the stops
+    held (``run_all``), it holds them until main.main's command, which takes one that came meanwhile (a process
+    group's Ctrl-C or SIGTERM) as any other: with the tool's handlers, raised here, it printed a traceback."""
     import main
+    from experiments.runner import STOP_SIGNALS
+    from sim.command import hold_stops_until_command
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (the command's own go in as it starts)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    hold_stops_until_command(STOP_SIGNALS)
 
     limit = int(memory_gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -334,6 +343,8 @@ def judge(job: dict[str, Any], status: int | None, err: str, report: dict | None
 def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib: float, out_path: Path | None,
             verbose: bool) -> int:
     """Run ``todo`` with ``workers`` children at a time; print findings; return their count."""
+    from experiments.runner import stops_held_while_forking
+
     context_ = multiprocessing.get_context("fork")
     pending, running, findings = list(reversed(todo)), [], 0
     tmp = tempfile.mkdtemp(prefix="kvsim-edges-")
@@ -347,7 +358,8 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
             counter += 1
             out = f"{tmp}/{counter}.json"
             proc = context_.Process(target=_child, args=(job["argv"], out, memory_gib))
-            proc.start()
+            with stops_held_while_forking():  # (the child holds them on: ``_child``)
+                proc.start()
             running.append((proc, job, out, time.perf_counter()))
         time.sleep(0.05)
         for entry in list(running):
