@@ -428,4 +428,6 @@ def test_a_stop_inside_numbas_unpickling_of_a_returned_type_is_raised_after_it(s
     done = subprocess.run([sys.executable, "-c", STOP_IN_NUMBA_UNPICKLE.format(signal=stop)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stderr) == (status, f"probe: {line}\n")
-    assert done.stdout in ("", "['int64', 'int32', 'int32']\n")  # (the retry may come before or after the print)
+    # (the retry may come before the print, after it, or inside it: between its text and its newline, on a busy
+    # machine 7 times in 8)
+    assert "['int64', 'int32', 'int32']\n".startswith(done.stdout)
