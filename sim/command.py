@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import select
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, NoReturn
 
 from sim.errors import InputError, ReaderGone
+from sim.std_streams import WatchedStdout, flush_printed, reader_gone, stdout_unwritable
 
 
 class Terminated(KeyboardInterrupt):
@@ -197,8 +197,8 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         _watch()
-        if stdout is not None and not isinstance(stdout, _WatchedStdout):
-            sys.stdout = _WatchedStdout(stdout)
+        if stdout is not None and not isinstance(stdout, WatchedStdout):
+            sys.stdout = WatchedStdout(stdout)
     _commands_running += 1
     status = None
     try:
@@ -276,16 +276,6 @@ def _end_now(signum: int, frame: object) -> NoReturn:
     os._exit(_ending_status)
 
 
-def flush_printed() -> None:
-    """Flush standard output and error as far as they can be before an ``os._exit`` (which skips it): closed, gone or
-    broken streams are passed over, and so is a stop that came inside a write (RuntimeError: a reentrant call)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError, RuntimeError):
-            pass
-
-
 def _say(text: str) -> None:
     """One line on standard error; a closed or broken stderr (``2>&-``, a reader gone) must not turn the
     status the line explains into an internal error."""
@@ -293,24 +283,6 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):  # EBADF, EPIPE; a closed file object; sys.stderr None
         pass
-
-
-def _reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has gone (``kvsim ... | head -1``): polled, the pipe reports
-    an error. Then standard output points at /dev/null, so the interpreter's last flush does not fail again. A broken
-    pipe of anything else (a worker's) is no such thing."""
-    try:
-        fd = sys.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        if not any(events & select.POLLERR for _, events in poller.poll(0)):
-            return False
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-        return True
-    except (OSError, ValueError, AttributeError):  # no file descriptor; no poll() on this system
-        return False
 
 
 def _stopped_midway() -> None:
@@ -438,59 +410,24 @@ def _status(program: str, body: Callable[[], int]) -> int:
         return 130
     except ReaderGone:
         _answering = True
-        _reader_gone()  # when that reader was standard output's, the last flush must not fail again
+        reader_gone()  # when that reader was standard output's, the last flush must not fail again
         return 128 + signal.SIGPIPE
     except BrokenPipeError:
         _answering = True
-        if not _reader_gone():
+        if not reader_gone():
             return _internal(program)
         # the reader of standard output went away: every file is written, only printing stopped. The status a
         # shell gives a process that SIGPIPE ended (``yes | head -1``), as Python's own docs advise, not a traceback
         return 128 + signal.SIGPIPE
     except OSError as exc:
         _answering = True
-        if not _stdout_unwritable(exc):
+        if not stdout_unwritable(exc):
             return _internal(program)
         _say(f"{program}: error: cannot write to standard output: {exc.strerror or exc}")  # (a full disk: > /dev/full)
         return 2
     except Exception:  # a bug, not bad input
         _answering = True
         return _internal(program)
-
-
-def _stdout_unwritable(exc: OSError) -> bool:
-    """Whether ``exc`` is standard output refusing a write (a full disk: ``> /dev/full``), not a bug."""
-    return isinstance(sys.stdout, _WatchedStdout) and sys.stdout.failed is exc
-
-
-class _WatchedStdout:
-    """Standard output as it is, remembering the error a write or flush raised: a full disk under ``> FILE`` is the
-    user's environment, not an internal error (a reader gone, BrokenPipeError, has its own status)."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self.failed: OSError | None = None
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            self.failed = exc
-            raise
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            self.failed = exc
-            raise
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
 
 
 def _exit_status(code: object) -> int:

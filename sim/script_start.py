@@ -64,6 +64,7 @@ def _answer_a_held_stop() -> None:
     stop held since the script started is answered as a command would have answered it (one line, 143 or 130); left
     blocked, it was dropped and the process ended 0 or 2 as if never stopped."""
     from sim import command
+    from sim.std_streams import flush_printed
 
     if not command._blocked_until_command:  # (a command started and took the held stops: it answered them)
         return
@@ -71,7 +72,7 @@ def _answer_a_held_stop() -> None:
     if not pending:
         return
     terminated = signal.SIGTERM in pending
-    command.flush_printed()  # (what is printed, --help's text, goes out first: os._exit skips it)
+    flush_printed()  # (what is printed, --help's text, goes out first: os._exit skips it)
     print(f"{_program()}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
     os._exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
