@@ -50,6 +50,8 @@ _blocked_until_command: set[int] = set()
 # (``_end_on_stop``), not to the ones from before it (SIG_DFL: a SIGTERM there killed the process, -15 and no line;
 # main.py's own: a traceback)
 _program = False
+# Whether ``_terminate`` set SIGTERM ignored (a second one, while the command stops) and no command has answered since
+_second_sigterm_ignored = False
 # The status a stop ends the process with once its command has answered (``_end_now``)
 _ending_status = 0
 
@@ -102,7 +104,9 @@ def _terminate(signum: int, frame: object) -> None:
         return
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
+    global _second_sigterm_ignored
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _second_sigterm_ignored = True
     if not _held:
         if _inside_unsafe_callback(frame):
             _raise_again_soon()
@@ -192,7 +196,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status (or the one
     ``sys.exit`` gives: argparse's --help 0, its usage error 2), 2 for bad input (one line naming what to fix), 130
     for Ctrl-C, 143 for SIGTERM, 1 for an internal error (the only case that prints a traceback)."""
-    global _stop_signal, _commands_running, _answering
+    global _stop_signal, _commands_running, _answering, _second_sigterm_ignored
     previous, stdout, unraisable_hook = None, sys.stdout, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -218,6 +222,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
             sys.stdout = stdout
         if not _commands_running:  # (answered: a command run again in this process starts unstopped; one run inside
             _stop_signal = None    # another leaves the signal to it, which stops too: not a hunt going on past Ctrl-C)
+            _second_sigterm_ignored = False
             # the stop's quiet hook (``_stopped_midway``) goes too: left, it hid every later "Exception ignored" of a
             # process that goes on (a test session's next tests) for good
             sys.unraisablehook = unraisable_hook
@@ -351,11 +356,15 @@ def _cancel_retry() -> None:
 def _start_unstopped_in_child() -> None:
     """A forked child (a pool's worker, edge_runs' run) starts unstopped: its parent's stop noted but not raised yet
     (held, or lost and due again) is the parent's. Copied, it stopped the child's first command at once, and the
-    copied retry put the parent's timer back in the child, which has none (fork keeps no timer). ``_held`` stays."""
-    global _stop_signal, _retry_previous
+    copied retry put the parent's timer back in the child, which has none (fork keeps no timer), and the parent's
+    SIGTERM ignored while it stops (``_terminate``) made the child deaf to its own. ``_held`` stays."""
+    global _stop_signal, _retry_previous, _second_sigterm_ignored
     if _retry_previous is not None and signal.getsignal(signal.SIGALRM) is _retry_previous[0]:
         signal.signal(signal.SIGALRM, _retry_previous[1])  # (the handler from before the retry)
+    if _second_sigterm_ignored and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminate)  # (the handler that heard the parent's)
     _stop_signal = _retry_previous = None
+    _second_sigterm_ignored = False
 
 
 if hasattr(os, "register_at_fork"):

@@ -213,3 +213,36 @@ def test_a_child_forked_while_its_parent_s_stop_waits_starts_unstopped():
     done = subprocess.run([sys.executable, "-c", FORKED_WHILE_A_STOP_WAITS], capture_output=True, text=True,
                           timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (143, "0 (0.0, 0.0) user_alarm\n", "parent: terminated\n")
+
+
+# A command forks a worker while its SIGTERM waits in a held region (its handler ignoring a second meanwhile); the
+# child's own command is then sent a SIGTERM of its own
+FORKED_AFTER_A_SIGTERM_THEN_TERMINATED = """
+import os, signal, sys
+from sim import command
+
+def child_body():
+    os.kill(os.getpid(), signal.SIGTERM)  # (in the held region the fork copied: noted, raised as the command ends)
+    return 0
+
+def body():
+    with command.stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)  # noted, raised as the region ends
+        pid = os.fork()
+        if pid == 0:
+            os._exit(command.command_status("child", child_body))
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+    return 0
+
+sys.exit(command.command_status("parent", body))
+"""
+
+
+def test_a_child_forked_while_its_parent_s_sigterm_waits_is_stopped_by_its_own_sigterm():
+    """The parent's SIGTERM, noted, set its handler to ignore a second one until the command answers
+    (``_terminate``); a child forked meanwhile starts unstopped, so a SIGTERM sent to it is its own first: it ends its
+    command, 143 and one line. The copied "ignore" made the child deaf to SIGTERM: its command ran on and said 0."""
+    done = subprocess.run([sys.executable, "-c", FORKED_AFTER_A_SIGTERM_THEN_TERMINATED], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (143, "143\n", "child: terminated\nparent: terminated\n")
