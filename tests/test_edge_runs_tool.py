@@ -81,7 +81,7 @@ def test_a_process_group_stopped_as_a_child_starts_says_so_in_one_line(signum, s
     a traceback under the tool's line."""
     script = ROOT / "tools" / "edge_runs.py"
     code = STOPPED_AS_A_CHILD_STARTS.format(signum=int(signum), script=str(script))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, start_new_session=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
     assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")
