@@ -40,6 +40,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from sim.serving.prefix_match import usable_prefix_blocks
+
 if TYPE_CHECKING:  # annotations only: the config's check of pd.decode_router imports this module, not the serving model
     from sim.serving.instance import Instance, Job
 
@@ -92,6 +94,8 @@ class DecodeQueues:
         blocks = self._blocks(job)
         if blocks <= room:  # (room without a hit: no lookup)
             return True
+        if blocks - usable_prefix_blocks(job.input_tokens, self.block_size) > room:  # (nor with the longest hit: no
+            return False  # lookup; a full fleet's spill asks every rack's decode instances)
         hit = self.usable_prefix(inst, job)
         return hit > 0 and blocks - hit + pool.count_fresh(job.prompt_ids[:hit]) <= room
 
