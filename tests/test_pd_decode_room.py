@@ -43,6 +43,19 @@ def test_room_counts_the_blocks_of_the_usable_prefix_that_running_requests_hold_
     assert rooms == [True, False, True, False]
 
 
+
+def test_room_counts_a_one_block_hit_and_each_block_of_the_hit_no_running_request_holds():
+    """13 of 16 blocks in use: 3 free. A 64-token prompt (4 blocks) whose first block running requests hold takes 3
+    new ones: an exact fit (a hit of one block counts as any other). 14 in use: 2 free. A 96-token prompt (6 blocks,
+    ids 0-5) whose first 4 the instance holds takes 2 past the hit, plus each of the 4 no running request holds: all 4
+    held, 2 (fits); 0-2 held and 3 only cached, 3 (does not: the hit's last block is taken from the cache too)."""
+    queues = DecodeQueues(16)
+    assert queues.has_room(_instance(1, 16, 13, 1, (0,)), _job(64))
+    assert not queues.has_room(_instance(1, 16, 13, 0), _job(64))
+    assert [queues.has_room(_instance(1, 16, 14, 4, in_use), _job(96))
+            for in_use in ((0, 1, 2, 3), (0, 1, 2))] == [True, False]
+
+
 def test_prompts_bound_and_not_reserved_take_room_until_their_blocks_are_reserved():
     """16 free blocks. Bound: a 100-token prompt (7 blocks). Left: 9 blocks, so a 144-token prompt (9) fits and a
     145-token one (10) does not. Once the bound one is prefilled and reserved (its blocks now in use in the pool, 7
@@ -123,3 +136,29 @@ def test_a_pulling_decode_instance_takes_no_kv_while_its_sequence_slots_are_full
     table = run.table
     assert table.prefill_done[2] < table.last_token[1] < table.last_token[0]
     assert table.kv_sent[2] == table.last_token[1]
+
+
+def test_the_usable_prefix_is_the_prompts_prefix_in_hbm_a_token_short():
+    """``KVCacheManager.usable_prefix`` (the room's and the prefix-aware rank's hit), by hand: blocks of 16, 4 in HBM.
+    R0's prompt (blocks 0-3, 64 tokens) held by R0: a prompt of 0-3 and 8 (80 tokens) can use all 4; the 64-token
+    prompt 0-3 only 3 (vLLM's ``get_computed_blocks`` stops a token short: (64 - 1) // 16), 65 tokens 4. Freed, the
+    4 stay cached in HBM: still 4. Pushed down to DRAM by R1's 4 blocks, they are no hit here: 0 (the decode side's
+    lookup is its GPU's blocks; a lower tier's are not held), though every tier holds them."""
+    from sim.serving.block_pool import BlockPool
+    from sim.serving.job import Job
+    from sim.serving.kv_cache_manager import KVCacheManager
+    from tests.cache_helpers import make_cache
+
+    pool = BlockPool(4, SimpleNamespace(now=0.0))
+    kv = KVCacheManager(pool, make_cache("lru", [4, 50], num_blocks=16), 16, True, lambda: 0.0)
+    r0 = Job(0, 64, 1, [0, 1, 2, 3], 0, target=64)
+    kv.lookup(r0)
+    kv.allocate(r0, 64)
+    assert [kv.usable_prefix([0, 1, 2, 3, 8], 80), kv.usable_prefix([0, 1, 2, 3], 64),
+            kv.usable_prefix([0, 1, 2, 3], 65)] == [4, 3, 4]
+    kv.free(r0)
+    assert kv.usable_prefix([0, 1, 2, 3, 8], 80) == 4 and pool.used == 0
+    r1 = Job(1, 64, 1, [4, 5, 6, 7], 0, target=64)
+    kv.lookup(r1)
+    kv.allocate(r1, 64)
+    assert kv.usable_prefix([0, 1, 2, 3, 8], 80) == 0 and kv.cached_prefix_blocks([0, 1, 2, 3], every_tier=True) == 4
