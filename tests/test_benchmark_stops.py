@@ -111,6 +111,21 @@ def test_a_sigterm_no_command_answered_ends_a_script_as_terminated(tmp_path):
     assert (done.returncode, done.stderr) == (143, "slow_start.py: terminated\n")
 
 
+def test_a_ctrl_c_before_the_stop_machinery_loads_is_answered_without_loading_it(tmp_path):
+    """A KeyboardInterrupt raised as ``sim.command`` starts loading, and again whenever it is asked for (a second
+    Ctrl-C): ``sim.script_start``'s hook answers it as a Ctrl-C, "interrupted", 130, without importing ``sim.command``
+    (only a ``Terminated`` is a SIGTERM's, and none can come from a module not loaded). Importing it there raised the
+    second one inside the hook ("Error in sys.excepthook", a traceback, status 1)."""
+    script = tmp_path / "early.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "class Stop:\n"
+                      "    def find_spec(self, name, path=None, target=None):\n"
+                      "        if name == 'sim.command':\n            raise KeyboardInterrupt\n"
+                      "sys.meta_path.insert(0, Stop())\nimport sim.script_start  # noqa: F401\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "early.py: interrupted\n")
+
+
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
                                                   (signal.SIGTERM, 143, "terminated")])
 def test_a_stop_signal_while_a_script_loads_its_libraries_waits_for_its_command(tmp_path, signum, status, said):

@@ -215,6 +215,19 @@ def test_a_child_forked_while_its_parent_s_stop_waits_starts_unstopped():
     assert (done.returncode, done.stdout, done.stderr) == (143, "0 (0.0, 0.0) user_alarm\n", "parent: terminated\n")
 
 
+def test_a_stop_lost_in_a_forked_child_s_own_command_puts_back_the_child_s_timer_not_the_parent_s():
+    """The same fork; the child's own command then loses a stop of its own (its retry armed, then cancelled as the
+    stop is raised): what the cancel puts back is what the child had when its retry was armed, no timer (fork keeps
+    none). Kept from the parent, the first retry's record put the parent's 30 s timer back in the child."""
+    child_body = "lambda: (command._raise_again_soon(), command._cancel_retry(), 0)[-1]"
+    script = FORKED_WHILE_A_STOP_WAITS.replace('command.command_status("child", lambda: 0)',
+                                               f'command.command_status("child", {child_body})')
+    assert script != FORKED_WHILE_A_STOP_WAITS
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (143, "0 (0.0, 0.0) user_alarm\n", "parent: terminated\n")
+
+
 # A command forks a worker while its SIGTERM waits in a held region (its handler ignoring a second meanwhile); the
 # child's own command is then sent a SIGTERM of its own
 FORKED_AFTER_A_SIGTERM_THEN_TERMINATED = """
