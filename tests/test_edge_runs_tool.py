@@ -85,3 +85,58 @@ def test_a_process_group_stopped_as_a_child_starts_says_so_in_one_line(signum, s
                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
     assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")
+
+
+# The same, stopped at the child's first step after the fork (before ``_child`` runs) or as ``_child`` sets its limit;
+# main.main's status in the child is written to ``status_file``
+STOPPED_IN_A_CHILD = """
+import os, resource, runpy, sys
+import main
+
+def stop():
+    os.killpg(0, {signum})
+
+def in_the_child(real=main.main):
+    def run(argv, *args):
+        status = real(argv, *args)
+        with open({status_file!r}, "w") as f:
+            f.write(str(status))
+        return status
+    return run
+
+if {where!r} == "fork":
+    def fork(real=os.fork):
+        pid = real()
+        if pid == 0:
+            stop()
+        return pid
+    os.fork = fork
+else:
+    def setrlimit(*args, real=resource.setrlimit):
+        stop()
+        real(*args)
+    resource.setrlimit = setrlimit
+main.main = in_the_child()
+sys.argv = [{script!r}, "--jobs", "1", "--only", "cache.capacity_blocks"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("where", ["fork", "setrlimit"])
+@pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                        (signal.SIGTERM, 143, "terminated")])
+def test_a_child_stopped_with_its_process_group_answers_the_stop_in_its_own_command(tmp_path, where, signum, status,
+                                                                                      said):
+    """A process group's Ctrl-C or SIGTERM landing in a child as it is forked (held: ``run_all`` forks with the stops
+    blocked) or as ``_child`` starts reaches main.main's command there, which answers it as a command answers a stop
+    (130 or 143) instead of running the edge run on: the tool says its one line, and no child of the tool goes on
+    running deaf to the stop it was sent (left blocked, ignored, or run by the tool's handlers, which say a second
+    line from the child)."""
+    script = ROOT / "tools" / "edge_runs.py"
+    status_file = tmp_path / "child_status"
+    code = STOPPED_IN_A_CHILD.format(signum=int(signum), script=str(script), where=where, status_file=str(status_file))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")
+    assert status_file.read_text() == str(status)
