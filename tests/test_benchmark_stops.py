@@ -161,6 +161,22 @@ def test_a_stop_while_script_start_loads_the_stop_machinery_waits_for_the_comman
     assert (done.returncode, done.stderr) == (status, f"early.py: {said}\n")
 
 
+def test_a_stop_its_parent_blocked_stays_blocked_through_a_script_s_command(tmp_path):
+    """``sim.script_start`` holds only the stops it blocked itself until the command: one the script was started with
+    blocked (a parent's mask, inherited: a pool's worker forked with the stops held) stays blocked in the command, as
+    ``hold_stops_until_command`` leaves one blocked already. SIGTERM blocked at the start: the command runs with
+    SIGTERM, not SIGINT, blocked."""
+    script = tmp_path / "blocked.py"
+    script.write_text(f"import signal, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "from sim.command import command_status, end_process\n"
+                      "stops = {signal.SIGINT, signal.SIGTERM}\n"
+                      "end_process(command_status('blocked.py', lambda: print(sorted(map(int, "
+                      "signal.pthread_sigmask(signal.SIG_BLOCK, []) & stops))) or 0))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}))
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"[{int(signal.SIGTERM)}]\n", "")
+
+
 def test_a_module_importing_script_start_keeps_its_process_s_stop_signals(tmp_path):
     """Only the program blocks the stop signals as it loads: a test importing a script as a module (conftest's
     replay_module) must keep getting Ctrl-C and SIGTERM."""

@@ -228,6 +228,40 @@ def test_a_stop_lost_in_a_forked_child_s_own_command_puts_back_the_child_s_timer
     assert (done.returncode, done.stdout, done.stderr) == (143, "0 (0.0, 0.0) user_alarm\n", "parent: terminated\n")
 
 
+# A command forks inside a held region; the child leaves that region (its copy) and runs a command of its own, which
+# holds its stops in a region of its own and is sent a SIGTERM there
+FORKED_IN_A_HELD_REGION = """
+import os, signal, sys
+from sim import command
+
+def child_body():
+    with command.stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("held", flush=True)
+    return 0
+
+def body():
+    with command.stops_held():
+        pid = os.fork()
+    if pid == 0:
+        print(command.command_status("child", child_body), flush=True)
+        os._exit(0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+sys.exit(command.command_status("parent", body))
+"""
+
+
+def test_a_child_forked_in_a_held_region_holds_its_later_stops_as_its_parent_would():
+    """A forked child keeps its depth of held regions (``_start_unstopped_in_child``: only the parent's stop and retry
+    go): leaving the region it was forked in, it is held in none, and a SIGTERM inside a region of its own is raised
+    only as that region ends ("held" printed first, then "child: terminated", 143). Its depth reset at the fork, the
+    region's end left it at -1 and the next region raised the stop at once."""
+    done = subprocess.run([sys.executable, "-c", FORKED_IN_A_HELD_REGION], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "held\n143\n", "child: terminated\n")
+
+
 # A command forks a worker while its SIGTERM waits in a held region (its handler ignoring a second meanwhile); the
 # child's own command is then sent a SIGTERM of its own
 FORKED_AFTER_A_SIGTERM_THEN_TERMINATED = """
