@@ -155,3 +155,27 @@ def test_padded_rows_and_gemm_traffic_bring_kvsim_closer_to_the_measured_fused_m
             assert medians[ep, True, False] < medians[ep, False, False]
             assert medians[ep, True, True] < medians[ep, False, False]
         assert medians[2, True, True] < 0.05
+
+
+def test_check_moe_kernels_prices_at_the_configs_roofline_efficiencies(monkeypatch):
+    """tools/check_moe_kernels.py's roofline is config.yaml's (``compute.*``): with compute.flops_efficiency 0.5 and
+    bandwidth_efficiency 0.25, each row's roofline peaks at 0.5 of the RTX PRO 6000's FLOP/s and 0.25 of its memory
+    bandwidth (profiles/gpus.yaml), the one efficiency on FLOPs, the other on bytes."""
+    from pathlib import Path
+
+    import sim.config
+    import sim.serving.compute
+    from sim.specs import gpu_spec
+    from tests.conftest import script_module
+
+    real_load, real_roofline, built = sim.config.load_config, sim.serving.compute.RooflineCompute, []
+    efficiencies = ["compute.flops_efficiency=0.5", "compute.bandwidth_efficiency=0.25"]
+    monkeypatch.setattr(sim.config, "load_config", lambda path, sets=(): real_load(path, sets=[*sets, *efficiencies]))
+    monkeypatch.setattr(sim.serving.compute, "RooflineCompute",
+                        lambda *args, **kwargs: built.append(real_roofline(*args, **kwargs)) or built[-1])
+    root = Path(__file__).resolve().parent.parent
+    with script_module(root / "tools" / "check_moe_kernels.py") as tool:
+        table = tool.read_table(root / "tests" / "fixtures" / "aiconfigurator_moe" / "rtx_pro_6000_server_moe_perf.txt")
+        assert len(tool.predict(table.head(2), "rtxpro6000")) == 2
+    spec = gpu_spec("rtxpro6000")
+    assert [(r.peak, r.bandwidth) for r in built] == [(0.5 * spec.peak_flops, 0.25 * spec.memory_bandwidth)] * 2
