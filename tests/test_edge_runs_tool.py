@@ -75,16 +75,17 @@ runpy.run_path({script!r}, run_name="__main__")
 
 @pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGINT, 130, "interrupted"),
                                                         (signal.SIGTERM, 143, "terminated")])
-def test_a_process_group_stopped_as_a_child_starts_says_so_in_one_line(signum, status, said):
+def test_a_process_group_stopped_as_a_child_starts_says_so_in_one_line(signum, status, said, tmp_path):
     """A child starts with the stops held until main.main's command takes them: it started with the tool's command's
     handlers, which raised the stop before main.main ran, and multiprocessing printed "Process ForkProcess-1:" and
     a traceback under the tool's line."""
     script = ROOT / "tools" / "edge_runs.py"
     code = STOPPED_AS_A_CHILD_STARTS.format(signum=int(signum), script=str(script))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
     assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")
+    assert list(tmp_path.iterdir()) == []  # its folder of results gone with it (left behind before: one a stop)
 
 
 # The same, stopped at the child's first step after the fork (before ``_child`` runs) or as ``_child`` sets its limit;
@@ -140,3 +141,41 @@ def test_a_child_stopped_with_its_process_group_answers_the_stop_in_its_own_comm
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
     assert (done.returncode, done.stderr) == (status, f"edge_runs.py: {said}\n")
     assert status_file.read_text() == str(status)
+
+
+# edge_runs.py run as the program; its run's child (main.main replaced: a command that takes a minute) sends the tool
+# alone a SIGTERM (not its process group) once its command runs, and writes its pid to ``pid_file``
+TOOL_ALONE_STOPPED = """
+import os, runpy, signal, sys, time
+import main
+from sim import command
+
+def slow(argv, *args):
+    with open({pid_file!r}, "w") as f:
+        f.write(str(os.getpid()))
+    os.kill(os.getppid(), signal.SIGTERM)
+    return command.command_status("child", lambda: time.sleep(60) or 0)
+
+main.main = slow
+sys.argv = [{script!r}, "--jobs", "1", "--only", "cache.capacity_blocks"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_a_tool_stopped_alone_ends_its_running_children_and_their_folder(tmp_path):
+    """A SIGTERM sent to the tool alone: its children were not sent it, and went on running their jobs after the
+    tool had said "terminated" (orphans, up to --timeout each), their folder of results left behind. Now the tool
+    passes the stop on to a child still running after a grace (``CHILDREN_GRACE_S``), which ends in its command, and
+    removes the folder after it: one line, 143, no child left, no folder."""
+    script = ROOT / "tools" / "edge_runs.py"
+    pid_file, scratch = tmp_path / "child_pid", tmp_path / "tmp"
+    scratch.mkdir()
+    code = TOOL_ALONE_STOPPED.format(script=str(script), pid_file=str(pid_file))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch)})
+    assert (done.returncode, done.stderr) == (143, "edge_runs.py: terminated\n")
+    assert time.monotonic() - started < 50  # (not the child's minute)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert list(scratch.iterdir()) == []

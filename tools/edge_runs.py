@@ -352,54 +352,81 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
         out_path.parent.mkdir(parents=True, exist_ok=True)
     sink = out_path.open("a") if out_path else None
     counter = 0
-    while pending or running:
-        while pending and len(running) < workers:
-            job = pending.pop()
-            counter += 1
-            out = f"{tmp}/{counter}.json"
-            proc = context_.Process(target=_child, args=(job["argv"], out, memory_gib))
-            with stops_held_while_forking():  # (the child holds them on: ``_child``)
-                proc.start()
-            running.append((proc, job, out, time.perf_counter()))
-        time.sleep(0.05)
-        for entry in list(running):
-            proc, job, out, start = entry
-            wall = time.perf_counter() - start
-            cpu = _cpu_seconds(proc.pid) if proc.is_alive() else None
-            # given up once it has used --timeout seconds of CPU (wall time alone would blame a run the other
-            # work on the machine starved), or waited 4x that with the CPU idle (a deadlock uses none)
-            if proc.is_alive() and wall < 4 * timeout and (cpu if cpu is not None else wall) < timeout:
-                continue
-            killed = proc.is_alive()
-            if killed:
-                proc.kill()
-            proc.join()
-            running.remove(entry)
-            status, err, report, seconds = None, "", None, cpu if cpu is not None else wall
-            if os.path.exists(out):
-                result = json.loads(Path(out).read_text())
-                status, err, report = result["status"], result["err"], result["report"]
-                seconds = result["cpu_seconds"]
-                os.remove(out)
-            elif not killed:
-                status, err = 1, f"child died (exit code {proc.exitcode}) without a result"
-            problem = judge(job, status, err, report, seconds, timeout)
-            findings += bool(problem)
-            line = "python main.py " + shlex.join(job["argv"])
-            record = {**{k: job[k] for k in ("key", "value", "mode")}, "status": status, "cpu_seconds": round(seconds, 2),
-                      "problem": problem, "message": err.strip().splitlines()[-1][:300] if err.strip() else "",
-                      "command": line}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop()
+                counter += 1
+                out = f"{tmp}/{counter}.json"
+                proc = context_.Process(target=_child, args=(job["argv"], out, memory_gib))
+                with stops_held_while_forking():  # (the child holds them on: ``_child``)
+                    proc.start()
+                    running.append((proc, job, out, time.perf_counter()))  # (before a stop held meanwhile is raised)
+            time.sleep(0.05)
+            for entry in list(running):
+                proc, job, out, start = entry
+                wall = time.perf_counter() - start
+                cpu = _cpu_seconds(proc.pid) if proc.is_alive() else None
+                # given up once it has used --timeout seconds of CPU (wall time alone would blame a run the other
+                # work on the machine starved), or waited 4x that with the CPU idle (a deadlock uses none)
+                if proc.is_alive() and wall < 4 * timeout and (cpu if cpu is not None else wall) < timeout:
+                    continue
+                killed = proc.is_alive()
+                if killed:
+                    proc.kill()
+                proc.join()
+                running.remove(entry)
+                status, err, report, seconds = None, "", None, cpu if cpu is not None else wall
+                if os.path.exists(out):
+                    result = json.loads(Path(out).read_text())
+                    status, err, report = result["status"], result["err"], result["report"]
+                    seconds = result["cpu_seconds"]
+                    os.remove(out)
+                elif not killed:
+                    status, err = 1, f"child died (exit code {proc.exitcode}) without a result"
+                problem = judge(job, status, err, report, seconds, timeout)
+                findings += bool(problem)
+                line = "python main.py " + shlex.join(job["argv"])
+                record = {**{k: job[k] for k in ("key", "value", "mode")}, "status": status,
+                          "cpu_seconds": round(seconds, 2), "problem": problem,
+                          "message": err.strip().splitlines()[-1][:300] if err.strip() else "", "command": line}
+                if sink:
+                    sink.write(json.dumps(record) + "\n")
+                    sink.flush()
+                if problem:
+                    print(f"FINDING {job['key']}={job['value']} ({job['mode']}): {problem}\n    {line}", flush=True)
+                elif verbose:
+                    print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s CPU",
+                          flush=True)
+    finally:
+        try:  # (a stop: the children still running end before their folder goes)
+            _end_children([proc for proc, *_ in running])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
             if sink:
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-            if problem:
-                print(f"FINDING {job['key']}={job['value']} ({job['mode']}): {problem}\n    {line}", flush=True)
-            elif verbose:
-                print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s CPU", flush=True)
-    shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
-    if sink:
-        sink.close()
+                sink.close()
     return findings
+
+
+# seconds a stopped tool waits for its running children to end on their own (a process group's stop reached them
+# too: each answers it in its own command) before it passes the stop on (SIGTERM), and as long again before SIGKILL
+CHILDREN_GRACE_S = 3.0
+
+
+def _end_children(procs: list) -> None:
+    """End the children a stopped tool leaves running, so that none outlives it (a SIGTERM sent to the tool alone
+    left them running their jobs, orphaned) and its temporary folder goes after them (a child writes its result
+    there as it ends: left behind before, one ``kvsim-edges-*`` folder a stop)."""
+    for signal_them in (None, signal.SIGTERM, signal.SIGKILL):
+        alive = [proc for proc in procs if proc.is_alive()]
+        if not alive:
+            return
+        for proc in alive:
+            if signal_them is not None:
+                os.kill(proc.pid, signal_them)
+        end = time.monotonic() + CHILDREN_GRACE_S
+        for proc in alive:
+            proc.join(max(0.0, end - time.monotonic()))
 
 
 def _done_commands(path: Path) -> set[str]:
