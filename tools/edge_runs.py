@@ -408,15 +408,14 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
     return findings
 
 
-# seconds a stopped tool waits for its running children to end on their own (a process group's stop reached them
-# too: each answers it in its own command) before it passes the stop on (SIGTERM), and as long again before SIGKILL
-CHILDREN_GRACE_S = 3.0
+CHILDREN_GRACE_S = 3.0  # a stopped tool's wait for its children to end, then after its SIGTERM, before SIGKILL
 
 
 def _end_children(procs: list) -> None:
     """End the children a stopped tool leaves running, so that none outlives it (a SIGTERM sent to the tool alone
     left them running their jobs, orphaned) and its temporary folder goes after them (a child writes its result
-    there as it ends: left behind before, one ``kvsim-edges-*`` folder a stop)."""
+    there as it ends: left behind before, one ``kvsim-edges-*`` folder a stop). Those a process group's stop reached
+    end on their own within the grace (each answers it in its own command); the rest are passed the stop."""
     for signal_them in (None, signal.SIGTERM, signal.SIGKILL):
         alive = [proc for proc in procs if proc.is_alive()]
         if not alive:
