@@ -420,9 +420,8 @@ def _end_children(procs: list) -> None:
         alive = [proc for proc in procs if proc.is_alive()]
         if not alive:
             return
-        for proc in alive:
-            if signal_them is not None:
-                os.kill(proc.pid, signal_them)
+        for proc in alive if signal_them is not None else ():
+            os.kill(proc.pid, signal_them)
         end = time.monotonic() + CHILDREN_GRACE_S
         for proc in alive:
             proc.join(max(0.0, end - time.monotonic()))
