@@ -97,7 +97,7 @@ class DecodeQueues:
         if blocks - usable_prefix_blocks(job.input_tokens, self.block_size) > room:  # (nor with the longest hit: no
             return False  # lookup; a full fleet's spill asks every rack's decode instances)
         hit = self.usable_prefix(inst, job)
-        return hit > 0 and blocks - hit + pool.count_fresh(job.prompt_ids[:hit]) <= room
+        return blocks - hit + pool.count_fresh(job.prompt_ids[:hit]) <= room  # (no hit: blocks, found short)
 
     def usable_prefix(self, inst: Instance, job: Job) -> int:
         """The blocks of ``job``'s prompt that ``inst`` holds and would not be sent (``KVCacheManager.usable_prefix``):
