@@ -165,8 +165,8 @@ runpy.run_path({script!r}, run_name="__main__")
 def test_a_tool_stopped_alone_ends_its_running_children_and_their_folder(tmp_path):
     """A SIGTERM sent to the tool alone: its children were not sent it, and went on running their jobs after the
     tool had said "terminated" (orphans, up to --timeout each), their folder of results left behind. Now the tool
-    passes the stop on to a child still running after a grace (``CHILDREN_GRACE_S``), which ends in its command, and
-    removes the folder after it: one line, 143, no child left, no folder."""
+    kills a child still running after a grace (``CHILDREN_GRACE_S``) and removes the folder after it: one line, 143,
+    no child left, no folder."""
     script = ROOT / "tools" / "edge_runs.py"
     pid_file, scratch = tmp_path / "child_pid", tmp_path / "tmp"
     scratch.mkdir()

@@ -408,23 +408,21 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
     return findings
 
 
-CHILDREN_GRACE_S = 3.0  # a stopped tool's wait for its children to end, then after its SIGTERM, before SIGKILL
+CHILDREN_GRACE_S = 3.0  # a stopped tool's wait for its children to end on their own before it kills them
 
 
 def _end_children(procs: list) -> None:
     """End the children a stopped tool leaves running, so that none outlives it (a SIGTERM sent to the tool alone
     left them running their jobs, orphaned) and its temporary folder goes after them (a child writes its result
     there as it ends: left behind before, one ``kvsim-edges-*`` folder a stop). Those a process group's stop reached
-    end on their own within the grace (each answers it in its own command); the rest are passed the stop."""
-    for signal_them in (None, signal.SIGTERM, signal.SIGKILL):
-        alive = [proc for proc in procs if proc.is_alive()]
-        if not alive:
-            return
-        for proc in alive if signal_them is not None else ():
-            os.kill(proc.pid, signal_them)
-        end = time.monotonic() + CHILDREN_GRACE_S
-        for proc in alive:
-            proc.join(max(0.0, end - time.monotonic()))
+    end on their own within the grace (each answers it in its own command); the rest are killed, as an interrupted
+    sweep's workers are (``experiments.runner._stop``): their results are not wanted."""
+    end = time.monotonic() + CHILDREN_GRACE_S if procs else 0.0  # (none after a whole run)
+    for proc in procs:
+        proc.join(max(0.0, end - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _done_commands(path: Path) -> set[str]:
