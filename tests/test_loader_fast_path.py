@@ -86,7 +86,7 @@ def _load_outcome(path, monkeypatch, fast: bool, chunk_rows: int | None, **workl
         except InputError as exc:
             return ("error", str(exc))
     arrays = {name: getattr(trace, name) for name in ("arrival_s", "input_tokens", "output_tokens", "session_id",
-                                                      "block_offsets")}
+                                                      "block_offsets", "answer_offsets", "answer_ids")}
     arrays["block_ids"] = trace.access_stream() if trace.has_block_ids else None  # (held flat or as runs)
     return ("trace", {k: None if v is None else (v.dtype.str, v.tobytes()) for k, v in arrays.items()},
             trace.num_unique_blocks, trace.provenance.to_dict())
@@ -236,6 +236,9 @@ def test_llmservingsim_fast_equals_reference(tmp_path, monkeypatch, seed):
         if seed % 3 or i:  # a third of the files: no token ids in the first record
             if rng.random() > 0.1:
                 record["input_tok_ids"] = [rng.randrange(4) for _ in range(n if rng.random() > 0.1 else n + 1)]
+            if seed % 2 and rng.random() > 0.1:  # half the files: recorded answers, one in ten of another length
+                out = record["output_toks"]
+                record["output_tok_ids"] = [rng.randrange(4) for _ in range(out if rng.random() > 0.1 else out - 1)]
         if rng.random() < 0.1:
             record[rng.choice(list(record))] = rng.choice([None, -3, 2.5, "x", [-1]])
         lines.append(json.dumps(record))

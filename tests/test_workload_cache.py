@@ -41,10 +41,12 @@ def _held(trace) -> dict[str, np.ndarray | None]:
     runs = trace.id_runs
     return {**{name: getattr(trace, name) for name in COLUMNS}, "flat_ids": trace.flat_ids,
             "run_offsets": None if runs is None else runs.offsets, "run_first": None if runs is None else runs.first,
-            "run_length": None if runs is None else runs.length}
+            "run_length": None if runs is None else runs.length, "answer_offsets": trace.answer_offsets,
+            "answer_ids": trace.answer_ids}
 
 
-DTYPES = {"arrival_s": np.float64, "flat_ids": np.int32, "run_first": np.int32, "run_length": np.int32}
+DTYPES = {"arrival_s": np.float64, "flat_ids": np.int32, "run_first": np.int32, "run_length": np.int32,
+          "answer_ids": np.int32}
 
 
 def _same(a, b) -> None:

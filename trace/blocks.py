@@ -146,19 +146,23 @@ def token_content_keys(token_ids: np.ndarray, token_offsets: np.ndarray, block_s
     return offsets, keys
 
 
-def chain(offsets: np.ndarray, content_keys: np.ndarray) -> np.ndarray:
-    """Prefix-chained hashes: h[i] = mix(h[i-1], key[i]) within each request."""
+def chain(offsets: np.ndarray, content_keys: np.ndarray, parents: np.ndarray | None = None) -> np.ndarray:
+    """Prefix-chained hashes: h[i] = mix(h[i-1], key[i]) within each request; ``parents``: per request, the chained
+    hash its first block follows (0, as without them: none), where each request's blocks continue a chain."""
     keys = np.asarray(content_keys, dtype=_U64)
     if len(keys) == 0:
         return keys.copy()
-    _, depth = block_positions(offsets)
+    owner, depth = block_positions(offsets)
     order = np.argsort(depth, kind="stable")
     level_ends = np.searchsorted(depth[order], np.arange(depth.max() + 1), side="right")
     hashes = np.empty_like(keys)
     start = 0
     for level, end in enumerate(level_ends):
         idx = order[start:end]
-        parent = hashes[idx - 1] if level > 0 else np.zeros(len(idx), dtype=_U64)
+        if level > 0:
+            parent = hashes[idx - 1]
+        else:
+            parent = np.zeros(len(idx), dtype=_U64) if parents is None else np.asarray(parents, _U64)[owner[idx]]
         hashes[idx] = mix(parent, keys[idx])
         start = end
     return hashes

@@ -40,18 +40,20 @@ from sim.errors import InputError, quote
 from sim.report.output import atomic_write
 from trace.request import BLOCK_ID_DTYPE, Trace, TraceProvenance, file_sha256
 
-# of the file layout below (1: an .npz; 2: no CRC-32 of the header; 3: int64 block ids; 4: block ids always flat)
-FORMAT_VERSION = 5
+# of the file layout below (1: an .npz; 2: no CRC-32 of the header; 3: int64 block ids; 4: block ids always flat;
+# 5: no recorded answers' blocks)
+FORMAT_VERSION = 6
 # then the header's length (uint64, little-endian) and CRC-32 (uint32), the header, the arrays
 MAGIC = b"kvsim-workload-cache\n"
 PREFIX = struct.Struct("<QI")
 ALIGN = 64  # each array starts at a multiple of this: aligned like any numpy array
 # the block ids as the Trace holds them: flat, or as runs (offsets, first ids, lengths), or neither (unique kind)
 ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "flat_ids", "run_offsets",
-          "run_first", "run_length")
+          "run_first", "run_length", "answer_offsets", "answer_ids")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
 SOURCES = ("loaders.py", "scan.py", "chats.py", "readers.py", "csv_reader.py", "jsonl_reader.py", "formats.py",
-           "datetimes.py", "validation.py", "blocks.py", "arrow.py", "request.py", "id_runs.py", "cache.py")
+           "datetimes.py", "validation.py", "blocks.py", "answers.py", "arrow.py", "request.py", "id_runs.py",
+           "cache.py")
 LIBRARIES = ("numpy", "pyarrow", "pandas", "orjson")
 LOG = logging.getLogger("kvsim.workload_cache")
 
@@ -156,7 +158,8 @@ def _arrays(trace: Trace) -> dict[str, np.ndarray | None]:
     return {"arrival_s": trace.arrival_s, "input_tokens": trace.input_tokens, "output_tokens": trace.output_tokens,
             "session_id": trace.session_id, "block_offsets": trace.block_offsets, "flat_ids": trace.flat_ids,
             "run_offsets": None if runs is None else runs.offsets, "run_first": None if runs is None else runs.first,
-            "run_length": None if runs is None else runs.length}
+            "run_length": None if runs is None else runs.length, "answer_offsets": trace.answer_offsets,
+            "answer_ids": trace.answer_ids}
 
 
 def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
@@ -247,7 +250,7 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
                                                                  arrays["run_length"])
         trace = Trace(arrays["arrival_s"], arrays["input_tokens"], arrays["output_tokens"], arrays["session_id"],
                       arrays["block_offsets"], arrays["flat_ids"], int(meta["num_unique_blocks"]),
-                      TraceProvenance(**provenance), runs)
+                      TraceProvenance(**provenance), runs, arrays["answer_offsets"], arrays["answer_ids"])
     except Exception as exc:  # whatever is wrong with the file, the trace is rebuilt from its source (and the warning says why)
         return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
     return trace, None
@@ -303,7 +306,8 @@ def _check_consistent(arrays: dict[str, np.ndarray | None], id_bound: int, rows_
                  and arrays["arrival_s"].dtype == np.float64)
     if not shapes_ok or n == 0 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
         raise ValueError("arrays of inconsistent shapes")
-    ids, runs = arrays["flat_ids"], [arrays[name] for name in ARRAYS[6:]]
+    ids, runs = arrays["flat_ids"], [arrays[name] for name in ARRAYS[6:9]]
+    _check_answers(arrays["answer_offsets"], arrays["answer_ids"], n, id_bound)
     if ids is not None:
         if any(array is not None for array in runs) or ids.dtype != BLOCK_ID_DTYPE or ids.shape != (int(offsets[-1]),):
             raise ValueError(f"flat block ids of another shape or dtype ({ids.dtype})")
@@ -323,3 +327,15 @@ def _check_consistent(arrays: dict[str, np.ndarray | None], id_bound: int, rows_
             raise ValueError("block id runs do not cover the requests' blocks")
     if rows_used != n:
         raise ValueError("provenance does not match the arrays")
+
+
+def _check_answers(offsets: np.ndarray | None, ids: np.ndarray | None, n: int, id_bound: int) -> None:
+    """The recorded answers' blocks (both arrays or neither) fit the requests, their ids -1 or below ``id_bound``."""
+    if offsets is None and ids is None:
+        return
+    if (offsets is None or ids is None or offsets.dtype != np.int64 or ids.dtype != BLOCK_ID_DTYPE
+            or offsets.shape != (n + 1,) or offsets[0] != 0 or (np.diff(offsets) < 0).any()
+            or ids.shape != (int(offsets[-1]),)):
+        raise ValueError("recorded answers' blocks of another shape or dtype")
+    if len(ids) and not -1 <= ids.min() <= ids.max() < id_bound:
+        raise ValueError("recorded answers' block ids out of range")

@@ -1,10 +1,13 @@
-"""The block ids of what each request generates: which later prompt holds its answer.
+"""The block ids of what each request generates: recorded, or read from the later prompt that holds its answer.
 
 vLLM's prefix cache hashes every full block of a request's KV, generated tokens included
 (``KVCacheManager.cache_blocks`` runs as the sequence grows), and keeps them when the request
 finishes; the next turn of a conversation, whose prompt is the conversation so far, then finds
-the previous answer cached. A trace gives block ids for prompts only, so the ids of a request's
-generated blocks are read from the prompt that continues it:
+the previous answer cached. A trace that records each answer's tokens (LLMServingSim's
+``output_tok_ids``) names its generated blocks itself (``trace.answers``: the prompt's chain
+continued over the answer; a block no prompt holds gets an id of its own, past the trace's). A trace
+that names its prompts' blocks only (Mooncake's hash_ids, token ids without the answers', synthetic
+sessions) has the ids of a request's generated blocks inferred from the prompt that continues it:
 
 - request *s* continues request *r* when *r* is the latest earlier request whose prompt's full
   blocks end at a block of *s*'s prompt (*s* holds every full block of *r*'s prompt), that block
@@ -70,6 +73,12 @@ def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bo
     # the trace's int32 ids (an int64 copy was a fleet's 1 GiB more at start); new ids counted in int64
     if prompt_ids is None:
         prompt_ids = trace.access_stream()
+    if trace.answer_offsets is not None:  # the answers' own blocks, as recorded
+        ids, continued, fresh = _recorded_ids(np.asarray(trace.block_offsets, np.int64),
+                                              np.asarray(prompt_ids, dtype=BLOCK_ID_DTYPE), trace.answer_offsets,
+                                              trace.answer_ids, id_space)
+        check_block_id_space(int(fresh), what)
+        return GeneratedBlocks(trace.answer_offsets, ids, int(continued), int(fresh))
     ids, continued, fresh = _generated_ids(np.asarray(trace.block_offsets, np.int64),
                                            np.asarray(prompt_ids, dtype=BLOCK_ID_DTYPE), full, counts,
                                            offsets, id_space)
@@ -124,6 +133,34 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
             for j in range(counts[r]):
                 ids[offsets[r] + j] = fresh
                 fresh += 1
+    return ids, continued, fresh
+
+
+@njit(cache=True)
+def _recorded_ids(block_offsets, block_ids, answer_offsets, answer_ids, id_space):
+    """The recorded answers' ids (``Trace.answer_ids``) as a run numbers them: an id in ``id_space`` kept, -1 (no
+    prompt holds the block) or one past it (its prompts were dropped) new; and how many requests' answers a later
+    prompt holds."""
+    n = len(answer_offsets) - 1
+    last = np.full(id_space, -1, dtype=np.int64)  # the last request whose prompt holds each block
+    for r in range(n):
+        for k in range(block_offsets[r], block_offsets[r + 1]):
+            last[block_ids[k]] = r
+    ids = np.empty(answer_offsets[n], dtype=np.int32)  # (BLOCK_ID_DTYPE)
+    continued = 0
+    fresh = id_space
+    for r in range(n):
+        held = False
+        for k in range(answer_offsets[r], answer_offsets[r + 1]):
+            block = answer_ids[k]
+            if 0 <= block < id_space:
+                ids[k] = block
+                held = held or last[block] > r
+            else:
+                ids[k] = fresh
+                fresh += 1
+        if held:
+            continued += 1
     return ids, continued, fresh
 
 

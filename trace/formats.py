@@ -13,7 +13,7 @@ without one. Formats and their native time units:
 | mooncake      | JSONL | timestamp, input_length, output_length, hash_ids (512-token blocks) | ms        |
 |  (bailian)    | JSONL | the same + chat_id, parent_chat_id, type, turn (16-token blocks)   | s         |
 | splitwise     | CSV   | request_id, ..., arrival_timestamp, prompt_size, token_size        | s         |
-| llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids]         | ns        |
+| llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids [, output_tok_ids]] | ns |
 
 Each numeric unit is the one its publisher documents, so it is the default: BurstGPT's ``Timestamp`` is
 seconds (NVIDIA Dynamo's benchmarks/burstgpt_loadgen/README.md on BurstGPT release v1.1: "Request timestamp
@@ -68,6 +68,7 @@ class Chunk:
     session: pa.Array | None = None  # text labels, null where a row has none
     hash_ids: IdLists | None = None
     token_ids: IdLists | None = None
+    output_token_ids: IdLists | None = None  # LLMServingSim's output_tok_ids: the answer recorded for each prompt
     chat_id: np.ndarray | None = None  # Bailian: each record's chat id and its parent's (-1: a first turn)
     parent_id: np.ndarray | None = None
     zoned: np.ndarray | None = None  # datetime formats: whether each row's time states a zone offset (bool)
@@ -83,6 +84,7 @@ class Chunk:
             session=None if self.session is None else self.session.take(from_numpy(rows)),
             hash_ids=None if self.hash_ids is None else self.hash_ids.take(rows),
             token_ids=None if self.token_ids is None else self.token_ids.take(rows),
+            output_token_ids=None if self.output_token_ids is None else self.output_token_ids.take(rows),
             chat_id=None if self.chat_id is None else self.chat_id[rows],
             parent_id=None if self.parent_id is None else self.parent_id[rows],
             zoned=None if self.zoned is None else self.zoned[rows],
@@ -335,15 +337,28 @@ def hash_ids_mismatch(input_tokens: np.ndarray, lengths: np.ndarray, block_token
 
 
 def _parse_llmservingsim(frame):
+    """LLMServingSim's keys; with ``input_tok_ids``, each row's ids must number its ``input_toks``, and with
+    ``output_tok_ids`` (read only beside ``input_tok_ids``: ``trace.loaders``) its ``output_toks`` (an empty list
+    where it generated none)."""
     chunk, cols, reasons = _parse_tokens(frame, "arrival_time_ns", "input_toks", "output_toks", ts_numeric=True)
     if "input_tok_ids" in frame:
-        token_ids, r_ids, lengths = _list_column(frame["input_tok_ids"], "missing_value")
-        r_ids[r_ids == CODE["bad_hash_ids"]] = CODE["non_numeric"]
-        r_len = np.where((r_ids == 0) & (lengths != chunk.input_tokens), CODE["token_ids_length_mismatch"], 0).astype(np.int8)
-        cols += ["input_tok_ids", "input_tok_ids"]
-        reasons += [r_ids, r_len]
-        chunk.token_ids = token_ids
+        chunk.token_ids, cols, reasons = _token_ids(frame, "input_tok_ids", chunk.input_tokens, cols, reasons)
+        if "output_tok_ids" in frame:
+            chunk.output_token_ids, cols, reasons = _token_ids(frame, "output_tok_ids", chunk.output_tokens, cols,
+                                                               reasons, empty=True)
     return chunk, cols, reasons
+
+
+def _token_ids(frame, key: str, counts: np.ndarray, cols: list, reasons: list,
+               empty: bool = False) -> tuple[IdLists, list, list]:
+    """A column of token id lists, checked (a reason per row) and each list's length against ``counts``
+    (``token_ids_length_mismatch``); ``empty``: an empty list is a list of no ids, not a missing value."""
+    token_ids, r_ids, lengths = _list_column(frame[key], "missing_value")
+    if empty:
+        r_ids[(r_ids == CODE["missing_value"]) & (lengths == 0)] = 0
+    r_ids[r_ids == CODE["bad_hash_ids"]] = CODE["non_numeric"]
+    r_len = np.where((r_ids == 0) & (lengths != counts), CODE["token_ids_length_mismatch"], 0).astype(np.int8)
+    return token_ids, cols + [key, key], reasons + [r_ids, r_len]
 
 
 # ----------------------------------------------------------------- registry and sniffing
@@ -367,7 +382,8 @@ FORMATS: dict[str, TraceFormat] = {
     "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise,
                              optional=tuple(column for column, _, _ in SPLITWISE_CHECKED)),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
-                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
+                                 _parse_llmservingsim, optional=("input_tok_ids", "output_tok_ids"),
+                                 id_lists=("input_tok_ids", "output_tok_ids"),
                                  refused=(("sub_requests", LLMSERVINGSIM_SESSION),), time_key="arrival_time_ns"),
 }
 

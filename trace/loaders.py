@@ -27,6 +27,7 @@ from sim.config_rules import request_token_bound
 from sim.config_workload import WorkloadConfig
 from sim.errors import ConfigError, TraceError
 from trace import blocks as bm
+from trace.answers import answer_block_ids
 from trace.arrow import numpy_view, valid
 from trace.chats import chat_sessions, children_before_parents
 from trace.formats import (
@@ -55,6 +56,16 @@ def refuse_records(path: Path, fmt: TraceFormat) -> None:
         if line is not None:
             raise TraceError(f"{path}: line {line} is {why}")
 
+
+
+def _chained_answers(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The optional keys read of those the records have (``keys``): an answer's token ids (``output_tok_ids``)
+    continue the chain of its prompt's, so without ``input_tok_ids`` they are not read, as a note on stderr says."""
+    if "output_tok_ids" not in keys or "input_tok_ids" in keys:
+        return keys
+    LOG.warning("kvsim: note: %s: output_tok_ids are not read: no record has input_tok_ids, whose block hashes they "
+                "continue", path)
+    return tuple(key for key in keys if key != "output_tok_ids")
 
 
 def _dense_codes(labels: pa.Array) -> np.ndarray:
@@ -144,7 +155,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     check_time_unit(str(path), name, workload.time_unit)
     refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
-        fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
+        # they tell a variant
+        fmt = dataclasses.replace(fmt, optional=_chained_answers(path, keys_in_records(path, fmt.optional)))
     variant = variant_of(fmt, fmt.optional)
     time_unit = None if fmt.time_unit is None else workload.time_unit or (variant or fmt).time_unit
     ledger = SkipLedger(str(path), workload.strict_validation)
@@ -204,7 +216,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         taken = lists if rows is None else lists.take(rows)
         return taken if order is None else taken.take(order)
 
-    conversion = None
+    conversion = answer_offsets = answer_ids = None
     if kept[0].hash_ids is not None:
         lists = ordered(IdLists.concat([c.hash_ids for c in kept]))
         flat, offsets = lists.values, lists.offsets
@@ -229,8 +241,12 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     elif kept[0].token_ids is not None:
         lists = ordered(IdLists.concat([c.token_ids for c in kept]))
         offsets, keys = bm.token_content_keys(lists.values, lists.offsets, block_size)
-        block_ids, num_unique = bm.intern(bm.chain(offsets, keys))
+        hashes = bm.chain(offsets, keys)
+        block_ids, num_unique = bm.intern(hashes)
         kind = "chained"
+        if kept[0].output_token_ids is not None:
+            answers = ordered(IdLists.concat([c.output_token_ids for c in kept]))
+            answer_offsets, answer_ids = answer_block_ids(lists, answers, output_tokens, block_size, hashes, num_unique)
     elif (session >= 0).any():
         offsets = bm.offsets_from_counts(bm.blocks_per_request(input_tokens, block_size))
         # the ids intern(chain(offsets, session_keys(...))) gives, in one compiled pass: hashing and interning every
@@ -267,6 +283,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         flat_ids=block_ids,
         num_unique_blocks=num_unique,
         provenance=provenance,
+        answer_offsets=answer_offsets,
+        answer_ids=answer_ids,
     )
     if kind == "hash_ids":
         _drop_repeated_hash_ids(path, trace, block_ids, flat, lists.offsets, ledger.strict)

@@ -131,6 +131,10 @@ class Trace:
     num_unique_blocks: int
     provenance: TraceProvenance
     id_runs: IdRuns | None = None  # the ids as runs; None when held flat, or for the unique kind
+    # the recorded answers' full blocks (``trace.answers``), CSR: offsets int64 [requests + 1], ids int32 in the
+    # prompts' id space, -1 where no prompt holds one; None where the trace records no answer's tokens
+    answer_offsets: np.ndarray | None = None
+    answer_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Refuse an id space int32 ids cannot hold (its ids would have wrapped), hold the ids as int32 (the
@@ -138,6 +142,9 @@ class Trace:
         given flat ids in the smaller form."""
         source = self.provenance.path or f"the {self.provenance.format} workload"
         check_block_id_space(self.num_unique_blocks, source)
+        if self.answer_offsets is not None:
+            self.answer_offsets = np.asarray(self.answer_offsets, dtype=np.int64)
+            self.answer_ids = np.asarray(self.answer_ids, dtype=BLOCK_ID_DTYPE)
         if self.flat_ids is None:
             return
         ids = np.asarray(self.flat_ids)
@@ -219,6 +226,10 @@ class Trace:
         self.arrival_s = self.arrival_s[first:last] - (self.arrival_s[first] if last > first else 0.0)
         self.input_tokens, self.output_tokens = self.input_tokens[first:last], self.output_tokens[first:last]
         self.session_id = self.session_id[first:last]
+        if self.answer_offsets is not None:
+            a_lo, a_hi = int(self.answer_offsets[first]), int(self.answer_offsets[last])
+            self.answer_ids = self.answer_ids[a_lo:a_hi]
+            self.answer_offsets = self.answer_offsets[first:last + 1] - a_lo
         if self.id_runs is not None:
             ids = self.id_runs.span(first, last, hi - lo)
             self.num_unique_blocks = int(np.unique(ids).size)
@@ -259,6 +270,10 @@ class Trace:
             self.num_unique_blocks = int(self.block_offsets[-1])
         self.arrival_s, self.input_tokens = self.arrival_s[keep], self.input_tokens[keep]
         self.output_tokens, self.session_id = self.output_tokens[keep], self.session_id[keep]
+        if self.answer_offsets is not None:
+            answer_counts = np.diff(self.answer_offsets)
+            self.answer_ids = self.answer_ids[np.repeat(keep, answer_counts)]
+            self.answer_offsets = np.concatenate([[0], np.cumsum(answer_counts[keep])]).astype(np.int64)
         prov = self.provenance
         prov.rows_used -= removed
         prov.rows_skipped += removed
@@ -286,3 +301,20 @@ class Trace:
             self.num_unique_blocks = int(self.block_offsets[-1])
         self.input_tokens = np.minimum(self.input_tokens, max_tokens)
         self.provenance.inputs_truncated = int(long.sum())
+        if self.answer_offsets is not None:  # (a cut prompt's recorded answer no longer follows it: blocks of its own)
+            self._cut_answers(long)
+
+    def _cut_answers(self, cut: np.ndarray) -> None:
+        """The recorded answers of the requests ``cut`` (their prompts cut) become as many blocks as their new
+        prompts' KV fills, none known to any prompt (-1)."""
+        bs = self.provenance.block_tokens
+        full = self.input_tokens // bs
+        counts = np.diff(self.answer_offsets)
+        counts[cut] = (self.input_tokens[cut] + np.maximum(self.output_tokens[cut], 1) - 1) // bs - full[cut]
+        owner = np.repeat(np.arange(len(counts)), counts)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        depth = np.arange(int(offsets[-1])) - offsets[owner]
+        ids = np.full(int(offsets[-1]), -1, dtype=BLOCK_ID_DTYPE)
+        kept = ~cut[owner]
+        ids[kept] = self.answer_ids[self.answer_offsets[owner[kept]] + depth[kept]]
+        self.answer_offsets, self.answer_ids = offsets, ids
