@@ -332,9 +332,11 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
 
 
 def main() -> int:
-    from sim.config import load_config
+    from sim.config import load_config, replace
+    from sim.errors import UnreadSetting
     from sim.mode_settings_rules import check_sets_read
     from sim.serving.run import run_serving
+    from trace.continuations import check_outputs_in_next_turn_read
     from trace.workload import load_workload
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
@@ -386,6 +388,10 @@ def main() -> int:
     if len(workload) != served:  # another workload's requests would be judged against these latencies
         raise InputError(f"{args.trace}: {len(workload):,} requests, but the run served {served:,} "
                          f"({args.run / 'vllm' / 'requests.jsonl'}): give the workload the server was fed")
+    try:  # (the overlay's outputs_in_next_turn=false changes nothing where no prompt holds an earlier answer)
+        check_outputs_in_next_turn_read(workload, config.workload)
+    except UnreadSetting as exc:
+        config = replace(config, **{exc.key: exc.neutral})
     result, requests = run_serving(workload, config, "single")
     simulated = simulated_latencies(requests)
     print(describe_engine(config))
