@@ -324,3 +324,16 @@ def test_a_workload_other_than_the_runs_is_refused_before_the_replay(shared_data
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "20 requests, but the run served 300" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_bundled_replay_runs_where_no_prompt_holds_an_earlier_answer(shared_data):
+    """The bundled trace records its answers (output_tok_ids) and no next turn holds one token for token (the chat
+    template re-tokenises its first token), so the overlay's outputs_in_next_turn=false changes nothing: the replay
+    runs with the default, where it was refused as an unread setting."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ttft   mean" in done.stdout
