@@ -9,9 +9,9 @@ engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own
 instances, engine limits, KV blocks; no offloading tiers; where GPUs exchange data (TP > 1, or a data-parallel
 group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, else the bundle's
 measured collectives: LLMServingSim's precedence, a cluster config's link over the ``hardware.yaml`` defaults) and
-the profile bundle given, or with ``--overlay`` instead. Definitions as
-``tests/test_validation_vllm.py``: TTFT and E2E from when the engine read the request (vLLM's ``queued_ts``; kvsim's
-``queued`` column: the end of the step in flight at its arrival), on both sides. Defaults: the bundled RTX 4090 run. From the repository root::
+the profile bundle given, or with ``--overlay`` instead. Definitions as ``tests/test_validation_vllm.py``: TTFT
+and E2E from when the engine read the request (vLLM's ``queued_ts``; kvsim's ``queued`` column: the end of the step
+in flight at its arrival), on both sides. Defaults: the bundled RTX 4090 run. From the repository root::
 
     python benchmarks/replay_vllm.py [--run DIR --trace JSONL [--profile BUNDLE | --overlay YAML]] [--set K=V ...]
 """
@@ -391,6 +391,8 @@ def main() -> int:
     try:  # (the overlay's outputs_in_next_turn=false changes nothing where no prompt holds an earlier answer)
         check_outputs_in_next_turn_read(workload, config.workload)
     except UnreadSetting as exc:
+        if _stated_model(args.sets, exc.key) is not None:
+            raise  # (the user's own: refused, as main.py refuses it)
         config = replace(config, **{exc.key: exc.neutral})
     result, requests = run_serving(workload, config, "single")
     simulated = simulated_latencies(requests)
@@ -445,9 +447,6 @@ def describe_engine(config) -> str:
                      else f"collectives: ring over {collectives.bandwidth / 1e9:g} GB/s, "
                           f"{collectives.step_latency * 1e6:g} us a step")
     return "; ".join(parts)
-
-
-# timeseries.csv columns (LLMServingSim's bench stat logger, one row per tick of the run) -> kvsim's timeline series
 
 
 def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str, tuple[float, float, float] | None]:

@@ -333,7 +333,16 @@ def test_the_bundled_replay_runs_where_no_prompt_holds_an_earlier_answer(shared_
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py")], capture_output=True, text=True,
-                          timeout=300)
+    script = [sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py")]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "ttft   mean" in done.stdout
+    # one the user states is refused, as main.py refuses it
+    done = subprocess.run([*script, "--set", "workload.outputs_in_next_turn=false"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("replay_vllm.py: error: config key 'workload.outputs_in_next_turn'=false changes nothing: "
+                           "no prompt of "), line
+    assert line.endswith("llmservingsim_sharegpt_llama31_8b_300.jsonl holds an earlier request's prompt and answer, "
+                         "so every answer has blocks of its own either way"), line
