@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     warm = dataclasses.replace(trace, arrival_s=trace.arrival_s[:k], input_tokens=trace.input_tokens[:k],
                                output_tokens=trace.output_tokens[:k], session_id=trace.session_id[:k],
                                block_offsets=trace.block_offsets[:k + 1],
-                               flat_ids=stream[:int(trace.block_offsets[k])], id_runs=None)
+                               flat_ids=stream[:int(trace.block_offsets[k])], id_runs=None,
+                               answer_offsets=None, answer_ids=None)  # (plain replays read no generated blocks)
     for policy in policies:  # warm-up: compile or load each kernel before the timed replays
         replay(warm, config, policy, "plain", args.capacity, next_use)
 
