@@ -67,6 +67,7 @@ from sim.cache.arena_layout import (
     NEXT,
     NONE,
     PCAP,
+    PIN,
     PLACE,
     PREV,
     PRIO,
@@ -77,12 +78,13 @@ from sim.cache.arena_layout import (
     STAT0,
     STAT_FIELDS,
     TAIL,
+    TIER_SHIFT,
     USERS,
     WANT,
-    WHERE_BITS,
     Arena,
     alloc_slot,
     kernel,
+    pinned,
     place,
     release_slot,
     set_where,
@@ -172,8 +174,8 @@ class TierArena:
         from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415  (the policies import this module)
 
         t = self.num_tiers
-        if t >= 1 << (31 - WHERE_BITS):  # (a slot's PLACE holds its tier in an int32's high bits)
-            raise ValueError(f"a tier arena holds at most {1 << (31 - WHERE_BITS):,} tiers")
+        if t >= 1 << (31 - TIER_SHIFT):  # (a slot's PLACE holds its tier in an int32's high bits)
+            raise ValueError(f"a tier arena holds at most {1 << (31 - TIER_SHIFT):,} tiers")
         if t == len(self._arrays["meta"]):
             for name in ("meta", "real"):
                 old = self._arrays[name]
@@ -245,7 +247,8 @@ class TierArena:
     def resident_keys(self, tier: int) -> np.ndarray:
         """Sorted block ids resident in ``tier`` (tests, inspection: scans the pool)."""
         rows = self._arrays["slots"]
-        resident = (rows[:, PLACE] >= place(tier, 0)) & (rows[:, PLACE] <= place(tier, 1))
+        where = rows[:, PLACE] & ~PIN  # (pinned or not)
+        resident = (where >= place(tier, 0)) & (where <= place(tier, 1))
         return np.sort(rows[resident, KEY])
 
     # ------------------------------------------------------------ block index
@@ -473,6 +476,14 @@ def unlink(a: Arena, t: int, s: int) -> None:
     else:
         a.meta[t, TAIL + lst] = p
     a.meta[t, SIZE + lst] -= 1
+
+
+@kernel
+def first_unpinned(a: Arena, s: int) -> int:
+    """The first slot from ``s`` on along its list (towards the newest) that is not pinned (``pinned``), -1: none."""
+    while s >= 0 and pinned(a.slots, s):
+        s = a.slots[s, NEXT]
+    return s
 
 
 @kernel

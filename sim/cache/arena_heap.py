@@ -4,7 +4,7 @@ room). Compiled kernels, inlined into their callers, as the lists of ``sim.cache
 
 from __future__ import annotations
 
-from sim.cache.arena_layout import HEAP0, HEAPCAP, HEAPN, HPOS, KEY, PRIO, Arena, kernel
+from sim.cache.arena_layout import HEAP0, HEAPCAP, HEAPN, HPOS, KEY, PRIO, Arena, kernel, pinned
 
 
 @kernel
@@ -89,3 +89,19 @@ def heap_remove(a: Arena, t: int, s: int) -> None:
 @kernel
 def heap_top(a: Arena, t: int) -> int:
     return a.aux[a.meta[t, HEAP0]]
+
+
+@kernel
+def heap_top_unpinned(a: Arena, t: int) -> int:
+    """The first slot in the heap's order that is not pinned (``arena_layout.pinned``), -1: none. The top, unless it
+    is pinned; then a scan of the heap (O(n), only while the request replayed holds blocks that rank first)."""
+    base = a.meta[t, HEAP0]
+    s = a.aux[base]
+    if not pinned(a.slots, s):
+        return s
+    best = -1
+    for i in range(1, a.meta[t, HEAPN]):
+        x = a.aux[base + i]
+        if not pinned(a.slots, x) and (best < 0 or _before(a, x, best)):
+            best = x
+    return best

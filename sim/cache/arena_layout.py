@@ -24,10 +24,12 @@ META_FIELDS = TAKEN + 1
 
 # ---- slot columns
 KEY, PLACE, CHAIN, PREV, NEXT, COUNT, PRIO, HPOS = range(8)  # NEXT also chains the free pool
-# PLACE packs a slot's tier and where it is in its tier's policy: tier << WHERE_BITS | (where + 1) (``tier_of``,
-# ``where_of``): where is -1 (free), a list id 0..3 or TAKEN_WHERE, so three bits; one column instead of two is a
-# seventh of an LRU slot, and the pool is most of a fleet's memory.
+# PLACE packs a slot's tier, its pin and where it is in its tier's policy: tier << TIER_SHIFT | pinned << WHERE_BITS |
+# (where + 1) (``tier_of``, ``pinned``, ``where_of``): where is -1 (free), a list id 0..3 or TAKEN_WHERE, so three
+# bits; one column instead of three is a seventh of an LRU slot, and the pool is most of a fleet's memory.
 WHERE_BITS = 3
+PIN = 1 << WHERE_BITS  # a pinned slot: its block is held by the request being replayed, no victim (``pinned``)
+TIER_SHIFT = WHERE_BITS + 1
 TAKEN_WHERE = 4  # where of a taken block's slot: filed in the directory, in no list, its policy history in PREV
 SLOT_FIELDS = 8  # KEY, PLACE and CHAIN first: a directory probe reads them together
 BASE_FIELDS = NEXT + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
@@ -79,7 +81,7 @@ def kernel(fn):
 @kernel
 def tier_of(slots, s: int) -> int:
     """The tier slot ``s`` belongs to (``PLACE``'s high bits)."""
-    return slots[s, PLACE] >> WHERE_BITS
+    return slots[s, PLACE] >> TIER_SHIFT
 
 
 @kernel
@@ -94,9 +96,23 @@ def set_where(slots, s: int, where: int) -> None:
 
 
 @kernel
+def pinned(slots, s: int) -> bool:
+    """Whether slot ``s`` is pinned: its block is one the request being replayed found cached (a hit of its prefix),
+    held until that request touches it, so no policy picks it as a victim (vLLM: a block with ``ref_cnt`` > 0 is
+    not in the free queue that allocation evicts from)."""
+    return slots[s, PLACE] & PIN != 0
+
+
+@kernel
+def set_pin(slots, s: int, on: bool) -> None:
+    """Pin slot ``s`` (``on``) or unpin it."""
+    slots[s, PLACE] = slots[s, PLACE] | PIN if on else slots[s, PLACE] & ~PIN
+
+
+@kernel
 def place(t: int, where: int) -> int:
-    """``PLACE`` of a slot of tier ``t`` at ``where``."""
-    return (t << WHERE_BITS) | (where + 1)
+    """``PLACE`` of a slot of tier ``t`` at ``where``, unpinned."""
+    return (t << TIER_SHIFT) | (where + 1)
 
 
 @kernel

@@ -43,8 +43,10 @@ from sim.cache.arena_layout import (
     STAT0,
     CacheView,
     entry,
+    kernel,
+    set_pin,
 )
-from sim.cache.block_index import holders, holders_chain
+from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.operations import (
     EVICTED,
     HIT,
@@ -71,6 +73,18 @@ __all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "lookup_he
 # ------------------------------------------------------------------ entry points
 
 
+@kernel
+def _hold(a, c, key, s, on):
+    """Pin (``on``) or unpin ``key``: its slot ``s`` in the tier that holds it and, where one policy spans the tiers,
+    its slot there (the policy's victims pass over pinned blocks, ``arena_layout.pinned``)."""
+    if s < 0:  # (not held: a pinned block is never a victim, so it is where its lookup found it)
+        return
+    set_pin(a.slots, s, on)
+    if c.span >= 0:
+        set_pin(a.slots, resident(a, c.span, key), on)
+
+
+
 @entry
 def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
     """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
@@ -79,8 +93,13 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
 
     ``prefix``: a request's hits are its longest cached prefix, each read out of the tier the lookup found
     it in (a lower tier's hit: one block's bytes read there), then its blocks are touched deepest first,
-    reading nothing (``UNREAD``): a hit was read by the lookup, though a deeper block's touch may have moved
-    it since, and a block past the first miss is recomputed; else every block is looked up. ``depth`` >= 0: selective write (only the
+    reading nothing (``UNREAD``): a hit was read by the lookup, and a block past the first miss is recomputed;
+    else every block is looked up. A hit is pinned where the lookup found it (``_hold``) until its own touch, so
+    no victim of the blocks before it (the tail's admissions, their demotions, a deeper hit's promotion) is one:
+    vLLM holds a request's cached blocks (``ref_cnt`` > 0, ``KVCacheManager.allocate_slots`` touches them before
+    taking new blocks from the free queue), so its allocations never evict them; without the pin a hit evicted by
+    its own request's tail was inserted again by its touch. Where every block of a tier is pinned, a block that
+    would enter it goes on down, or is not kept (``operations.use``). ``depth`` >= 0: selective write (only the
     first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
     index of its last turn, -1: none; empty: no session prefetch): before a turn, its
     session's previous turn is prefetched. Returns the request it stopped at: ``last``, or
@@ -97,17 +116,24 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
             for j in range(offsets[p], offsets[p + 1]):
                 _use(a, c, np.int64(blocks[j]), lo, True, PREFETCH)
         if prefix:
+            held = lo  # the hits: blocks lo..held-1
             for j in range(lo, hi):
-                level = _find(a, c, np.int64(blocks[j]))[0]
+                key = np.int64(blocks[j])
+                level, s = _find(a, c, key)
                 if level < 0:
                     break
+                _hold(a, c, key, s, True)
+                held = j + 1
                 hit_tier[j] = level
                 t = c.tiers[level]
                 a.meta[t, STAT0 + HITS] += 1
                 if level > 0:  # served from a lower tier: read there, once
                     a.meta[t, STAT0 + BYTES_READ] += c.block_bytes * c.read_copies
             for j in range(hi - 1, lo - 1, -1):
-                _use(a, c, np.int64(blocks[j]), j, depth < 0 or j - lo < depth, UNREAD)
+                key = np.int64(blocks[j])
+                if j < held:
+                    _hold(a, c, key, _find(a, c, key)[1], False)
+                _use(a, c, key, j, depth < 0 or j - lo < depth, UNREAD)
         else:
             for j in range(lo, hi):
                 level = _use(a, c, np.int64(blocks[j]), j, depth < 0 or j - lo < depth, USE)

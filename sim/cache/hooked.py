@@ -56,6 +56,21 @@ class HookedMultiTierCache:
         # (``policies/base``: the take rule; the compiled engine keeps it in a slot of the tier)
         self._taken: dict[int, int] = {}
         self.spanned = SpanHooks(self, span_hook) if span and spannable(tiers, inclusive) else None
+        # a prefix replay's hits, held until their touch: no policy's victim (``engine.replay``); shared with every
+        # Python policy here, a compiled tier's pins set in the arena too (``pin``)
+        self._held: set[int] = set()
+        for policy in [*self.policies, *([self.spanned.policy] if self.spanned is not None else [])]:
+            policy.pinned = self._held
+
+    def _hold(self, key: int, level: int, on: bool) -> None:
+        """Pin (``on``) or unpin ``key``, held in tier ``level``, for its policy (and the spanning one)."""
+        if on:
+            self._held.add(key)
+        else:
+            self._held.discard(key)
+        for policy in (self.spanned.policy,) if self.spanned is not None else (self.policies[level],):
+            if policy.kind:  # a compiled tier: its pins are in the arena
+                policy.pin(key, on)
 
     def _capacity(self, level: int) -> int:
         return self.tiers[level].capacity
@@ -221,6 +236,11 @@ class HookedMultiTierCache:
                     level += 1
                     continue
                 victim = policy.victim(key)
+                if victim < 0 or victim in self._held:  # every block here pinned (or one a policy without pins
+                    if self.inclusive or level + 1 == n:  # names, the learned one): no room here (``engine``)
+                        return key != incoming
+                    level += 1
+                    continue
                 policy.on_remove(victim)
                 resident.remove(victim)
             policy.on_insert(key, now)
@@ -273,11 +293,14 @@ class HookedMultiTierCache:
             if session >= 0:
                 for key in self._previous_turn.get(session, ()):
                     self._prefetch(key, lo)
+            held = 0
             if prefix:
                 for j, key in enumerate(keys):
                     level = self.find(key)
                     if level < 0:
                         break
+                    self._hold(key, level, True)
+                    held = j + 1
                     hit_tier[lo + j] = level
                     self._counters(level)[HITS] += 1
                     if level > 0:  # served from a lower tier: read there, once (the touches below read nothing)
@@ -286,6 +309,8 @@ class HookedMultiTierCache:
             else:
                 order = range(len(keys))
             for j in order:
+                if j < held:
+                    self._hold(keys[j], self.find(keys[j]), False)
                 level = self.touch(keys[j], lo + j, admit=max_depth is None or j < max_depth, read=not prefix)
                 if not prefix:
                     hit_tier[lo + j] = level
@@ -370,23 +395,29 @@ class SpanHooks:
             counters[INSERTIONS] += 1
             counters[BYTES_WRITTEN] += self.cache._written[level]
 
-    def _evict(self, incoming: int) -> None:
+    def _evict(self, incoming: int) -> bool:
+        """The policy's victim leaves; False: none (every block pinned, or one a policy without pins names)."""
         victim = self.policy.victim(incoming)
+        if victim < 0 or victim in self.cache._held:
+            return False
         self.policy.on_remove(victim)
         self.count -= 1
         level = self.cache.find(victim)
         self._leave(level, victim)
         self.cache._counters(level)[EVICTIONS] += 1
+        return True
 
     def settle(self, evict: bool = False) -> None:
         """``evict``: first the policy's victims leave until the union fits its capacity (the top tier's changed);
         then each tier's overflow moves down, least recent first."""
-        while evict and self.count > self._capacity():
-            self._evict(-1)
+        while evict and self.count > self._capacity() and self._evict(-1):
+            pass
         n = len(self.cache.tiers)
         for level in range(n - 1):
             while len(self.cache.residents[level]) > max(0, self.cache._capacity(level)):
-                key = next(iter(self.order[level]))
+                held = self.cache._held  # (passed over: a tier over its capacity holds the unpinned block that entered)
+                key = next((k for k in self.order[level] if k not in held), None) if held else None
+                key = next(iter(self.order[level])) if key is None else key
                 self._leave(level, key)
                 below = self._below(level)
                 if below == n:  # (not reached: the union holds at most the tiers' capacities)
@@ -437,7 +468,8 @@ class SpanHooks:
             admit_hook = getattr(policy, "admit", None)
             if admit_hook is not None and not admit_hook(key, now):  # declined: not cached
                 return -1
-            self._evict(key)
+            if not self._evict(key):  # every block pinned: not cached
+                return -1
         policy.on_insert(key, now)
         self.count += 1
         if kept >= 0:  # taken, now freed: seen again

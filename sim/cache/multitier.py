@@ -14,7 +14,8 @@ Two access semantics:
   first miss are recomputed and re-inserted. Its blocks are then touched deepest
   first, so a prefix is always more recent than its continuation and a recency
   policy evicts leaves before their parents (as vLLM frees a request's blocks in
-  reverse order).
+  reverse order). Its hits are held (pinned) until their touch: no victim of its
+  own tail (``engine.replay``).
 
 The operations run compiled (``sim.cache.engine``), one call per request's block chain;
 a cache with a tier whose policy has no kernel runs the generic Python path

@@ -28,6 +28,7 @@ from sim.cache.arena_layout import (
     USERS,
     key_bytes,
     read_bytes,
+    set_pin,
     set_where,
     step,
 )
@@ -38,7 +39,7 @@ from sim.cache.span import DEMOTE, PREFETCH, UNREAD, span_resize, span_take, spa
 from sim.cache.span import find as _find
 from sim.cache.span import untake as _untake
 
-HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM, HOOK_HISTORY, HOOK_CARRY = range(6)
+HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM, HOOK_HISTORY, HOOK_CARRY, HOOK_PIN = range(7)
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 _OPTIONS = {"_nrt": False}
 
@@ -134,11 +135,16 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                     readmit_c(a, t, s, when)  # nothing enters, is written or need make room (the policy sees it)
                     copied = copied or inserting == key
                     break
-                copied = copied or inserting == key
                 demoted = -1
                 has_victim = a.meta[t, RESIDENT] >= a.meta[t, CAP]
+                v = victim(a, t, inserting) if has_victim else -1
+                if has_victim and v < 0:  # every block here is pinned (held by the request replayed): no room here
+                    if c.inclusive or at + 1 == n:
+                        break
+                    at += 1
+                    continue
+                copied = copied or inserting == key
                 if has_victim:
-                    v = victim(a, t, inserting)
                     demoted = a.slots[v, KEY]
                     remove(a, t, v)
                     a.meta[t, RESIDENT] -= 1
@@ -179,7 +185,7 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         if not admit or a.meta[t, CAP] <= 0:
             return MISS
         outcome = KEPT
-        if a.meta[t, RESIDENT] >= a.meta[t, CAP]:
+        if a.meta[t, RESIDENT] >= a.meta[t, CAP]:  # (no block is pinned: a plain replay pins none)
             remove(a, t, victim(a, t, key))
             a.meta[t, RESIDENT] -= 1
             outcome = EVICTED
@@ -227,6 +233,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         a.meta[top, CAP] = max(0, capacity)
         while a.meta[top, RESIDENT] > a.meta[top, CAP]:
             v = victim_c(a, top, -1)
+            if v < 0:  # (every block pinned: none is outside a prefix replay, which never resizes)
+                break
             key = a.slots[v, KEY]
             remove_c(a, top, v)
             a.meta[top, RESIDENT] -= 1
@@ -239,7 +247,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
 
     def hook(a, t, op, key, now):
         """One policy hook on tier ``t`` by block id; ``HOOK_VICTIM`` returns the victim's key, ``HOOK_HISTORY``
-        the block's history; ``HOOK_CARRY`` gives the block the history passed as ``now``."""
+        the block's history; ``HOOK_CARRY`` gives the block the history passed as ``now``; ``HOOK_PIN`` pins it
+        (``now`` 1) or unpins it (0)."""
         if op == HOOK_ACCESS:
             access_c(a, t, resident(a, t, key), now)
         elif op == HOOK_INSERT:  # of a resident key (a shared tier receiving another cache's copy): readmit
@@ -256,10 +265,13 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
             return history_c(a, t, resident(a, t, key))
         elif op == HOOK_CARRY:
             carry_c(a, t, resident(a, t, key), now)
+        elif op == HOOK_PIN:  # ``now``: 1 pins, 0 unpins
+            set_pin(a.slots, resident(a, t, key), now != 0)
         else:
             if a.meta[t, RESIDENT] == 0:
                 raise ValueError("victim() of an empty tier")
-            return a.slots[victim_c(a, t, key), KEY]
+            v = victim_c(a, t, key)
+            return a.slots[v, KEY] if v >= 0 else -1  # (-1: every block is pinned)
         return -1
 
     return {"use": use, "use_single": use_single, "take": take, "resize": resize, "hook": hook}

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from numba.extending import overload
 
-from sim.cache.arena import append, free_slot, move_to_tail, new_slot, no_history, unlink
+from sim.cache.arena import append, first_unpinned, free_slot, move_to_tail, new_slot, no_history, unlink
 from sim.cache.arena_layout import (
     BYTES_READ,
     BYTES_WRITTEN,
@@ -127,24 +127,31 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
 
     @step
     def evict(a, c, incoming):
-        """The policy's victim leaves the union, from whichever tier holds it."""
+        """The policy's victim leaves the union, from whichever tier holds it; False: there is none (every block is
+        pinned, held by the request replayed), nothing left."""
         p = c.span
         v = victim(a, p, incoming)
+        if v < 0:
+            return False
         key = a.slots[v, KEY]
         remove(a, p, v)
         a.meta[p, RESIDENT] -= 1
         level, s = find(a, c, key)
         _leave(a, c, level, s)
         a.meta[c.tiers[level], STAT0 + EVICTIONS] += 1
+        return True
 
     @step
     def settle(a, c):
-        """Each tier over its capacity moves its least recent blocks one tier down (the next with room)."""
+        """Each tier over its capacity moves its least recent blocks one tier down (the next with room), passing over
+        pinned ones (hits of the request replayed, held until their touch; a tier over its capacity holds the block
+        that entered it, unpinned)."""
         n = len(c.tiers)
         for level in range(n - 1):
             t = c.tiers[level]
             while a.meta[t, RESIDENT] > max(0, a.meta[t, CAP]):
-                s = a.meta[t, HEAD]
+                s = first_unpinned(a, a.meta[t, HEAD])
+                s = s if s >= 0 else a.meta[t, HEAD]  # (not reached: see above)
                 key = a.slots[s, KEY]
                 _leave(a, c, level, s)
                 below = _below(a, c, level)
@@ -199,8 +206,8 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
             return level
         if not admit or a.meta[p, CAP] <= 0:
             return -1
-        if a.meta[p, RESIDENT] >= a.meta[p, CAP]:
-            evict(a, c, key)
+        if a.meta[p, RESIDENT] >= a.meta[p, CAP] and not evict(a, c, key):  # every block pinned: not kept
+            return -1
         ns = insert(a, p, key, now)
         a.meta[p, RESIDENT] += 1
         if keeps and kept >= 0:  # taken, now freed: seen again
@@ -239,8 +246,8 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
         for t in c.tiers:
             total += a.meta[t, CAP]
         a.meta[c.span, CAP] = total
-        while a.meta[c.span, RESIDENT] > total:
-            evict(a, c, -1)
+        while a.meta[c.span, RESIDENT] > total and evict(a, c, -1):  # (pins: none outside a prefix replay)
+            pass
         settle(a, c)
 
     return {"use": use, "take": take, "resize": resize}

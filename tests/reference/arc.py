@@ -93,11 +93,16 @@ class ARC(EvictionPolicy):
         self._prepare(incoming)
         in_ghost = incoming in self.b1 or incoming in self.b2
         t1 = len(self.t1)
+        def first(lst):  # its least recent block not pinned (-1: none)
+            return next((key for key in lst if key not in self.pinned), -1)
+
         if not in_ghost and t1 + len(self.b1) >= self.capacity and t1 >= self.capacity:
-            key, to_ghost = next(iter(self.t1)), False  # case IV.A: T1 is the whole cache; no ghost
+            key, to_ghost = first(self.t1), False  # case IV.A: T1 is the whole cache; no ghost
         elif t1 and (t1 > self.p or (incoming in self.b2 and t1 == self.p)) or not self.t2:
-            key, to_ghost = next(iter(self.t1)), True  # REPLACE: LRU of T1 -> B1
+            key, to_ghost = first(self.t1), True  # REPLACE: LRU of T1 -> B1 (all pinned: T2's)
+            key = key if key >= 0 else first(self.t2)
         else:
-            key, to_ghost = next(iter(self.t2)), True  # REPLACE: LRU of T2 -> B2
+            key, to_ghost = first(self.t2), True  # REPLACE: LRU of T2 -> B2 (all pinned: T1's)
+            key = key if key >= 0 else first(self.t1)
         self._victim, self._victim_to_ghost = key, to_ghost
         return key

@@ -72,4 +72,9 @@ class LFU(EvictionPolicy):
                 self._min = min(self._buckets)  # O(distinct counts), only when the min bucket empties
 
     def victim(self, incoming: int) -> int:
-        return next(iter(self._buckets[self._min]))
+        """The least recent block of the lowest count not pinned (-1: none)."""
+        for count in sorted(self._buckets):
+            for key in self._buckets[count]:
+                if key not in self.pinned:
+                    return key
+        return -1

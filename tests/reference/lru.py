@@ -32,4 +32,5 @@ class LRU(EvictionPolicy):
         del self._order[key]
 
     def victim(self, incoming: int) -> int:
-        return next(iter(self._order))
+        """The least recent block not pinned (-1: none)."""
+        return next((key for key in self._order if key not in self.pinned), -1)

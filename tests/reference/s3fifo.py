@@ -81,24 +81,30 @@ class S3FIFO(EvictionPolicy):
             self.main[key] = None
         self.freq[key] = history % (MAX_FREQ + 1)
 
-    def _main_victim(self) -> int:
+    def _main_victim(self) -> int | None:
+        """From main's oldest: frequency 0 is the victim, else one lower and to the newest end; a pinned block of
+        frequency 0 is passed over in place. None: none left."""
         main, freq = self.main, self.freq
-        while True:
-            key = next(iter(main))
-            if freq[key] == 0:
+        queue = list(main)
+        for key in queue:  # (grows as blocks move to the newest end: each is seen again)
+            if freq[key] > 0:
+                freq[key] -= 1
+                main.move_to_end(key)
+                queue.append(key)
+            elif key not in self.pinned:
                 return key
-            freq[key] -= 1
-            main.move_to_end(key)
+        return None
 
     def _small_victim(self) -> int | None:
+        """From small's oldest: used enough, to main; else the victim; a pinned one is passed over. None: none."""
         small, main, freq = self.small, self.main, self.freq
-        while small:
-            head = next(iter(small))
-            if freq[head] < MOVE_TO_MAIN_THRESHOLD:
+        for head in list(small):
+            if freq[head] >= MOVE_TO_MAIN_THRESHOLD:
+                del small[head]
+                main[head] = None
+                freq[head] = 0
+            elif head not in self.pinned:
                 return head
-            del small[head]
-            main[head] = None
-            freq[head] = 0
         return None
 
     def victim(self, incoming: int) -> int:
@@ -107,11 +113,15 @@ class S3FIFO(EvictionPolicy):
             if self.ghost.pop(incoming, 0) is None:
                 self._ghost_hit = incoming
             self.has_evicted = True
-            key = None
-            while key is None:
-                if len(self.main) > self.main_capacity or not self.small:
-                    key = self._main_victim()
-                else:
+            if len(self.main) > self.main_capacity or not self.small:
+                key = self._main_victim()
+                if key is None:  # every block of main pinned: small, whose moves may give main unpinned blocks
                     key = self._small_victim()
+                    key = self._main_victim() if key is None else key
+            else:
+                key = self._small_victim()
+                key = self._main_victim() if key is None else key
+            if key is None:  # every block pinned
+                return -1
             self._victim = key
         return self._victim

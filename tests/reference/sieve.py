@@ -61,10 +61,14 @@ class SIEVE(EvictionPolicy):
     def victim(self, incoming: int) -> int:
         key = self.hand if self.hand is not None else self.tail
         visited, newer = self.visited, self.newer
-        while visited[key]:
+        left = 2 * len(visited) + 1  # a pinned block is passed over as a visited one; -1: every block is pinned
+        while visited[key] or key in self.pinned:
             visited[key] = False
             key = newer[key]
             if key is None:
                 key = self.tail
+            left -= 1
+            if not left:
+                return -1
         self.hand = key
         return key

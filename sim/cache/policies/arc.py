@@ -9,7 +9,7 @@ capacity the policy was built with (the paper's cache size), also when the tier 
 
 from __future__ import annotations
 
-from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
+from sim.cache.arena import append, first_unpinned, free_slot, move_to_tail, new_slot, unlink
 from sim.cache.arena_layout import BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, X0, arena_type, kernel, where_of
 from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
@@ -128,12 +128,18 @@ def victim(a, t, incoming):
     c = a.meta[t, PCAP]
     t1 = a.meta[t, SIZE + T1]
     p = a.real[t]
+    # (pinned blocks, hits of the request replayed held until their touch, are passed over: the list's least recent
+    # unpinned block, or the other list's where every block of the list is pinned; -1: every block is)
     if not in_ghost and t1 + a.meta[t, SIZE + B1] >= c and t1 >= c:
-        s, to_ghost = a.meta[t, HEAD + T1], 0  # case IV.A: T1 is the whole cache; no ghost
+        s, to_ghost = first_unpinned(a, a.meta[t, HEAD + T1]), 0  # case IV.A: T1 is the whole cache; no ghost
     elif (t1 > 0 and (t1 > p or (where == B2 and t1 == p))) or a.meta[t, SIZE + T2] == 0:
-        s, to_ghost = a.meta[t, HEAD + T1], 1  # REPLACE: LRU of T1 -> B1
+        s, to_ghost = first_unpinned(a, a.meta[t, HEAD + T1]), 1  # REPLACE: LRU of T1 -> B1
+        if s < 0:
+            s = first_unpinned(a, a.meta[t, HEAD + T2])
     else:
-        s, to_ghost = a.meta[t, HEAD + T2], 1  # REPLACE: LRU of T2 -> B2
+        s, to_ghost = first_unpinned(a, a.meta[t, HEAD + T2]), 1  # REPLACE: LRU of T2 -> B2
+        if s < 0:
+            s = first_unpinned(a, a.meta[t, HEAD + T1])
     a.meta[t, VICTIM] = s
     a.meta[t, TO_GHOST] = to_ghost
     return s

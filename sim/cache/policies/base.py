@@ -5,8 +5,9 @@ find/insert/evict/remove split). The tier calls ``access`` on a hit, ``insert`` 
 admit a block (also one it holds already: a tier shared by several caches receiving
 another one's copy, a readmission that evicts nothing), ``remove`` when a block leaves
 (evicted, promoted, demoted or taken), and ``victim(incoming)`` to learn which resident
-block to evict before admitting ``incoming``. ``victim`` never changes the resident set; it may reorganise internal order
-(S3-FIFO moves, SIEVE's hand), and calling it twice in a row returns the same block.
+block to evict before admitting ``incoming``, passing over pinned blocks (a prefix replay's hits, held until
+their touch: ``arena_layout.pinned``; -1 when every block is). ``victim`` never changes the resident set; it may
+reorganise internal order (S3-FIFO moves, SIEVE's hand), and calling it twice in a row returns the same block.
 ``now`` is the index of the current access in the stream (virtual time); only clairvoyant
 and learned policies use it. Every hook is O(1) or O(log n): no scans over the resident set.
 
@@ -69,6 +70,18 @@ class EvictionPolicy:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
+        # blocks held by the request a prefix replay is at (hits not yet touched), never a victim: ``victim`` passes
+        # over them, returning -1 when every block is (the generic path shares its own set here: ``pin``)
+        self.pinned: set[int] = set()
+
+    def pin(self, key: int, on: bool) -> None:
+        """Pin resident ``key`` (``on``) or unpin it: ``victim`` passes over pinned blocks (``arena_layout.pinned``).
+        A policy whose ``victim`` does not know of pins (the learned one) may name one: the generic path then keeps
+        the incoming block out of the tier instead."""
+        if on:
+            self.pinned.add(key)
+        else:
+            self.pinned.discard(key)
 
     def on_access(self, key: int, now: int) -> None:
         raise NotImplementedError
@@ -150,6 +163,12 @@ class KernelPolicy(EvictionPolicy):
         from sim.cache import operations
 
         self._hook(operations.HOOK_CARRY, key, history)
+
+    def pin(self, key: int, on: bool) -> None:
+        from sim.cache import operations
+
+        super().pin(key, on)
+        self._hook(operations.HOOK_PIN, key, int(on))
 
 
 class PolicyRegistry(Mapping[str, type[EvictionPolicy]]):

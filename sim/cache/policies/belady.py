@@ -21,7 +21,7 @@ import heapq
 import numpy as np
 
 from sim.cache.arena import free_slot, new_slot, no_carry, no_history
-from sim.cache.arena_heap import heap_fix, heap_push, heap_remove, heap_top
+from sim.cache.arena_heap import heap_fix, heap_push, heap_remove, heap_top_unpinned
 from sim.cache.arena_layout import HPOS, KEY_LIMIT, PRIO, arena_type, kernel, set_where
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
@@ -70,7 +70,10 @@ def remove(a, t, s):
 
 @kernel
 def victim(a, t, incoming):
-    return heap_top(a, t)
+    """The farthest next use that is not pinned. A pinned block (a hit of the request replayed, not yet touched)
+    ranks by its use in that request, sooner than any other block's next use, so it is the top only when every
+    block is pinned (-1: no victim), or where a session prefetch gave a block a stale rank."""
+    return heap_top_unpinned(a, t)
 
 
 @register
@@ -114,12 +117,18 @@ class BeladyBypass(EvictionPolicy):
         top = self._top()
         if top is None:
             raise ValueError("victim() of an empty tier")
+        if top in self.pinned:  # the farthest next use of the blocks not pinned (a scan: rare, see the kernel's)
+            free = [(-n, k) for k, n in self.next_of.items() if k not in self.pinned]
+            return min(free)[1] if free else -1
         return top
 
     def admit(self, key: int, now: int) -> bool:
-        """Take ``key`` into a full cache only if it is needed again before the farthest resident block."""
-        top = self._top()
-        return top is None or int(self.next_use[now]) < self.next_of[top]
+        """Take ``key`` into a full cache only if it is needed again before the farthest resident block that could
+        leave (not pinned)."""
+        if self._top() is None:
+            return True
+        top = self.victim(key)
+        return top < 0 or int(self.next_use[now]) < self.next_of[top]
 
     def _top(self) -> int | None:
         heap, next_of = self.heap, self.next_of

@@ -13,7 +13,7 @@ a bucket's ``count`` is its use count, ``prev``/``next`` link the buckets, ``pri
 
 from __future__ import annotations
 
-from sim.cache.arena import alloc_slot, free_slot, keep_place, new_slot, release_slot
+from sim.cache.arena import alloc_slot, first_unpinned, free_slot, keep_place, new_slot, release_slot
 from sim.cache.arena_layout import COUNT, HPOS, NEXT, PREV, PRIO, X0, arena_type, kernel, set_where
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -142,7 +142,15 @@ def remove(a, t, s):
 
 @kernel
 def victim(a, t, incoming):
-    return a.slots[a.meta[t, LOWEST], PRIO]
+    """The least recent block of the lowest count that is not pinned (a hit of the request replayed, held until its
+    touch), -1: every block is pinned."""
+    b = a.meta[t, LOWEST]
+    while b >= 0:
+        s = first_unpinned(a, a.slots[b, PRIO])
+        if s >= 0:
+            return s
+        b = a.slots[b, NEXT]
+    return -1
 
 
 @register

@@ -7,7 +7,17 @@ One intrusive list, least recent at its head.
 
 from __future__ import annotations
 
-from sim.cache.arena import append, free_slot, keep_place, move_to_tail, new_slot, no_carry, no_history, unlink
+from sim.cache.arena import (
+    append,
+    first_unpinned,
+    free_slot,
+    keep_place,
+    move_to_tail,
+    new_slot,
+    no_carry,
+    no_history,
+    unlink,
+)
 from sim.cache.arena_layout import BASE_FIELDS, HEAD, arena_type, kernel
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -44,7 +54,9 @@ def remove(a, t, s):
 
 @kernel
 def victim(a, t, incoming):
-    return a.meta[t, HEAD]
+    """The least recent block that is not pinned (``arena_layout.pinned``: a hit of the request replayed, held until
+    its touch), -1: every block is pinned."""
+    return first_unpinned(a, a.meta[t, HEAD])
 
 
 @register

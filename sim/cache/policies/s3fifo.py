@@ -14,7 +14,7 @@ or S is empty, and until the first eviction a miss that finds S full goes to M.
 from __future__ import annotations
 
 from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
-from sim.cache.arena_layout import COUNT, HEAD, NONE, PCAP, SIZE, X0, arena_type, kernel, where_of
+from sim.cache.arena_layout import COUNT, HEAD, NEXT, NONE, PCAP, SIZE, X0, arena_type, kernel, pinned, where_of
 from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -115,22 +115,35 @@ def remove(a, t, s):
 
 @kernel
 def _main_victim(a, t):
-    while True:
-        s = a.meta[t, HEAD + MAIN]
-        if a.slots[s, COUNT] == 0:
+    """From main's head: a block of frequency 0 is the victim, another is reinserted one lower; a pinned block of
+    frequency 0 (a hit of the request replayed, held until its touch) is passed over in place. -1: none left."""
+    s = a.meta[t, HEAD + MAIN]
+    while s >= 0:
+        if a.slots[s, COUNT] > 0:
+            after = a.slots[s, NEXT]
+            a.slots[s, COUNT] -= 1
+            move_to_tail(a, t, MAIN, s)
+            s = after if after >= 0 else s  # (the last block: it is next again)
+        elif pinned(a.slots, s):
+            s = a.slots[s, NEXT]
+        else:
             return s
-        a.slots[s, COUNT] -= 1
-        move_to_tail(a, t, MAIN, s)
+    return -1
 
 
 @kernel
 def _small_victim(a, t):
-    while a.meta[t, SIZE + SMALL]:
-        s = a.meta[t, HEAD + SMALL]
-        if a.slots[s, COUNT] < MOVE_TO_MAIN_THRESHOLD:
+    """From small's head: a block used enough moves to main, else it is the victim; a pinned one (a hit of the
+    request replayed, held until its touch) is passed over in place. -1: none left."""
+    s = a.meta[t, HEAD + SMALL]
+    while s >= 0:
+        after = a.slots[s, NEXT]
+        if a.slots[s, COUNT] >= MOVE_TO_MAIN_THRESHOLD:
+            move_to_tail(a, t, MAIN, s)
+            a.slots[s, COUNT] = 0
+        elif not pinned(a.slots, s):
             return s
-        move_to_tail(a, t, MAIN, s)
-        a.slots[s, COUNT] = 0
+        s = after
     return -1
 
 
@@ -143,12 +156,18 @@ def victim(a, t, incoming):
             free_slot(a, t, g)
             a.meta[t, GHOST_HIT] = incoming
         a.meta[t, HAS_EVICTED] = 1
-        s = -1
-        while s < 0:
-            if a.meta[t, SIZE + MAIN] > a.meta[t, MAIN_CAP] or a.meta[t, SIZE + SMALL] == 0:
-                s = _main_victim(a, t)
-            else:
+        if a.meta[t, SIZE + MAIN] > a.meta[t, MAIN_CAP] or a.meta[t, SIZE + SMALL] == 0:
+            s = _main_victim(a, t)
+            if s < 0:  # (every block of main pinned: small, whose moves may give main unpinned blocks)
                 s = _small_victim(a, t)
+                if s < 0:
+                    s = _main_victim(a, t)
+        else:
+            s = _small_victim(a, t)  # (-1: small emptied into main, or every block left there pinned)
+            if s < 0:
+                s = _main_victim(a, t)
+        if s < 0:  # every block is pinned: no victim
+            return -1
         a.meta[t, VICTIM] = s
     return a.meta[t, VICTIM]
 

@@ -8,7 +8,7 @@ unvisited block; it then rests at that block's newer neighbour, wrapping to the 
 from __future__ import annotations
 
 from sim.cache.arena import append, free_slot, new_slot, unlink
-from sim.cache.arena_layout import COUNT, HEAD, NEXT, X0, arena_type, kernel
+from sim.cache.arena_layout import COUNT, HEAD, NEXT, SIZE, X0, arena_type, kernel, pinned
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 6
@@ -64,14 +64,21 @@ def remove(a, t, s):
 
 @kernel
 def victim(a, t, incoming):
+    """The first unvisited block from the hand on, clearing visited bits on the way; a pinned block (a hit of the
+    request replayed, held until its touch) is passed over as a visited one is. -1: every block is pinned (two
+    rounds: one clears every bit, the next would have found an unpinned block)."""
     s = a.meta[t, HAND]
     if s < 0:
         s = a.meta[t, HEAD]
-    while a.slots[s, COUNT]:
+    left = 2 * a.meta[t, SIZE] + 1
+    while a.slots[s, COUNT] or pinned(a.slots, s):
         a.slots[s, COUNT] = 0
         s = a.slots[s, NEXT]
         if s < 0:
             s = a.meta[t, HEAD]
+        left -= 1
+        if left == 0:
+            return -1
     a.meta[t, HAND] = s
     return s
 

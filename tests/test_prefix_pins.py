@@ -1,0 +1,164 @@
+"""A prefix replay holds a request's hits while its tail is inserted (``engine.replay``: pinned blocks): no policy
+evicts a hit for its own request's tail, so a hit is never inserted again by its own touch (vLLM: a request's cached
+blocks have ``ref_cnt`` > 0 and are out of the free queue that ``KVCacheManager.allocate_slots`` evicts from)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.cache.access import CacheStream
+from sim.cache.arena import TierArena
+from sim.cache.multitier import build_cache
+from sim.cache.tiers import new_tier
+from sim.config_workload import WorkloadConfig
+from tests.cache_helpers import make_cache, make_tiers
+from trace.loaders import load_trace
+
+
+def _replay(policy, capacities, requests, block_bytes=1, span=False):
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(r) for r in requests])
+    if block_bytes == 1 and not span:
+        cache = make_cache(policy, capacities, blocks)
+    else:
+        cache = build_cache(make_tiers([policy] * len(capacities), capacities, blocks), block_bytes, span=span,
+                            num_blocks=64)
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+    cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True)
+    return cache, int((hit_tier >= 0).sum())
+
+
+def test_the_hand_case_inserts_five_blocks_with_lru():
+    # 3 blocks. r1 inserts 3, 2, 1 (deepest first): LRU order 3, 2, 1. r2 [4] evicts 3: 2, 1, 4. r3 finds 1, 2 (2
+    # hits); its tail 3 evicts 4, the least recent block not held (2 and 1 are held), then 2 and 1 are touched.
+    # 5 insertions (3 + 1 + 1); before the pins 3 evicted 2, whose touch evicted 1, whose touch evicted 4: 7.
+    cache, hits = _replay("lru", [3], [[1, 2, 3], [4], [1, 2, 3]], block_bytes=100)
+    s = cache.tiers[0].stats
+    assert (hits, s.insertions, s.bytes_written, s.evictions) == (2, 5, 500, 2)
+    assert cache.resident(0) == {1, 2, 3}
+
+
+# The hand case, then r4 [5] and r5 [2], which show the order r3 left: (hits, insertions, residents).
+HAND = [[1, 2, 3], [4], [1, 2, 3], [5], [2]]
+EXPECTED = {
+    # r3 as above: 3, 2, 1 (least recent first); r4 evicts 3; r5 hits 2
+    "lru": (3, 6, {1, 2, 5}),
+    # FIFO: r3's tail 3 evicts 4 (2 and 1 held), leaving 2, 1, 3 in insertion order (a hit does not move a block);
+    # r4 evicts 2, so r5 misses 2 and evicts 1. (Before: r3 re-inserted 2 and 1 behind 3, r4 evicted 3, r5 hit.)
+    "fifo": (2, 7, {2, 3, 5}),
+    # LFU: counts 1 after r2 (2, 1, 4 by recency); r3's tail 3 evicts 4, then 2 and 1 reach count 2; r4 evicts 3
+    # (count 1); r5 hits 2
+    "lfu": (3, 6, {1, 2, 5}),
+    # SIEVE (oldest first 2, 1, 4 after r2, the hand past 3): r3's tail 3: the hand passes 2 and 1 (held) and
+    # evicts 4, then 2 and 1 are visited; r4: the hand clears 2 and 1 and evicts 3; r5 hits 2
+    "sieve": (3, 6, {1, 2, 5}),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(EXPECTED))
+def test_a_hit_is_not_evicted_by_its_own_requests_tail(policy):
+    cache, hits = _replay(policy, [3], HAND)
+    assert (hits, cache.tiers[0].stats.insertions, cache.resident(0)) == EXPECTED[policy]
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"])
+def test_a_request_whose_hits_fill_the_tier_keeps_them_and_its_tail_goes_uncached(policy):
+    # 2 blocks, both hits of r2: nothing may leave for its tail block 3, which is recomputed but not kept (vLLM could
+    # not schedule r2 at all: its 3 blocks exceed the 2). The replay ends, counting 2 hits and 2 insertions.
+    cache, hits = _replay(policy, [2], [[1, 2], [1, 2, 3]])
+    s = cache.tiers[0].stats
+    assert (hits, s.insertions, s.evictions, cache.resident(0)) == (2, 2, 0, {1, 2})
+
+
+@pytest.mark.parametrize(("policy", "span"), [("lru", False), ("fifo", False), ("arc", True), ("s3fifo", True)])
+def test_a_block_with_no_room_in_a_tier_of_held_hits_goes_down(policy, span):
+    # HBM 2 + DRAM 2, exclusive: r2's hits 1, 2 fill HBM and are held, so its tail 3 ends in DRAM. Per-tier tiers:
+    # HBM has no victim, 3 is written to DRAM. One policy spanning them: the union has room, 3 enters HBM and HBM's
+    # overflow moves down, passing the held blocks: 3 is demoted. Nothing is evicted.
+    cache, hits = _replay(policy, [2, 2], [[1, 2], [1, 2, 3]], span=span)
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert cache.span >= 0 if span else cache.span < 0
+    assert (hits, cache.resident(0), cache.resident(1)) == (2, {1, 2}, {3})
+    assert (hbm.insertions, hbm.demotions, dram.insertions, dram.evictions) == ((3, 1) if span else (2, 0)) + (1, 0)
+
+
+def test_a_lower_tier_hit_is_not_pushed_out_by_its_own_requests_tail():
+    # LRU HBM 1 + DRAM 1. r1 [1, 2]: 2 then 1 enter HBM, 2 demoted to DRAM. r2 [3]: 3 enters HBM, 1 demoted to DRAM,
+    # 2 evicted. r3 [1, 4]: 1 hit in DRAM (held); tail 4 enters HBM, demoting 3 to DRAM, whose victim would be 1:
+    # held, so DRAM has no room and 3 leaves the cache. Then 1 is promoted: HBM {1}, DRAM {4}.
+    cache, hits = _replay("lru", [1, 1], [[1, 2], [3], [1, 4]])
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert (hits, cache.resident(0), cache.resident(1)) == (1, {1}, {4})
+    assert (hbm.insertions, dram.insertions, dram.promotions) == (5, 3, 1)
+
+
+def _pinned_lru_model(requests, capacity):
+    """vLLM's free queue for one request at a time, by another route than the engine's: the hits are taken out of
+    the queue (held, ``ref_cnt`` > 0), the tail is allocated deepest first, each block evicting the queue's head
+    when cached plus held blocks fill the capacity (a cached block of the tail just moves to the newest end), then
+    the hits return to the queue deepest first. (hits, insertions, the queue)."""
+    queue: OrderedDict[int, None] = OrderedDict()  # cached blocks not held, the next evicted first
+    hits = insertions = 0
+    for request in requests:
+        held = 0
+        while held < len(request) and request[held] in queue:
+            held += 1
+        hits += held
+        for key in request[:held]:
+            del queue[key]
+        for key in reversed(request[held:]):
+            if key in queue:
+                queue.move_to_end(key)
+                continue
+            if len(queue) + held >= capacity:
+                if not queue:  # every block held: not kept
+                    continue
+                queue.popitem(last=False)
+            queue[key] = None
+            insertions += 1
+        for key in reversed(request[:held]):
+            queue[key] = None
+    return hits, insertions, set(queue)
+
+
+chains = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=6), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 8), chains)
+def test_prefix_replay_equals_a_pinned_lru_model(capacity, token_lists):
+    ids: dict[tuple, int] = {}  # chained block ids: a block is named by its whole token prefix
+    requests = [[ids.setdefault(tuple(toks[: i + 1]), len(ids)) for i in range(len(toks))] for toks in token_lists]
+    cache, hits = _replay("lru", [capacity], requests)
+    assert (hits, cache.tiers[0].stats.insertions, cache.resident(0)) == _pinned_lru_model(requests, capacity)
+
+
+@pytest.fixture(scope="module")
+def mooncake_head(shared_data):
+    trace = load_trace(WorkloadConfig(trace=str(shared_data / "traces" / "mooncake_conversation.jsonl"), limit=2000),
+                       512)
+    return CacheStream(trace)
+
+
+# LRU hits of the first 2,000 Mooncake requests (512-token blocks) under prefix semantics, as before the pins: the
+# pins change which blocks a tail evicts only where it would have evicted a hit, which LRU then re-inserted as most
+# recent anyway; the insertions drop to the pinned model's.
+MOONCAKE_LRU_HITS = {500: 2055, 2000: 2652, 4000: 5027}
+
+
+@pytest.mark.parametrize("capacity", sorted(MOONCAKE_LRU_HITS))
+def test_mooncake_lru_hits_are_unchanged_and_insertions_are_the_pinned_models(mooncake_head, capacity):
+    stream = mooncake_head
+    arena = TierArena(max_keys=stream.num_ids, few_tiers=True)
+    cache = build_cache([new_tier(arena, "hbm", "lru", capacity, 1.0, 1.0, 0.0)], 1, num_blocks=stream.num_ids)
+    hit_tier = np.full(len(stream.blocks), -1, dtype=np.int8)
+    cache.replay(stream.blocks, stream.offsets, hit_tier, 0, len(stream.offsets) - 1, prefix=True)
+    requests = [stream.blocks[lo:hi].tolist() for lo, hi in zip(stream.offsets[:-1], stream.offsets[1:], strict=True)]
+    hits, insertions, _ = _pinned_lru_model(requests, capacity)
+    assert int((hit_tier >= 0).sum()) == hits == MOONCAKE_LRU_HITS[capacity]
+    assert cache.tiers[0].stats.insertions == insertions
