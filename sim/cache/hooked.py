@@ -56,18 +56,23 @@ class HookedMultiTierCache:
         # (``policies/base``: the take rule; the compiled engine keeps it in a slot of the tier)
         self._taken: dict[int, int] = {}
         self.spanned = SpanHooks(self, span_hook) if span and spannable(tiers, inclusive) else None
-        # a prefix replay's hits, held until their touch: no policy's victim (``engine.replay``); shared with every
-        # Python policy here, a compiled tier's pins set in the arena too (``pin``)
-        self._held: set[int] = set()
-        for policy in [*self.policies, *([self.spanned.policy] if self.spanned is not None else [])]:
-            policy.pinned = self._held
+        # a prefix replay's hits, held until their touch where the lookup found them (an inclusive tier's copies
+        # below are not): no victim there (``engine.replay``). Per tier, and the spanning policy's: each Python
+        # policy shares its set; a compiled tier's pins are set in the arena too (``pin``)
+        self._held: list[set[int]] = [set() for _ in tiers]
+        self._span_held: set[int] = set()
+        for policy, held in zip(self.policies, self._held, strict=True):
+            policy.pinned = held
+        if self.spanned is not None:
+            self.spanned.policy.pinned = self._span_held
 
     def _hold(self, key: int, level: int, on: bool) -> None:
         """Pin (``on``) or unpin ``key``, held in tier ``level``, for its policy (and the spanning one)."""
-        if on:
-            self._held.add(key)
-        else:
-            self._held.discard(key)
+        for held in (self._held[level], self._span_held):
+            if on:
+                held.add(key)
+            else:
+                held.discard(key)
         for policy in (self.spanned.policy,) if self.spanned is not None else (self.policies[level],):
             if policy.kind:  # a compiled tier: its pins are in the arena
                 policy.pin(key, on)
@@ -236,7 +241,7 @@ class HookedMultiTierCache:
                     level += 1
                     continue
                 victim = policy.victim(key)
-                if victim < 0 or victim in self._held:  # every block here pinned (or one a policy without pins
+                if victim < 0 or victim in self._held[level]:  # every block here pinned (or one a policy without pins
                     if self.inclusive or level + 1 == n:  # names, the learned one): no room here (``engine``)
                         return key != incoming
                     level += 1
@@ -398,7 +403,7 @@ class SpanHooks:
     def _evict(self, incoming: int) -> bool:
         """The policy's victim leaves; False: none (every block pinned, or one a policy without pins names)."""
         victim = self.policy.victim(incoming)
-        if victim < 0 or victim in self.cache._held:
+        if victim < 0 or victim in self.cache._span_held:
             return False
         self.policy.on_remove(victim)
         self.count -= 1
@@ -415,7 +420,7 @@ class SpanHooks:
         n = len(self.cache.tiers)
         for level in range(n - 1):
             while len(self.cache.residents[level]) > max(0, self.cache._capacity(level)):
-                held = self.cache._held  # (passed over: a tier over its capacity holds the unpinned block that entered)
+                held = self.cache._held[level]  # (passed over: a tier over its capacity holds the unpinned block that entered)
                 key = next((k for k in self.order[level] if k not in held), None) if held else None
                 key = next(iter(self.order[level])) if key is None else key
                 self._leave(level, key)
