@@ -384,25 +384,29 @@ def test_growing_the_directory_never_holds_the_old_one_beside_the_new(max_keys):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, (1 << 28) - 1), st.integers(-1, 4), st.integers(-1, 4))
+@given(st.integers(0, (1 << 27) - 1), st.integers(-1, 4), st.integers(-1, 4))
 def test_a_slots_packed_tier_and_place_read_back_what_was_written(tier, where, moved):
-    """A slot's tier and its place in the policy (-1 free, lists 0..3, TAKEN_WHERE 4) share one int32 column:
-    each reads back as written for every tier an arena may hold (2**28), and moving the slot keeps its tier."""
-    from sim.cache.arena_layout import PLACE, TAKEN_WHERE, place, set_where, tier_of, where_of
+    """A slot's tier, its pin and its place in the policy (-1 free, lists 0..3, TAKEN_WHERE 4) share one int32
+    column: each reads back as written for every tier an arena may hold (2**27), and moving or pinning the slot
+    keeps the others."""
+    from sim.cache.arena_layout import PLACE, TAKEN_WHERE, pinned, place, set_pin, set_where, tier_of, where_of
 
     assert TAKEN_WHERE == 4
     slots = np.zeros((2, 9), dtype=np.int32)
     slots[1, PLACE] = place(tier, where)
-    assert (tier_of(slots, 1), where_of(slots, 1)) == (tier, where)
+    assert (tier_of(slots, 1), where_of(slots, 1), pinned(slots, 1)) == (tier, where, False)
+    set_pin(slots, 1, True)
     set_where(slots, 1, moved)
-    assert (tier_of(slots, 1), where_of(slots, 1)) == (tier, moved)
+    assert (tier_of(slots, 1), where_of(slots, 1), pinned(slots, 1)) == (tier, moved, True)
+    set_pin(slots, 1, False)
+    assert (tier_of(slots, 1), where_of(slots, 1), pinned(slots, 1)) == (tier, moved, False)
     assert slots[0, PLACE] == 0 and where_of(slots, 0) == -1  # a cleared row: free
 
 
 def test_an_arena_refuses_more_tiers_than_a_slot_can_name():
-    """Past 2**28 tiers a slot's packed column could not say its tier: refused when such a tier is added (an
-    arena that already holds the last nameable tier, not 2**28 real ones)."""
+    """Past 2**27 tiers a slot's packed column (tier, pin, place) could not say its tier: refused when such a tier is
+    added (an arena that already holds the last nameable tier, not 2**27 real ones)."""
     arena = TierArena()
-    arena.num_tiers = 1 << 28
-    with pytest.raises(ValueError, match="at most 268,435,456 tiers"):
+    arena.num_tiers = 1 << 27
+    with pytest.raises(ValueError, match="at most 134,217,728 tiers"):
         arena.add_tier(1, 4, 4)
