@@ -1,13 +1,13 @@
 """A cluster transfer's path: its one-way latency is the sum of its hops' latencies, its bandwidth its narrowest
-link's (``sim.cluster.links``; the latency-bandwidth model of a cut-through path, Hennessy & Patterson, appendix F.3)."""
+link's (``sim.serving.paths``; the latency-bandwidth model of a cut-through path, Hennessy & Patterson, appendix F.3)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sim.cluster.links import Path
 from sim.serving.engine import Engine
 from sim.serving.network import AnalyticNetwork, Link
+from sim.serving.paths import Path
 from tests.test_cluster import cross_rack_run
 
 

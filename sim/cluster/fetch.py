@@ -21,7 +21,7 @@ cheapest copy is:
 - ``cross_rack``: another rack's EIC or a node's DRAM/SSD there;
 
 and loaded over the links it crosses (the source tier, which is a link too, the source node's
-NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
+NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.serving.paths``), all
 with max-min sharing, each source's blocks and copies in one transfer (a state crosses unpadded: ``copy_bytes``; MLA's
 latent, stored once, is read and sent once per rank of the instance: ``load_bytes``).
 Loaded blocks enter the request's own HBM blocks (a copy: remote holders keep theirs; a copy in the
@@ -50,10 +50,10 @@ from typing import Callable
 import numpy as np
 
 from sim.cache.tiers import stored_copy_bytes
-from sim.cluster.links import Path, PathModel
 from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
 from sim.serving.network import Link, latency_of
+from sim.serving.paths import Path, PathModel
 from sim.serving.prefix_match import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.scheduler import PREFILL, UNIFIED
 

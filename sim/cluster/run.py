@@ -29,7 +29,7 @@ from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch, level_cells
 from sim.cluster.in_use import InUse
-from sim.cluster.links import LoadTracker, Path
+from sim.cluster.links import LoadTracker
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
@@ -38,6 +38,7 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import gpu_link
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
+from sim.serving.paths import Path
 from sim.serving.run import ServingRun
 from sim.specs import LinkSpec
 from trace.request import Trace
@@ -327,7 +328,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         return self.insts[int(self.table.decode_instance[job.rid])]
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
-        """The links a PD transfer crosses, its latency the hops' sum (``sim.cluster.links``): the network's once
+        """The links a PD transfer crosses, its latency the hops' sum (``sim.serving.paths``): the network's once
         between nodes (NIC to NIC), the leaf -> spine -> leaf crossing's more between racks."""
         topo = self.topo
         s_node, d_node = topo.node_of(src.index), topo.node_of(dest.index)

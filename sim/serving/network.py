@@ -10,7 +10,7 @@ equal shares), re-timed whenever a transfer starts or ends. Each transfer needs 
 serialization (``isolated_time(nbytes)`` less the model's fixed latency) of the whole
 link (a processor-sharing server), then its latency, a delay no other transfer shares:
 two equal transfers started together both finish after twice the serialization plus
-one latency (as ``sim.cluster.links``' paths do). A lookup table's times are all
+one latency (as ``sim.serving.paths``' paths do). A lookup table's times are all
 serialization (its latency is not separable from them).
 """
 
