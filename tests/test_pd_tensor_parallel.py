@@ -280,3 +280,20 @@ def test_serving_tp_beside_one_role_tp_is_still_read(run_cli, tmp_path):
     report = _report(run_cli, tmp_path, "one", "--pd", "--set", "serving.tensor_parallel_size=2",
                      "--set", "pd.decode_tensor_parallel_size=1")
     assert report["runs"][0]["metrics"]["requests_completed"] == 20
+
+
+@pytest.mark.parametrize("decode, extra, shared_by", [
+    (1, [], 2),  # both transfers enter the one decode instance's link at once: each at half its bandwidth
+    (2, [], 1),  # one each: every link carries one transfer
+    (1, ["network.contention=false"], 1),  # links not shared: each transfer alone
+])
+def test_a_decode_instance_fed_by_two_prefill_instances_shares_its_link(decode, extra, shared_by):
+    """Two 1,024-token requests at t = 0 prefill side by side on two prefill instances and send their 128 MiB at
+    once: into one decode instance they share its link (incast), so each takes twice as long as alone; before,
+    only the sending side's link was modelled and a decode instance took any number of transfers at full rate."""
+    config = load_config(None, sets=["serving.num_gpu_blocks=3000", "network.latency_us=0", "pd.num_prefill=2",
+                                     f"pd.num_decode={decode}", *extra])
+    _, requests = run_serving(make_trace([0.0, 0.0], [1024, 1024], [4, 4]), config, "pd")
+    assert sorted(requests.instance.tolist())[:2] == [0, 1]  # (one request on each prefill instance)
+    assert requests.breakdown()["kv_transfer"].tolist() == pytest.approx([shared_by * 64 * 8 * HEAD / LINK] * 2,
+                                                                         rel=1e-12)

@@ -53,7 +53,8 @@ from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import hybrid_manager_groups
 from sim.serving.moe import sequence_parallel_size
-from sim.serving.network import Link, network_model
+from sim.serving.network import Link, latency_of, network_model
+from sim.serving.paths import Path
 from sim.serving.roles import kv_link_read, kv_transfer_plan, role_shapes
 from sim.serving.routers import router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
@@ -182,7 +183,10 @@ class ServingRun:
             self.front = self.prefill
             self.route = router(config.pd.router, "pd.router")
             model = network_model(config.network)
+            # each instance's (busiest rank's) link, out of a prefill instance and into a decode instance: a decode
+            # instance fed by several prefill instances at once shares its own (incast), as a cluster's NIC does
             self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
+            self.ingress = [Link(self.engine, model, shared=config.network.contention) for _ in self.decode]
         else:
             single_node_fits(config)
             # one instance owns the lower tiers: one policy spans its hierarchy (``sim.cache.span``); several share
@@ -350,9 +354,11 @@ class ServingRun:
         """The decode instance ``job`` was bound to at dispatch."""
         return self.decode[int(self.table.decode_instance[job.rid]) - self.decode[0].index]
 
-    def _kv_link(self, src: Instance, dest: Instance):
-        """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
-        return self.links[src.index]
+    def _kv_link(self, src: Instance, dest: Instance) -> Path:
+        """The links a prefill instance's KV crosses to ``dest``: the prefill instance's and the decode instance's,
+        each shared by that instance's transfers, the latency paid once (``sim.serving.paths``)."""
+        links = [self.links[src.index], self.ingress[dest.index - self.decode[0].index]]
+        return Path(links, "node", latency_of(links[0].model))
 
     def _record_transfer(self, link, nbytes: int, moved: int) -> None:
         """Count a KV transfer over ``link`` of ``nbytes`` (its busiest rank's; ``moved``: every rank's), whichever way
@@ -366,7 +372,7 @@ class ServingRun:
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())
 
-    def _layerwise(self, link: Link, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
+    def _layerwise(self, link: Path, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
         """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed.
 
         Each layer is a message of its own, sent back to back, so their latencies overlap (the whole transfer pays
