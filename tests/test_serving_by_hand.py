@@ -155,7 +155,8 @@ def test_blocks_in_transfer_hide_only_themselves_and_only_until_the_last_copy_la
     assert other.kv_ready[1] > other.kv_sent[2] > other.kv_sent[1] > other.kv_ready[0]  # (the premise: B in flight)
     assert other.kv_transfer_bytes.tolist() == [4 * block, 8 * block, block]
     b = [1, 2, 3, 4, 9, 10, 11, 12]
-    _, same = run_serving(make_trace([0.0, 0.0, 0.1], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
+    # (A's 4 blocks and B's 8 share the decode instance's link: A lands after ~8 blocks' time, B after ~12)
+    _, same = run_serving(make_trace([0.0, 0.0, 0.18], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
     assert same.kv_ready[1] > same.kv_sent[2] > same.kv_ready[0]  # (the premise: A's copy landed, B's not)
     assert same.kv_transfer_bytes.tolist() == [4 * block, 8 * block, block]
 
