@@ -21,12 +21,11 @@ from trace.readers import IdLists
 from trace.request import BLOCK_ID_DTYPE
 
 
-def answer_block_ids(prompts: IdLists, answers: IdLists, output_tokens: np.ndarray, block_size: int,
-                     prompt_hashes: np.ndarray, num_prompt_ids: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per request (CSR: offsets int64, ids int32), the ids of its generated full blocks: ``prompts`` and
+def answer_hashes(prompts: IdLists, answers: IdLists, output_tokens: np.ndarray, block_size: int,
+                  prompt_hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per request (CSR: offsets int64, chained hashes uint64), its generated full blocks: ``prompts`` and
     ``answers`` are its token ids, ``output_tokens`` its output's length (``answers`` holds that many),
-    ``prompt_hashes`` the prompts' chained block hashes (``blocks.chain``), whose ids ``blocks.intern`` numbers
-    below ``num_prompt_ids``."""
+    ``prompt_hashes`` the prompts' chained block hashes (``blocks.chain``)."""
     prompt_tokens = prompts.lengths
     full = prompt_tokens // block_size
     fed = np.minimum(np.maximum(np.asarray(output_tokens, np.int64), 1) - 1, answers.lengths)  # answer tokens in KV
@@ -41,11 +40,17 @@ def answer_block_ids(prompts: IdLists, answers: IdLists, output_tokens: np.ndarr
     hashes = bm.chain(block_offsets, keys, parents.astype(np.uint64))
     counts = np.diff(tail_offsets) // block_size  # the tail's full blocks (its last may be partial)
     owner, depth = bm.block_positions(block_offsets)
-    generated = hashes[depth < counts[owner]]
-    # interned after the prompts' hashes: those keep their ids (first appearance), a new hash numbers past them
+    return bm.offsets_from_counts(counts), hashes[depth < counts[owner]]
+
+
+def intern_with_answers(prompt_hashes: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """The prompts' dense ids and how many (as ``blocks.intern`` of the prompts' hashes alone gives them), and the
+    generated blocks' ids in that space (-1: no prompt holds the block), from one interning of both."""
     ids, _ = bm.intern(np.concatenate([np.asarray(prompt_hashes), generated]))
-    ids = ids[len(prompt_hashes):]
-    return bm.offsets_from_counts(counts), np.where(ids < num_prompt_ids, ids, -1).astype(BLOCK_ID_DTYPE)
+    # (the prompts' hashes come first: their ids are 0 .. distinct - 1 in order of first appearance, a new hash's past)
+    prompt_ids, answer_ids = ids[:len(prompt_hashes)], ids[len(prompt_hashes):]
+    num_unique = int(prompt_ids.max()) + 1 if len(prompt_ids) else 0
+    return prompt_ids, num_unique, np.where(answer_ids < num_unique, answer_ids, -1).astype(BLOCK_ID_DTYPE)
 
 
 @njit(cache=True, _nrt=False)

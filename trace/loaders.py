@@ -27,7 +27,7 @@ from sim.config_rules import request_token_bound
 from sim.config_workload import WorkloadConfig
 from sim.errors import ConfigError, TraceError
 from trace import blocks as bm
-from trace.answers import answer_block_ids
+from trace.answers import answer_hashes, intern_with_answers
 from trace.arrow import numpy_view, valid
 from trace.chats import chat_sessions, children_before_parents
 from trace.formats import (
@@ -242,11 +242,13 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         lists = ordered(IdLists.concat([c.token_ids for c in kept]))
         offsets, keys = bm.token_content_keys(lists.values, lists.offsets, block_size)
         hashes = bm.chain(offsets, keys)
-        block_ids, num_unique = bm.intern(hashes)
         kind = "chained"
-        if kept[0].output_token_ids is not None:
+        if kept[0].output_token_ids is None:
+            block_ids, num_unique = bm.intern(hashes)
+        else:
             answers = ordered(IdLists.concat([c.output_token_ids for c in kept]))
-            answer_offsets, answer_ids = answer_block_ids(lists, answers, output_tokens, block_size, hashes, num_unique)
+            answer_offsets, generated = answer_hashes(lists, answers, output_tokens, block_size, hashes)
+            block_ids, num_unique, answer_ids = intern_with_answers(hashes, generated)
     elif (session >= 0).any():
         offsets = bm.offsets_from_counts(bm.blocks_per_request(input_tokens, block_size))
         # the ids intern(chain(offsets, session_keys(...))) gives, in one compiled pass: hashing and interning every

@@ -84,7 +84,6 @@ def _hold(a, c, key, s, on):
         set_pin(a.slots, resident(a, c.span, key), on)
 
 
-
 @entry
 def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
     """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.

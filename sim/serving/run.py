@@ -185,7 +185,7 @@ class ServingRun:
             model = network_model(config.network)
             # each instance's (busiest rank's) link, out of a prefill instance and into a decode instance: a decode
             # instance fed by several prefill instances at once shares its own (incast), as a cluster's NIC does
-            self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
+            self.egress = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
             self.ingress = [Link(self.engine, model, shared=config.network.contention) for _ in self.decode]
         else:
             single_node_fits(config)
@@ -357,7 +357,7 @@ class ServingRun:
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
         """The links a prefill instance's KV crosses to ``dest``: the prefill instance's and the decode instance's,
         each shared by that instance's transfers, the latency paid once (``sim.serving.paths``)."""
-        links = [self.links[src.index], self.ingress[dest.index - self.decode[0].index]]
+        links = [self.egress[src.index], self.ingress[dest.index - self.decode[0].index]]
         return Path(links, "node", latency_of(links[0].model))
 
     def _record_transfer(self, link, nbytes: int, moved: int) -> None:
@@ -365,8 +365,9 @@ class ServingRun:
         it is sent (the cluster counts them by scope)."""
 
     def _link_bytes(self, busiest: int, moved: int) -> int:
-        """The bytes a transfer puts on its link: here each rank has a link of its own (``self.links``: one per prefill
-        instance, a rank's), so its busiest rank's (the cluster's links carry every rank's)."""
+        """The bytes a transfer puts on its links: here each rank has a link of its own (``self.egress``,
+        ``self.ingress``: one per instance, its busiest rank's), so its busiest rank's (the cluster's carry every
+        rank's)."""
         return busiest
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
