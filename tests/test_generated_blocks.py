@@ -153,6 +153,14 @@ def test_the_serving_ceiling_counts_no_partial_last_block():
     for tiers in ([], NO_LOWER_TIERS):
         metrics = run_serving(trace, load_config(None, sets=[*base, *tiers]), "single")[0].metrics
         assert (metrics["hits"], metrics["accesses"]) == (2, 6)
+    # the cache-only replay looks every block up, p too (libCacheSim's view of a hash_ids trace; README says so):
+    # the repeated prompt finds all three, plain or prefix
+    from sim.cache.replay import run_cache_only
+
+    for semantics in ("plain", "prefix"):
+        config = load_config(None, sets=["cache.capacity_blocks=64", f"cache.access_semantics={semantics}"])
+        (replayed,) = run_cache_only(trace, config, ["lru"])
+        assert (replayed.metrics["hits"], replayed.metrics["accesses"]) == (3, 6)
 
 
 def test_a_serving_run_stays_under_its_reuse_ceiling_and_passes_the_prompt_only_one(run_cli, tmp_path):
