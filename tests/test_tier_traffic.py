@@ -448,3 +448,40 @@ def test_a_cache_only_prefix_replay_reads_each_served_hit_once_where_it_was_foun
     from report_invariants import check_report
 
     assert check_report(report) == []
+
+
+@pytest.mark.parametrize("mode", ["single", "cluster"])
+def test_a_load_just_after_a_burst_of_demotions_waits_as_its_mode_shares_the_ssd(run_cli, tmp_path, mode):
+    """Two instances of one node share its SSD (7 GB/s shared, 80 us; no DRAM). At t = 10 s a 20-block prompt on
+    instance 0 pushes an earlier prompt's 8 full blocks (8 x 64 MiB: Llama-3.1-8B's KV, 512-token blocks) down to the
+    SSD; 1 ms later that prompt again, on instance 1, loads them. By hand: the write takes 8 x 2**26 / W s. A single
+    node queues the device first come first served (README: loads wait behind a burst of demotions): the load waits
+    for the write's end, then reads 8 x 2**26 / 7e9 s, so the wait grows with the burst. The cluster shares the
+    device's link max-min fairly: while the write runs the load gets half of it, 2 x 8 x 2**26 / 7e9 s whatever W
+    (the write outlasts it at W = 5 and 2.5 GB/s)."""
+    rows = [(0, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4196), (5000, list(range(101, 110)), 4196),
+            (10000, list(range(201, 221)), 9828), (10001, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4196)]
+    trace = tmp_path / "burst.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, ids, n in rows))
+    flags = (["--set", "serving.num_instances=2", "--router", "round-robin"] if mode == "single" else
+             ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
+              "--set", "hardware.gpus_per_node=2", "--set", "cluster.router=round-robin"])
+    blocks = 8 * 2**26
+    read_s = blocks / 7e9
+    for write_gbps in (5, 2.5):
+        requests = tmp_path / f"{mode}-{write_gbps}.csv"
+        status, _, err = run_cli(*flags, "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", requests,
+                                 "--set", "model=llama-3.1-8b", "--set", "serving.num_gpu_blocks=21",
+                                 "--set", "serving.max_num_batched_tokens=16384",
+                                 "--set", "cache.tiers.dram.capacity_gib=0",
+                                 "--set", f"cache.tiers.ssd.write_gbps={write_gbps}")
+        assert status == 0, err[-2000:]
+        lines = requests.read_text().splitlines()
+        header, last = lines[0].split(","), lines[4].split(",")
+        kv_load = float(last[header.index("kv_load_s")])
+        if mode == "single":
+            expected = 80e-6 + (10.0 + blocks / (write_gbps * 1e9) - 10.001) + read_s
+        else:
+            expected = 80e-6 + 2 * read_s
+        assert kv_load == pytest.approx(expected, rel=1e-6)
