@@ -2,9 +2,9 @@
 
 The fraction of requests meeting every configured target (``slo.ttft_s``, ``slo.tpot_s``)
 falls as the load rises. From the configured scale the search doubles (or halves) the
-scale until it holds one run that meets ``slo.attainment`` and one that fails (or until
-less load stops changing the attainment: then no rate meets the target), then bisects
-geometrically until they are within ``tolerance`` of each other. The answer is
+scale until it holds one run that meets ``slo.attainment`` and one that fails (or until less
+load stops changing the attainment of runs that kept up with their arrivals: then no rate meets the target), then
+bisects geometrically until they are within ``tolerance`` of each other. The answer is
 the highest scale seen to meet; the report keeps both bracketing runs (Vidur's capacity
 search; DistServe's goodput at an attainment target).
 """
@@ -21,8 +21,10 @@ from sim.report.document import RunResult, still_filling
 
 TOLERANCE = 0.01  # relative width of the final bracket
 MAX_EXPANSIONS = 24  # doublings (or halvings) before giving up: scales 2^-24 .. 2^24 of the start
-# Halving stops early when this many probes in a row give the same attainment: requests no longer
-# meet each other in the queue, so less load cannot help (the target is missed even unloaded).
+# Halving stops early when this many probes in a row give the same attainment and none of them was still filling
+# at its last arrival: requests no longer meet each other in the queue, so less load cannot help (the target is
+# missed even unloaded). A run far above what the deployment serves is one burst at every such scale, its
+# attainment the same too (its first batches'), but its backlog says it was loaded: halving goes on there.
 UNLOADED_REPEATS = 3
 
 
@@ -78,7 +80,8 @@ def search(run_at: Callable[[float], RunResult], slo: SLOConfig, start: float = 
         if result.meets is not None and result.fails is not None:
             break
         last = result.steps[-UNLOADED_REPEATS:]
-        if not first.meets and len(last) == UNLOADED_REPEATS and len({p.attainment for p in last}) == 1:
+        if not first.meets and len(last) == UNLOADED_REPEATS and len({p.attainment for p in last}) == 1 \
+                and not any(still_filling(p.run.metrics) for p in last):
             break  # lower load no longer changes anything: the target is missed even unloaded
         scale *= factor
         probe(scale)

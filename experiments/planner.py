@@ -115,16 +115,20 @@ def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argpa
 
 
 def _proof_entry(c: Candidate, run: dict, measured: float, meets: bool, role: str) -> dict:
-    """A proof run's record; one still filling at its last arrival (``still_filling``) met the target as a burst
-    the workload was too short to show, not at a rate the deployment sustains: it says so."""
+    """A proof run's record; one still filling at its last arrival (``still_filling``) is no steady state, and it
+    says so: if it met the target, it met it as a burst the workload was too short to show, not at a rate the
+    deployment sustains; if it failed, its queue was growing as requests arrived (a longer run misses by more, so
+    the failure stands)."""
     entry = {"role": role, "name": c.name, "overrides": c.overrides, "cost_usd_per_hour": c.cost,
              "measured": measured, "meets": meets, "metrics": run["metrics"]}
     filling = still_filling(run["metrics"])
     if filling is not None:
         entry["steady_state"] = False
-        entry["note"] = (f"at least {filling[0]:,} of the {filling[1]:,} requests ({filling[0] / filling[1]:.0%}) were "
-                         f"still queued or running when the last arrived: a burst absorbed, not a sustained rate; "
-                         f"replay more requests")
+        held = (f"at least {filling[0]:,} of the {filling[1]:,} requests ({filling[0] / filling[1]:.0%}) were still "
+                f"queued or running when the last arrived: ")
+        entry["note"] = held + ("a burst absorbed, not a sustained rate; replay more requests" if meets else
+                                "overloaded at this rate, its queue growing as requests arrived (a longer run misses "
+                                "by more)")
     return entry
 
 

@@ -233,6 +233,48 @@ def test_the_search_brackets_and_bisects_to_the_highest_scale_that_meets():
     assert all(p.meets == (p.scale <= 3.0) for p in result.steps)
 
 
+def test_a_search_started_far_above_capacity_halves_through_the_burst_plateau():
+    """A deployment meeting the target up to scale 6, started at 100. Far above 6 every run is one burst that its
+    first batches alone meet (attainment 0.05 at 100, 50, 25, 12.5: the same), which the unloaded rule took for
+    "missed even unloaded" and answered no rate at all (hhunt6: Azure started at 1,000x answered 0 where 6.27x
+    meets). Those runs were still filling at their last arrival (every request arrived, none completed, in the
+    time series), so halving goes on to 6.25 and 3.125 and the bisection brackets 6 as a search from 1 does."""
+    from experiments.maxrate import search
+    from sim.config import SLOConfig
+    from sim.report.document import RunResult
+
+    def run_at(scale: float) -> RunResult:
+        loaded = scale > 6.0
+        series = {"arrivals": [100, 0], "completions": [0 if loaded else 100, 0]}  # 100 requests, one interval's
+        return RunResult(name="r", metrics={"slo_attainment": 0.05 if loaded else 1.0, "timeseries": series})
+
+    result = search(run_at, SLOConfig(ttft_s=1.0, attainment=0.9), start=100.0)
+    assert [p.scale for p in result.steps[:6]] == [100.0, 50.0, 25.0, 12.5, 6.25, 3.125]
+    assert result.meets.scale <= 6.0 < result.fails.scale and result.fails.scale / result.meets.scale - 1.0 <= 0.01
+    steady = search(lambda s: RunResult(name="r", metrics={"slo_attainment": 0.5, "timeseries": {
+        "arrivals": [50, 50, 0], "completions": [45, 50, 5]}}), SLOConfig(ttft_s=1.0, attainment=0.9), start=100.0)
+    assert [p.scale for p in steady.steps] == [100.0, 50.0, 25.0]  # kept up with its arrivals: unloaded, stops
+
+
+def test_a_search_started_at_a_thousand_times_the_trace_rate_finds_the_rate_one_from_the_trace_rate_finds(
+        run_cli, tmp_path):
+    """hhunt6's case: 300 Azure requests on one H100, TTFT 0.3 s for 99%. Started at 1,000x (a config file may set
+    workload.rate_scale, and the planner starts at its target) the runs at 500x, 250x and 125x were one burst each,
+    of one attainment (0.077), and the search answered "no rate meets"; it now halves on through them and finds what
+    a search from the trace's own rate finds (6.26x either way, within the 1% bracket)."""
+    answers = []
+    for start in (1000, 1):
+        overlay, out = tmp_path / f"rate{start}.yaml", tmp_path / f"r{start}.json"
+        overlay.write_text(f"workload:\n  rate_scale: {start}\n")
+        status, _, err = run_cli("--max-rate", "--calibration-profile", overlay, "--workload-trace", BUNDLED_AZURE,
+                                 "--workload-limit", "300", "--set", "serving.num_instances=1",
+                                 "--set", "slo.ttft_s=0.3", "--set", "slo.attainment=0.99", "--quiet", "--no-plot",
+                                 "--report-json", out)
+        assert status == 0, err
+        answers.append(json.loads(out.read_text())["runs"][0]["metrics"]["max_rate_scale"])
+    assert answers[1] > 1.0 and answers[0] == pytest.approx(answers[1], rel=0.01)
+
+
 def test_the_search_stops_halving_when_less_load_changes_nothing():
     """A target missed even unloaded (attainment 0.5 at every load, target 0.9): after UNLOADED_REPEATS = 3 probes
     of one attainment (scales 1, 1/2, 1/4) less load cannot help, so the search stops there; halving on to 2^-24

@@ -94,6 +94,12 @@ def test_a_proof_run_still_filling_at_its_last_arrival_says_so():
     steady = {"slo_attainment": 1.0, "timeseries": {"arrivals": [5, 5, 0], "completions": [5, 5, 0]}}
     entry = planner._proof_entry(candidate, {"metrics": steady}, 1.0, True, "meets")
     assert "steady_state" not in entry and "note" not in entry
+    # a failing proof still filling was overloaded, not "a burst absorbed" (hhunt6: plan_azure.yaml at 2,000
+    # requests, 2xH100 measured 0.972 < 0.99 and was called a burst absorbed)
+    entry = planner._proof_entry(candidate, {"metrics": filling}, 0.5, False, "fails")
+    assert entry["steady_state"] is False and "burst" not in entry["note"]
+    assert entry["note"].startswith("at least 7 of the 10 requests (70%) were still queued or running")
+    assert "overloaded at this rate" in entry["note"]
 
 
 @pytest.mark.parametrize("steady", [True, False])
