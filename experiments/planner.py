@@ -246,7 +246,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     if hit_target is None:
         chosen, proof = _prove_slo(timed, target_scale, base.slo.attainment)
     else:
-        chosen, proof = _prove_hit(candidates, timed, hit_target)
+        chosen, proof = _prove_hit(candidates, timed, hit_target, mrc_is_exact(base, modes[0]))
     if chosen is not None:
         chosen.chosen = True
 
@@ -287,10 +287,20 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     return 0
 
 
-def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float) -> tuple[Candidate | None, dict]:
+def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float,
+               exact: bool = True) -> tuple[Candidate | None, dict]:
     """Cheapest replayed candidate at the target hit ratio; the cheaper candidate nearest the target (highest hit
-    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer."""
+    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer. Where the
+    curve is not exact (``mrc_is_exact``: a serving or fleet run, whose instances' HBMs the curve pools) and no
+    replayed candidate meets, the pruned ones are replayed, cheapest first, until one does: the curve may have
+    pruned a tier mix that adds hit ratio in the runs (hhunt6: round-robin instances each keep their own HBM, so a
+    rack's EIC gains where the pooled curve shows none)."""
     meeting = [c for c in sorted(timed, key=_order) if c.measured is not None and c.measured >= target]
+    if not meeting and not exact:
+        for c in sorted((c for c in candidates if c.status == "pruned" and c.measured is None), key=_order):
+            if _replay_pruned(c) and c.measured >= target:
+                meeting = [c]
+                break
     if not meeting:
         return None, {}
 
@@ -308,12 +318,7 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
         below = max(cheaper, key=lambda c: (c.measured if c.measured is not None else
                                             (c.mrc_levels[-1] if c.mrc_levels else 0.0), c.cost))
         if below.status == "pruned" and below.measured is None:  # pruned by the curve: replay it to prove the boundary
-            record = run_task(Task(below.name, 0, below.name, below.mode, below.config, RunOptions(), below.overrides))
-            if record["error"]:  # as the SLO proof: not "none, it is the cheapest candidate"
-                raise InputError(f"proof run of {below.name} failed: {record['error']}")
-            below.metrics = record["runs"][0]["metrics"]
-            below.measured = below.metrics["hit_ratio"]
-            if _unserved(below, record):  # (a fleet's serving run) no answer: the next cheaper one proves the boundary
+            if not _replay_pruned(below):  # (a fleet's serving run) no answer: the next cheaper one proves the boundary
                 continue
         if below.measured is None:
             break
@@ -322,6 +327,17 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
             break
         chosen, proof["meets"] = below, entry(below, "meets")  # cheaper and meets: the answer moves down
     return chosen, proof
+
+
+def _replay_pruned(c: Candidate) -> bool:
+    """Replay a candidate the curve pruned, for its measured hit ratio; False where its run could not serve every
+    request (``_unserved``: then it is infeasible, no answer)."""
+    record = run_task(Task(c.name, 0, c.name, c.mode, c.config, RunOptions(), c.overrides))
+    if record["error"]:  # as the SLO proof: not "none, it is the cheapest candidate"
+        raise InputError(f"proof run of {c.name} failed: {record['error']}")
+    c.metrics = record["runs"][0]["metrics"]
+    c.measured = c.metrics["hit_ratio"]
+    return not _unserved(c, record)
 
 
 def _candidate_entry(c: Candidate, measure: str) -> dict:

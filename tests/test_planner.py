@@ -163,6 +163,37 @@ def test_fleet_plan_sizes_rack_eic_for_a_hit_ratio(run_cli, tmp_path, shared_dat
     assert _cluster_hit_ratio(run_cli, tmp_path, base, fails["overrides"]) == pytest.approx(fails["measured"])
 
 
+def test_a_fleet_plan_replays_what_the_curve_pruned_when_nothing_timed_meets(run_cli, tmp_path):
+    """Round-robin instances each keep their own HBM, so a rack's EIC gains in the runs where the curve, which pools
+    the instances' HBMs into one LRU stack, shows none: it pruned EIC 256 GiB beside 64, and a target between the
+    two fleets' measured hit ratios was answered "chosen: none" (hhunt6). The target here is set between the two
+    from independent --cluster runs; the plan replays the pruned candidate and chooses it, the cheaper one the
+    proof that fails."""
+    fixed = {"serving.num_gpu_blocks": 2000, "serving.max_model_len": 6384, "cache.tiers.dram.capacity_gib": 0,
+             "cache.tiers.ssd.capacity_gib": 0, "cluster.router": "round-robin"}
+    synthetic = {"kind": "multi-turn", "num_requests": 1500, "rate_rps": 20, "input_tokens_mean": 128,
+                 "think_time_median_s": 20}
+    base = [a for k, v in {**fixed, **{f"workload.synthetic.{k}": v for k, v in synthetic.items()},
+                           "cluster.num_racks": 1, "cluster.nodes_per_rack": 2}.items() for a in ("--set", f"{k}={v}")]
+    small, large = (_cluster_hit_ratio(run_cli, tmp_path, base, {"cache.tiers.eic.capacity_gib": gib})
+                    for gib in (64, 256))
+    assert large > small + 0.001  # (the plan's mrc_epsilon: the gain the curve would have had to show)
+    target = (small + large) / 2
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": synthetic}, "set": fixed, "target": {"hit_ratio": target},
+        "search": {"gpu": ["h100-sxm"], "racks": [1], "nodes_per_rack": [2], "tiers": {"eic": [0, 64, 256]}},
+    })
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "2", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    status_of = {c["overrides"]["cache.tiers.eic.capacity_gib"]: c["status"] for c in plan["candidates"]}
+    assert status_of[256] == "pruned"  # (what this test is about: the curve pruned the answer)
+    meets, fails = plan["proof"]["meets"], plan["proof"]["fails"]
+    assert plan["chosen"]["overrides"]["cache.tiers.eic.capacity_gib"] == 256
+    assert meets["measured"] == pytest.approx(large) and fails["measured"] == pytest.approx(small)
+
+
 def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
     from experiments.plan_candidates import enumerate_candidates
     from experiments.plan_file import load_plan
