@@ -363,6 +363,19 @@ def test_an_absurd_span_from_one_row_says_so(tmp_path, run_cli, times, names):
     assert status == 2 and f"{path}: arrivals span" in err and names in err, err
 
 
+@pytest.mark.parametrize("reader", ["fast", "reference"])
+def test_a_timestamp_of_2_to_the_63_is_no_negative_time(tmp_path, run_cli, reader):
+    """2^63 is past int64 (its largest is 2^63 - 1): a column holding it is read as uint64, which the exact-integer
+    path cast to int64, wrapping it to -2^63. The trace then ran with a negative duration (duration_s
+    -9.2e15 for Mooncake ms [0, 2^63]) and no span check; 2^63 - 1 and 2^64 were refused as a 34-year span. Now
+    2^63 is refused like its neighbours (the reference reader forced by an escape, as test_trace_variants does)."""
+    tail = ', "note": "\\u0041"' if reader == "reference" else ""
+    path = write(tmp_path, "m.jsonl", _mooncake_line(0, 100, 5, [1])
+                 + _mooncake_line(2**63, 100, 5, [2]).replace("}\n", tail + "}\n"))
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace", str(path))
+    assert status == 2 and f"{path}: arrivals span 9.22e+15 s" in err, err
+
+
 # ----------------------------------------------------------------------------------------------
 # Integer timestamps past 2^53 (epoch nanoseconds): read as int64, made relative in integers. As float64 every
 # time there was a multiple of 256 ns: requests 100 ns apart read 0, 0, 256, 256, 512, 512 ns.

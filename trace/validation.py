@@ -168,7 +168,7 @@ def exact_integers(raw: Any, values: np.ndarray, ok: np.ndarray) -> np.ndarray:
         return values
     out = np.zeros(len(values), dtype=np.int64)
     if isinstance(raw, np.ndarray):
-        if not np.issubdtype(raw.dtype, np.integer):
+        if not np.issubdtype(raw.dtype, np.signedinteger):  # uint64: a value past int64 would wrap negative
             return values
         out[ok] = raw[ok]
         return out
@@ -188,7 +188,7 @@ def exact_integers(raw: Any, values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     import pandas as pd
 
     kept = raw[ok]
-    if pd.api.types.is_integer_dtype(kept.dtype):
+    if pd.api.types.is_signed_integer_dtype(kept.dtype):  # not uint64 (2^63 wrapped to -2^63: a negative span)
         out[ok] = kept.to_numpy(dtype=np.int64)
         return out
     if pd.api.types.is_float_dtype(kept.dtype):
