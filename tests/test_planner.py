@@ -211,6 +211,22 @@ def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
     assert "needs 8 GPUs" in next(c.reason for c in candidates if c.name == "4xh100-sxm tp4 aggregated")
 
 
+def test_a_candidate_the_config_rules_refuse_is_infeasible_in_a_whole_plan(run_cli, tmp_path):
+    """A candidate the config rules refuse (TP 16 on an 8-GPU node) has no config: the check that no output path is
+    one of the candidates' input files read a setting of None (AttributeError, exit 1, before hfuzz8). It is listed
+    as infeasible, naming the rule, and the plan runs the others (exit 0)."""
+    plan_path = _plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20},
+                                 "target": {"hit_ratio": 0.01},
+                                 "search": {"gpu": ["h100-sxm"], "tensor_parallel_size": [1, 16]}})
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    status_of = {c["name"]: (c["status"], c.get("reason", "")) for c in json.loads(out.read_text())["plan"]["candidates"]}
+    assert status_of["16xh100-sxm tp16 aggregated"] == (
+        "infeasible", "config key 'serving.tensor_parallel_size'=16 exceeds 'hardware.gpus_per_node'=8")
+    assert status_of["1xh100-sxm tp1 aggregated"][0] != "infeasible"
+
+
 def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
     """Every candidate runs with the tiers its config gives it, so it pays for them: a plan that searches DRAM only
     still runs each candidate with the config's SSD (here 100 GiB per node) and is charged for it. By hand from
