@@ -65,9 +65,10 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
         if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
             yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
     if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)
+        one = "one prefill instance" if mode == "cluster --pd" else "one instance"
         for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
             if key in given:
-                yield key, "this run has one instance: every request goes to it, whatever the router"
+                yield key, f"this run has {one}: every request goes to it, whatever the router"
     if mode == "pd" and config.pd.num_prefill == 1 and "pd.router" in given:  # (it picks a prefill instance:
         # sim.serving.run; its decode instance is bound by sim.serving.decode_queues whatever it says)
         yield "pd.router", "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
@@ -136,6 +137,8 @@ def _instances(mode: str, config: Config) -> int | None:
     gpus, tp = config.hardware.gpus_per_node, config.serving.tensor_parallel_size
     if mode == "cluster" and gpus % tp == 0:
         return config.cluster.num_racks * config.cluster.nodes_per_rack * (gpus // tp)
+    if mode == "cluster --pd":  # (cluster.router picks the prefill instance, pd.num_prefill a rack; pd.decode_router
+        return config.cluster.num_racks * config.pd.num_prefill  # binds the decode one)
     return None
 
 

@@ -143,6 +143,14 @@ CASES: dict[str, Case] = {
     # one instance: every router sends every request to it (two --router runs had equal metrics, exit 0)
     "router_of_one_worker": Case(["--no-plot", "--set", "serving.num_instances=1", "--router",
                                   "round-robin,least-loaded"], names=("--router", "one instance")),
+    # --cluster --pd: cluster.router picks the prefill instance, one of one rack's pd.num_prefill (the defaults: one),
+    # the decode instance pd.decode_router does (three --router runs had equal metrics, exit 0, before hfuzz8)
+    "router_of_one_prefill_instance_in_a_cluster": Case(["--cluster", "--pd", "--no-plot", "--router",
+                                                         "round-robin,least-loaded"],
+                                                        names=("--router", "one prefill instance")),
+    "router_threshold_of_one_prefill_instance_in_a_cluster": Case(
+        ["--cluster", "--pd", "--no-plot", "--set", "cluster.cache_threshold=0.3"],
+        names=("--set cluster.cache_threshold", "one prefill instance")),
     "router_threshold_of_a_one_gpu_cluster": Case(
         ["--cluster", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "hardware.gpus_per_node=1", "--set",
          "cluster.cache_threshold=0.3"], names=("--set cluster.cache_threshold", "one instance")),
@@ -185,6 +193,7 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--router", "round-robin"],  # (a prefill instance a rack)
     ["--set", "workload.synthetic.kind=system-prompt", "--set", "workload.synthetic.prefix_tokens=0"],
     # (multi-turn sessions, DRAM and SSD below HBM; conversations that return within the 20 requests: at the default
     # 93 s think time all 20 were first turns, with nothing to prefetch)
@@ -195,7 +204,7 @@ def test_unread_setting(name, run_cli, tmp_path):
         "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
-        "router_of_two_workers", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
