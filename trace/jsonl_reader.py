@@ -48,7 +48,7 @@ def repeated_key(raw: bytes | str, keys: tuple[str, ...] | None = None) -> str |
 
     try:
         json.loads(raw, object_pairs_hook=keep)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than the interpreter's recursion limit: orjson read it)
         return None
     seen: set[str] = set()
     for key, _ in objects[-1] if objects else ():
