@@ -17,7 +17,7 @@ import numpy as np
 from sim.errors import ConfigError
 from sim.serving.aic_collectives import aiconfigurator_rows
 from sim.serving.collectives import COLLECTIVES, RingCollectives
-from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
+from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows, unused_rows
 from sim.serving.profile_grid import interpolate
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
     needed = {column, "num_workers", "size", "devices_per_node"}
     if not needed <= set(frame.columns):
         raise ConfigError(f"{path}: not a Vidur {collective} profile (needs columns {sorted(needed)})")
+    frame = frame.drop(index=frame.index[unused_rows(frame, [column], path)])  # (counted in a note, as mlp.csv's)
     frame = frame[frame["devices_per_node"] == frame["num_workers"]]
     return pd.DataFrame({"num_workers": frame["num_workers"].astype(int), "size": frame["size"].astype(float),
                          "seconds": frame[column].astype(float) * 1e-3})
