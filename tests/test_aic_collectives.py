@@ -89,6 +89,33 @@ def test_aiconfigurators_nccl_table_prices_each_collective_at_its_whole_buffer(t
     assert not any(c == "alltoall" for c, _ in model.tables)
 
 
+@pytest.mark.parametrize("kind", ["nccl", "custom"])
+def test_a_row_of_blank_latency_is_counted_in_a_note_not_run_as_nan(tmp_path, caplog, kind):
+    """A row whose latency is blank was read as NaN: interpolated into the sizes beside it, it made a TP run's step
+    times NaN (makespan_s, throughput, busy fractions null in the report) and the console summary then failed (exit 1:
+    '>' between None and int, hfuzz8). It is not used, and said so in one note, as a Vidur table's blank rows are; the
+    rows beside it price its size (halfway between them: 3 MiB between NCCL's 2 and 4, 768 KiB between 512 KiB and
+    1 MiB)."""
+    if kind == "nccl":
+        frame = pd.DataFrame(H100_NCCL_8, columns=["op_name", "nccl_dtype", "message_size", "latency"]).assign(
+            kernel_source="NCCL", num_gpus=8)
+        frame.loc[len(frame)] = ["all_reduce", "half", 1572864, None, "NCCL", 8]  # (3 MiB, blank)
+        path, lo, hi = tmp_path / "nccl_perf.txt", 0.03818, 0.05049
+        frame.to_csv(path, index=False)
+    else:
+        rows = [("vLLM_custom_graph", 8, 262144, 0.01952), ("vLLM_custom_graph", 8, 393216, ""),
+                ("vLLM_custom_graph", 8, 524288, 0.02151)]
+        path, lo, hi = tmp_path / "custom_allreduce_perf.txt", 0.01952, 0.02151
+        path.write_text(_aic_rows(rows))
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        model = compute_model(load_config(None, sets=["hardware.gpu=h100-sxm", "serving.tensor_parallel_size=8",
+                                                      f"compute.collectives={path}"])).comm.collectives
+    assert [r.getMessage() for r in caplog.records if "not used" in r.getMessage()] == [
+        f"kvsim: note: {path}: 1 of {13 if kind == 'nccl' else 3} rows not used (blank latency: 1)"]
+    size = 3 * MIB if kind == "nccl" else 768 * 1024  # (the blank row's size)
+    assert model.all_reduce(size, 8) == pytest.approx((lo + hi) / 2 * 1e-3)
+
+
 def test_an_nccl_table_without_half_rows_is_refused_naming_its_dtypes(tmp_path):
     frame = pd.DataFrame([r for r in H100_NCCL_8 if r[1] == "int8"],
                          columns=["op_name", "nccl_dtype", "message_size", "latency"]).assign(kernel_source="NCCL",

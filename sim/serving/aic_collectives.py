@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim.errors import ConfigError
-from sim.serving.profile_files import read_profile_csv
+from sim.serving.profile_files import read_profile_csv, unused_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,8 +74,10 @@ def aiconfigurator_rows(path: Path) -> tuple[pd.DataFrame, bool]:
     common = dict(numeric=numeric, keys=("num_gpus", "message_size"), positive=("num_gpus",), times={"latency": 1e-3})
     if "nccl_dtype" in _columns(path):
         frame = read_profile_csv(path, needed=NCCL_COLUMNS, what="AIConfigurator NCCL table", **common)
+        frame = frame.drop(index=frame.index[unused_rows(frame, ["latency"], path)])  # (a blank one: a NaN run)
         return nccl_collectives(frame, path), False
     frame = read_profile_csv(path, needed=AIC_COLUMNS, what="AIConfigurator all-reduce table", **common)
+    frame = frame.drop(index=frame.index[unused_rows(frame, ["latency"], path)])  # (counted in a note)
     return aiconfigurator_all_reduces(frame, path).assign(collective="all_reduce"), True
 
 
