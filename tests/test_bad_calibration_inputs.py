@@ -152,6 +152,16 @@ CASES: dict[str, Case] = {
                                                files={"h.yaml": "measured: {interconnect: {samples: ["
                                                                 "{collective: all_reduce, bytes: 4096, us: 9}, "
                                                                 "{collective: all_reduce, bytes: 4096, us: 11}]}}\n"}),
+    # a sample's time NaN ran NaN steps (makespan_s null in the report, then a traceback in the console summary:
+    # exit 1); a negative time or size, or a time of 1e300 us (makespan 1.3e297 s), ran to exit 0 (hfuzz8)
+    **{f"collectives_hardware_yaml_{name}": Case(
+        [*TP2_COLLECTIVES, "compute.collectives={tmp}/h.yaml"], names=("h.yaml", "interconnect sample 1", said),
+        files={"h.yaml": "measured: {interconnect: {samples: [{collective: all_reduce, bytes: 4096, us: 9}, "
+                         f"{{collective: all_reduce, {sample}}}]}}}}\n"})
+       for name, sample, said in (("time_nan", "bytes: 8192, us: .nan", "us nan"),
+                                  ("time_negative", "bytes: 8192, us: -5", "us -5"),
+                                  ("size_negative", "bytes: -1, us: 11", "bytes -1"),
+                                  ("time_past_an_hour", "bytes: 8192, us: 1.0e+300", "at most an hour"))},
     # ---- network lookup tables
     # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
     # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0

@@ -17,7 +17,13 @@ import numpy as np
 from sim.errors import ConfigError
 from sim.serving.aic_collectives import aiconfigurator_rows
 from sim.serving.collectives import COLLECTIVES, RingCollectives
-from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows, unused_rows
+from sim.serving.profile_files import (
+    MAX_PROFILED_TIME_S,
+    read_profile_csv,
+    read_profile_yaml,
+    too_few_rows,
+    unused_rows,
+)
 from sim.serving.profile_grid import interpolate
 
 if TYPE_CHECKING:
@@ -136,6 +142,10 @@ class MeasuredCollectives:
                 rows.setdefault(key, []).append((float(sample["bytes"]), float(sample["us"]) * 1e-6))
             except (KeyError, TypeError, ValueError):
                 raise ConfigError(f"{path}: interconnect sample {i} needs collective, bytes and us") from None
+            size, seconds = rows[key][-1]  # (as a table's: read_profile_csv; a NaN ran NaN steps, exit 1)
+            if not (0 <= size < np.inf and 0 <= seconds <= MAX_PROFILED_TIME_S):
+                raise ConfigError(f"{path}: interconnect sample {i}: bytes {sample['bytes']!r} and us {sample['us']!r} "
+                                  f"must be numbers from 0, us at most an hour ({MAX_PROFILED_TIME_S:g} s)")
         tables = {}
         known = [key for key in rows if key[0] in COLLECTIVES]
         for key in known:
