@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
@@ -46,7 +47,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
     from sim.mode_settings_rules import learned_tier_policies
-    from trace.formats import check_time_unit
+    from trace.formats import check_time_unit, sniff_format
+    from trace.readers import first_line
 
     prefix = f"{where}: " if where else ""
     try:
@@ -74,6 +76,10 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         workload = config.workload  # (a point of a trace axis over formats: refused before the first point runs)
+        if workload.trace is not None:  # a file that is no trace (empty, binary, not UTF-8, an unknown header or a
+            # JSON array): refused now, not when its point runs after the others (a header-only one needs the load)
+            trace = Path(workload.trace)
+            sniff_format(trace) if workload.format == "auto" else first_line(trace)
         check_time_unit(workload.trace, workload.format, workload.time_unit,
                         (given or {}).get("workload.time_unit", "workload.time_unit"))
         policies = list(options.policies) or [config.cache.policy]

@@ -127,6 +127,24 @@ def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle)
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize("bad,needle", [(b"", "the file is empty"), (b"\x1f\x8b\x08\x00gzip", "gzip-compressed"),
+                                        (b'[{"timestamp": 0}]\n', "must be JSON Lines"),
+                                        (b"when,who\n1,2\n", "unrecognised trace header")])
+def test_a_trace_axis_value_that_is_no_trace_is_refused_before_any_point_runs(run_cli, tmp_path, bad, needle):
+    """A trace axis's second file is empty, gzip'd, a JSON array or of no known format: it was found only when its
+    point ran, after the first point's run ("1 of 2 sweep points failed", hfuzz8); README: every point is validated
+    before the first runs. Now exit 2 naming the point and the file, and nothing written."""
+    good, broken = tmp_path / "good.jsonl", tmp_path / "broken.jsonl"
+    good.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
+                                        "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
+    broken.write_bytes(bad)
+    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
+                 axes={"workload.trace": [str(good), str(broken)]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    assert status == 2 and needle in err and str(broken) in err and "sweep points failed" not in err, err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
+
+
 def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path):
     """A trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace): every point of a block-size
     axis ran at 512 tokens (points alike, exit 0); with the blocks cut (split) each point is its own."""
