@@ -30,6 +30,7 @@ import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries b
 
 import json
 import tempfile
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -331,6 +332,30 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
     return float(bandwidth), float(latency) / 1e3
 
 
+def check_served(workload, served: list[tuple[int | None, int]], trace: Path, requests_jsonl: Path) -> None:
+    """Refuse a workload that is not the one the server was fed (its latencies would be judged against another's):
+    another request count, or most requests' (input, output) tokens not among the run's (``input_toks``, where the run
+    records it, and ``output_toks``: a multiset, the rows' order being the server's); a minority that differs (an
+    answer cut short by an end-of-sequence token) gets a note on stderr."""
+    if len(workload) != len(served):
+        raise InputError(f"{trace}: {len(workload):,} requests, but the run served {len(served):,} "
+                         f"({requests_jsonl}): give the workload the server was fed")
+    measured = Counter(served)
+    if None in (key for key, _ in measured):  # (a run that does not record its prompts' lengths: outputs only)
+        fed = Counter((None, int(o)) for o in workload.output_tokens.tolist())
+        measured = Counter((None, o) for _, o in served)
+    else:
+        fed = Counter(zip(workload.input_tokens.tolist(), workload.output_tokens.tolist()))
+    differ = len(served) - sum((measured & fed).values())
+    if not differ:
+        return
+    said = f"{differ:,} of the {len(served):,} requests' token counts (input, output) are not among the run's"
+    if 2 * differ > len(served):
+        raise InputError(f"{trace}: {said} ({requests_jsonl}): give the workload the server was fed")
+    print(f"replay_vllm.py: note: {trace}: {said} ({requests_jsonl}): their latencies are judged against "
+          "another request's", file=sys.stderr)
+
+
 def main() -> int:
     from sim.config import load_config, replace
     from sim.errors import UnreadSetting
@@ -385,9 +410,7 @@ def main() -> int:
                                               f"the engine {args.run / 'vllm' / 'meta.json'} states")) from None
     check_sets_read(args.sets, config, "single", "the replay, a single-node run compared by its latencies", ("slo.",))
     workload = load_workload(config)
-    if len(workload) != served:  # another workload's requests would be judged against these latencies
-        raise InputError(f"{args.trace}: {len(workload):,} requests, but the run served {served:,} "
-                         f"({args.run / 'vllm' / 'requests.jsonl'}): give the workload the server was fed")
+    check_served(workload, served, args.trace, args.run / "vllm" / "requests.jsonl")
     try:  # (the overlay's outputs_in_next_turn=false changes nothing where no prompt holds an earlier answer)
         check_outputs_in_next_turn_read(workload, config.workload)
     except UnreadSetting as exc:

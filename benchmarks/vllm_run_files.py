@@ -149,10 +149,12 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
 
 
-def check_run(run: Path) -> tuple[dict[str, np.ndarray], int, dict[tuple[str, str], float], dict | None]:
+def check_run(run: Path) -> tuple[dict[str, np.ndarray], list[tuple[int | None, int]], dict[tuple[str, str], float],
+                                   dict | None]:
     """The run's files read and checked at once, before anything runs: its measured latencies (vllm/requests.jsonl),
-    how many requests it served (as many rows as meta.json's num_requests states, each request once), LLMServingSim's
-    prediction (validation/summary.txt, if any) and the engine state over time (vllm/timeseries.csv, if any)."""
+    the requests it served ((input_toks or None, output_toks) each: as many rows as meta.json's num_requests states,
+    each request once), LLMServingSim's prediction (validation/summary.txt, if any) and the engine state over time
+    (vllm/timeseries.csv, if any)."""
     if not run.is_dir():
         raise InputError(f"{run}: no such run folder (--run)")
     meta_path, requests_path = run / "vllm" / "meta.json", run / "vllm" / "requests.jsonl"
@@ -169,7 +171,8 @@ def check_run(run: Path) -> tuple[dict[str, np.ndarray], int, dict[tuple[str, st
     peer = peer_prediction(run / "validation" / "summary.txt")
     timeseries_path = run / "vllm" / "timeseries.csv"
     timeseries = read_timeseries(timeseries_path) if timeseries_path.exists() else None
-    return measured_latencies(requests_path, rows), len(rows), peer, timeseries
+    served = [(int(r["input_toks"]) if is_number(r.get("input_toks")) else None, int(r["output_toks"])) for r in rows]
+    return measured_latencies(requests_path, rows), served, peer, timeseries
 
 
 def read_timeseries(timeseries_csv: Path) -> dict[str, np.ndarray]:

@@ -326,6 +326,45 @@ def test_a_workload_other_than_the_runs_is_refused_before_the_replay(shared_data
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_workload_of_the_runs_count_but_other_requests_is_refused_and_a_few_noted(shared_data, tmp_path, capsys):
+    """300 requests, every output quartered (hfuzz8): the count matched, so the replay judged them against the
+    measured run's latencies and printed TTFT -83.71% as if a model error. The run's requests.jsonl records each
+    request's input_toks and output_toks: most not among the workload's is another workload, refused before the
+    replay; a minority (an answer cut short) is noted (check_served, over a stand-in workload)."""
+    import subprocess
+    import sys
+
+    check_served = replay_module().check_served
+    rows = [json.loads(line) for line in
+            (shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl").read_text().splitlines()]
+    quartered = tmp_path / "quartered.jsonl"
+    quartered.write_text("".join(json.dumps({**r, "output_toks": max(1, r["output_toks"] // 4),
+                                             "output_tok_ids": r["output_tok_ids"][:max(1, r["output_toks"] // 4)]})
+                                 + "\n" for r in rows))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py"), "--run",
+                           str(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"), "--trace",
+                           str(quartered)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "of the 300 requests' token counts (input, output) are not among the run's" \
+        in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    class Workload:  # the served requests' token counts, as the loader's Trace holds them
+        def __init__(self, pairs):
+            self.input_tokens = np.array([i for i, _ in pairs])
+            self.output_tokens = np.array([o for _, o in pairs])
+
+        def __len__(self):
+            return len(self.input_tokens)
+
+    served = [(100, 10), (200, 20), (300, 30), (100, 10)]
+    check_served(Workload([(100, 10), (100, 10), (300, 30), (200, 20)]), served, Path("w"), Path("r"))  # (order free)
+    assert capsys.readouterr().err == ""
+    check_served(Workload([(100, 10), (100, 10), (300, 30), (200, 5)]), served, Path("w"), Path("r"))  # 1 of 4: noted
+    assert "note: w: 1 of the 4 requests' token counts" in capsys.readouterr().err
+    with pytest.raises(InputError, match="3 of the 4 requests"):
+        check_served(Workload([(100, 9), (100, 9), (300, 30), (200, 5)]), served, Path("w"), Path("r"))
+
+
 def test_the_bundled_replay_runs_where_no_prompt_holds_an_earlier_answer(shared_data):
     """The bundled trace records its answers (output_tok_ids) and no next turn holds one token for token (the chat
     template re-tokenises its first token), so the overlay's outputs_in_next_turn=false changes nothing: the replay
