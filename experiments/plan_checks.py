@@ -65,6 +65,17 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
                                         f"value given here; drop one of them")
 
 
+def check_prices_read(plan, candidates: list[Candidate]) -> None:
+    """A plan's ``prices.gpus`` entry for a GPU no candidate runs on prices nothing: refused, naming the GPUs
+    searched (a misspelt ``h100-sx`` left every candidate at the bundled price)."""
+    gpus = plan.prices.get("gpus") if isinstance(plan.prices, dict) else None
+    searched = sorted({c.gpu for c in candidates})
+    for gpu in gpus if isinstance(gpus, dict) else ():
+        if gpu not in searched:
+            raise plan_error(plan.path, f"'prices.gpus.{gpu}': no candidate runs on it (search.gpu: "
+                                        f"{', '.join(searched)}), so it prices nothing; drop it or fix its name")
+
+
 # settings a plan refuses wherever they are set, and why
 PLAN_REFUSES = {
     # its miss-ratio curve, which prunes the candidates, is of prompt blocks

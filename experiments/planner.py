@@ -52,6 +52,7 @@ from experiments.plan_candidates import (
 from experiments.plan_checks import (
     candidate_modes,
     check_not_searched,
+    check_prices_read,
     check_settings_read,
     check_target_scale,
     given_settings,
@@ -191,6 +192,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     prices = load_prices(plan.prices, source=f"plan {plan.path}")
     candidates = enumerate_candidates(plan, base, prices)
     check_not_searched(plan, candidates, args)
+    check_prices_read(plan, candidates)
     check_settings_read(plan, args, base)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     given = {key: said for said, key in given_settings(plan, args)}

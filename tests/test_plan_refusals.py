@@ -24,6 +24,10 @@ from tests.test_planner import _plan
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
      "prices.gpus.h100-sxm.usd"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
+    # a misspelt GPU's price left every candidate at the bundled one, exit 0 (hfuzz8)
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]},
+      "prices": {"gpus": {"h100-sx": {"usd_per_gpu_hour": 1}}}},
+     "'prices.gpus.h100-sx': no candidate runs on it (search.gpu: h100-sxm)"),
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
     # a value given twice (two spellings of one GPU too) made two candidates of one name
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "H100"]}}, "'search.gpu' names 'h100-sxm' twice"),
