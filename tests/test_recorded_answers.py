@@ -216,3 +216,25 @@ def test_sharegpt_hits_at_most_what_its_recorded_answers_allow(shared_data):
     config = load_config(None, sets=[f"workload.trace={path}"])
     result, _ = run_serving(load_workload(config), config, "single")
     assert result.metrics["accesses"] == lookups and result.metrics["hits"] <= hits
+
+
+def test_a_cut_prompts_own_answer_blocks_are_those_of_its_kv_less_the_last_token(tmp_path):
+    """Turn 2 (72 tokens, 36 answered) cut to 60: the KV computed is 60 + 35 tokens (the last answer token is never
+    fed back), 95 // 16 = 5 full blocks, of which the prompt fills 60 // 16 = 3: 2 blocks of its own, not
+    (60 + 36) // 16 - 3 = 3 (the 60 + 35 = 95 tokens stop one short of a block boundary; 63 and 20 do not tell)."""
+    trace = load(_write(tmp_path, [TURN_1, OTHER, _record(100.0, TURN_2, ANSWER)]), block_size=BS)
+    held = trace.blocks(2)[1:3].tolist()  # turn 1's generated blocks, as turn 2's prompt holds them
+    trace.truncate_inputs(60)
+    assert (trace.answer_offsets.tolist(), trace.answer_ids.tolist()) == ([0, 2, 2, 4], held + [-1, -1])
+
+
+def test_an_answer_block_whose_id_is_the_id_space_itself_gets_a_new_id_too(tmp_path):
+    """As above without the other conversation: turn 1's answer blocks are turn 2's prompt blocks 2 and 3, and with
+    turn 2 dropped the run's id space is turn 1's 2 blocks, so the first answer id is the space's bound itself, the
+    first new id: each answer block gets a new id of its own (2 and 3), not one kept as 2 beside a new 2."""
+    trace = load(_write(tmp_path, [TURN_1, _record(100.0, TURN_2, [1])]), block_size=BS)
+    trace.drop(np.array([False, True]), "test")
+    space = trace.block_id_bound()
+    assert (space, trace.answer_ids.tolist()) == (2, [2, 3])
+    generated = generated_blocks(trace, BS, space)
+    assert generated.ids.tolist() == [2, 3] and generated.num_ids == 4
