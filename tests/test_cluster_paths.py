@@ -49,3 +49,14 @@ def test_a_cross_rack_fetch_pays_every_hops_latency(tmp_path, uplink_us):
     assert result.metrics["cluster"]["fetched_blocks"]["cross_rack"] == 3
     expected = (10 + 5 + uplink_us) * 1e-6 + 3 * block / (100e9 / 8)
     assert table.fetch[3] == pytest.approx(expected, rel=1e-9)  # (loaded before it is scheduled: its fetch)
+
+
+def test_a_share_of_a_transfer_pays_that_share_of_the_serialization_and_of_the_latency():
+    # a layer-wise PD transfer's exposed part (``ServingRun._layerwise``): a quarter of 1 MB over a 12.5 GB/s + 5 us
+    # path is a quarter of 80 us on the link, then a quarter of the 5 us: 20 + 1.25 = 21.25 us (the whole latency
+    # would be 25 us)
+    engine = Engine()
+    done = []
+    Path([Link(engine, AnalyticNetwork(12.5e9, 5e-6))], "rack", latency=5e-6).occupy_share(1e6, 0.25, done.append)
+    engine.run()
+    assert done == [pytest.approx(21.25e-6, rel=1e-12)]
