@@ -297,3 +297,19 @@ def test_a_decode_instance_fed_by_two_prefill_instances_shares_its_link(decode, 
     assert sorted(requests.instance.tolist())[:2] == [0, 1]  # (one request on each prefill instance)
     assert requests.breakdown()["kv_transfer"].tolist() == pytest.approx([shared_by * 64 * 8 * HEAD / LINK] * 2,
                                                                          rel=1e-12)
+
+
+@pytest.mark.parametrize("extra, shared_by", [
+    ([], 2),  # both transfers leave the one prefill instance's link at once: each at half its bandwidth
+    (["network.contention=false"], 1),  # links not shared: each transfer alone
+])
+def test_a_prefill_instance_feeding_two_decode_instances_shares_its_own_link(extra, shared_by):
+    """Two 1,024-token requests at t = 0 prefill together on the one prefill instance and send their 128 MiB at once,
+    bound one to each decode instance: each decode instance's link carries one transfer, the prefill instance's both,
+    so each takes twice as long as alone (the sending side's link, as a cluster's source NIC)."""
+    config = load_config(None, sets=["serving.num_gpu_blocks=3000", "network.latency_us=0", "pd.num_prefill=1",
+                                     "pd.num_decode=2", *extra])
+    _, requests = run_serving(make_trace([0.0, 0.0], [1024, 1024], [4, 4]), config, "pd")
+    assert requests.instance.tolist() == [0, 0] and sorted(requests.decode_instance.tolist()) == [1, 2]
+    assert requests.breakdown()["kv_transfer"].tolist() == pytest.approx([shared_by * 64 * 8 * HEAD / LINK] * 2,
+                                                                         rel=1e-12)
