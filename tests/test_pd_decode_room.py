@@ -56,6 +56,14 @@ def test_room_counts_a_one_block_hit_and_each_block_of_the_hit_no_running_reques
             for in_use in ((0, 1, 2, 3), (0, 1, 2))] == [True, False]
 
 
+def test_room_with_the_whole_usable_prefix_held_by_running_requests_is_an_exact_fit_at_one_block():
+    """15 of 16 blocks in use: 1 free. A 96-token prompt (6 blocks) can be spared at most 5 (its last block is
+    computed again: ``usable_prefix_blocks``); running requests hold all 5: it takes the 1 block past them, an exact
+    fit (no shortcut may refuse it before the lookup). With 4 held, 2: no room."""
+    queues = DecodeQueues(16)
+    assert [queues.has_room(_instance(1, 16, 15, hit, tuple(range(hit))), _job(96)) for hit in (5, 4)] == [True, False]
+
+
 def test_prompts_bound_and_not_reserved_take_room_until_their_blocks_are_reserved():
     """16 free blocks. Bound: a 100-token prompt (7 blocks). Left: 9 blocks, so a 144-token prompt (9) fits and a
     145-token one (10) does not. Once the bound one is prefilled and reserved (its blocks now in use in the pool, 7
