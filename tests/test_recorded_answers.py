@@ -238,3 +238,21 @@ def test_an_answer_block_whose_id_is_the_id_space_itself_gets_a_new_id_too(tmp_p
     assert (space, trace.answer_ids.tolist()) == (2, [2, 3])
     generated = generated_blocks(trace, BS, space)
     assert generated.ids.tolist() == [2, 3] and generated.num_ids == 4
+
+
+def test_an_answer_only_an_earlier_prompt_holds_makes_outputs_in_next_turn_false_read(tmp_path, run_cli):
+    """Turn 2's prompt recorded first (t = 0), turn 1 later (t = 100) with its answer: turn 1's 2 generated blocks are
+    the earlier prompt's blocks at depths 1 and 2, though no later prompt holds them. A cache-only replay with its
+    outputs inserted finds them (SYSTEM + the 2 answer blocks: 3 HBM hits); prompts replayed as recorded
+    (outputs_in_next_turn=false) give them ids of their own (SYSTEM alone: 1). The setting changes the run, so it is
+    read, not refused as changing nothing."""
+    path = _write(tmp_path, [_record(0.0, TURN_2, [1]), _record(100.0, SYSTEM + ASK, ANSWER)])
+    hits = {}
+    for value in ("true", "false"):
+        report = tmp_path / f"{value}.json"
+        status, _, err = run_cli("--cache-only", "--workload-trace", path, "--no-plot", "--quiet", "--report-json",
+                                 report, "--set", f"serving.block_size={BS}", "--set", "cache.insert_outputs=true",
+                                 "--set", f"workload.outputs_in_next_turn={value}")
+        assert status == 0, err
+        hits[value] = json.loads(report.read_text())["runs"][0]["metrics"]["tiers"]["hbm"]["hits"]
+    assert hits == {"true": 3, "false": 1}

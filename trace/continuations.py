@@ -139,8 +139,8 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
 @njit(cache=True)
 def _recorded_ids(block_offsets, block_ids, answer_offsets, answer_ids, id_space):
     """The recorded answers' ids (``Trace.answer_ids``) as a run numbers them: an id in ``id_space`` kept, -1 (no
-    prompt holds the block) or one past it (its prompts were dropped) new; and how many requests' answers a later
-    prompt holds."""
+    prompt holds the block) or one past it (its prompts were dropped) new; and how many requests' answers a prompt
+    holds (a later or an earlier one: either way ``outputs_in_next_turn=false``, all new ids, changes them)."""
     n = len(answer_offsets) - 1
     last = np.full(id_space, -1, dtype=np.int64)  # the last request whose prompt holds each block
     for r in range(n):
@@ -155,7 +155,7 @@ def _recorded_ids(block_offsets, block_ids, answer_offsets, answer_ids, id_space
             block = answer_ids[k]
             if 0 <= block < id_space:
                 ids[k] = block
-                held = held or last[block] > r
+                held = held or last[block] >= 0  # (an earlier prompt's too: its id is not a new one either)
             else:
                 ids[k] = fresh
                 fresh += 1
