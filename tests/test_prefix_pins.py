@@ -210,3 +210,44 @@ def test_mooncake_arc_prefix_replay_equals_a_written_out_one(mooncake_head, capa
     ours = _one_tier_replay(mooncake_head, "arc", capacity, prefix=True)
     assert ours == _pinned_replay_of(ARC(capacity), _requests(mooncake_head), capacity)
     assert (_one_tier_replay(mooncake_head, "arc", capacity, prefix=False)[0] == ours[0]) is plain_equal
+
+
+# The stream 10 11 12 13 11 14 12 13 10: after the first four accesses the next uses are 10 -> 8, 13 -> 7, 12 -> 6,
+# 11 -> 4 (``next_use_index``), so Belady's victim is 10, and with 10 pinned the farthest block not pinned is 13, then
+# 12. (The compiled heap holds 10, 13, 12, 11 in that array order: 13 first among the rest.)
+BELADY_STREAM = [10, 11, 12, 13, 11, 14, 12, 13, 10]
+
+
+@pytest.mark.parametrize("policy", ["belady", "belady-bypass"])
+def test_belady_passes_over_pinned_blocks_to_the_farthest_next_use_not_pinned(policy):
+    from sim.cache.access import next_use_index
+    from sim.cache.policies import make_policy
+
+    hooks = make_policy(policy, 4, next_use_index(np.array(BELADY_STREAM)))
+    for now, key in enumerate(BELADY_STREAM[:4]):
+        hooks.on_insert(key, now)
+    assert hooks.victim(14) == 10
+    hooks.pin(10, True)
+    assert hooks.victim(14) == 13  # (not 11, the nearest next use; not 12, the heap's last)
+    hooks.pin(13, True)
+    assert hooks.victim(14) == 12
+    for key in (11, 12):
+        hooks.pin(key, True)
+    assert hooks.victim(14) == -1  # every block pinned
+    hooks.pin(10, False)
+    assert hooks.victim(14) == 10
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_an_inclusive_tier_of_held_hits_takes_no_copy_and_the_tiers_below_take_theirs(policy):
+    # HBM 1 + DRAM 2, inclusive (write-through). r1 [5]: 5 is written to both. r2 [5, 7]: 5 is a hit in HBM, held; its
+    # tail 7 finds HBM's one block held, so HBM takes no copy, and DRAM takes its own beside 5 (a write-through's copy,
+    # not a block moving down: 7 is written there once). Nothing is evicted.
+    requests = [[5], [5, 7]]
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    cache = make_cache(policy, [1, 2], blocks, inclusive=True)
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+    cache.replay(blocks, np.cumsum([0] + [len(r) for r in requests]), hit_tier, 0, len(requests), prefix=True)
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert (hit_tier.tolist(), cache.resident(0), cache.resident(1)) == ([-1, 0, -1], {5}, {5, 7})
+    assert (hbm.insertions, dram.insertions, hbm.evictions, dram.evictions) == (1, 2, 0, 0)
