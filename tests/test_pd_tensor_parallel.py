@@ -313,3 +313,12 @@ def test_a_prefill_instance_feeding_two_decode_instances_shares_its_own_link(ext
     assert requests.instance.tolist() == [0, 0] and sorted(requests.decode_instance.tolist()) == [1, 2]
     assert requests.breakdown()["kv_transfer"].tolist() == pytest.approx([shared_by * 64 * 8 * HEAD / LINK] * 2,
                                                                          rel=1e-12)
+
+
+def test_a_single_node_pd_transfer_pays_the_links_latency_once():
+    """One 1,024-token request, 1 prefill + 1 decode instance, a 100 Gb/s link of 7 us: its 128 MiB cross the prefill
+    instance's link and the decode instance's together (64 blocks x 8 heads x 256 KiB / 12.5 GB/s), then the 7 us
+    once (a path's hops: ``sim.serving.paths``), not once a link."""
+    config = load_config(None, sets=["serving.num_gpu_blocks=3000", "network.latency_us=7"])
+    _, requests = run_serving(make_trace([0.0], [1024], [4]), config, "pd")
+    assert requests.breakdown()["kv_transfer"].tolist() == pytest.approx([64 * 8 * HEAD / LINK + 7e-6], rel=1e-12)
