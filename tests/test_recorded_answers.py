@@ -256,3 +256,11 @@ def test_an_answer_only_an_earlier_prompt_holds_makes_outputs_in_next_turn_false
         assert status == 0, err
         hits[value] = json.loads(report.read_text())["runs"][0]["metrics"]["tiers"]["hbm"]["hits"]
     assert hits == {"true": 3, "false": 1}
+
+
+def test_a_drop_keeps_each_remaining_requests_own_answer_count(tmp_path):
+    """Turn 1 (2 answer blocks), the other conversation (none), turn 2 (2 of its own): with turn 1 dropped the
+    others' counts are 0 and 2, in their order (offsets 0, 0, 2), not turn 2's blocks credited to the other."""
+    trace = load(_write(tmp_path, [TURN_1, OTHER, _record(100.0, TURN_2, ANSWER)]), block_size=BS)
+    trace.drop(np.array([True, False, False]), "test")
+    assert (trace.answer_offsets.tolist(), trace.answer_ids.tolist()) == ([0, 0, 2], [-1, -1])
