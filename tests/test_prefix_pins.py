@@ -251,3 +251,13 @@ def test_an_inclusive_tier_of_held_hits_takes_no_copy_and_the_tiers_below_take_t
     hbm, dram = (t.stats for t in cache.tiers)
     assert (hit_tier.tolist(), cache.resident(0), cache.resident(1)) == ([-1, 0, -1], {5}, {5, 7})
     assert (hbm.insertions, dram.insertions, hbm.evictions, dram.evictions) == (1, 2, 0, 0)
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"])
+def test_with_one_of_two_blocks_held_the_other_is_the_victim_however_often_it_was_used(policy):
+    # 2 blocks. r1 [2, 2, 5] has no hit (2 misses first): 5 is inserted, then 2, whose second touch uses it again. r2
+    # [5, 1]: 5 is a hit, held; its tail 1 needs room, and the one block not held is 2: it leaves, whatever its use
+    # count (S3-FIFO: its frequency 1 is spent at main's tail, behind the held 5, and 2 is then the victim).
+    cache, hits = _replay(policy, [2], [[2, 2, 5], [5, 1]])
+    s = cache.tiers[0].stats
+    assert (hits, s.insertions, s.evictions, cache.resident(0)) == (1, 3, 1, {1, 5})
