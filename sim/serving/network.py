@@ -214,7 +214,6 @@ class Link:
         self._virtual = 0.0
         self._last = 0.0
         self._version = 0
-        self.bytes_sent = 0
 
     @property
     def active(self) -> int:
@@ -222,7 +221,6 @@ class Link:
 
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
         """Start a transfer now; ``on_done(duration)`` runs when its last byte arrives."""
-        self.bytes_sent += int(nbytes)
         self.occupy_share(nbytes, 1.0, on_done)
 
     def occupy_share(self, nbytes: float, share: float, on_done: Callable[[float], None]) -> None:

@@ -45,16 +45,14 @@ class Path:
         self.links = links
         self.scope = scope  # "node" (PCIe only), "rack" (NICs), "cross_rack" (uplinks)
         self.model = PathModel(tuple(link.model for link in links), latency)
-        self.bytes_sent = 0
 
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
-        self.bytes_sent += int(nbytes)
         self.occupy_share(nbytes, 1.0, on_done)
 
     def occupy_share(self, nbytes: float, share: float, on_done: Callable[[float], None]) -> None:
         """``share`` of a transfer of ``nbytes`` (``Link.occupy_share``): that share of each link's serialization on
-        every link at once, done when the slowest is, then that share of the hops' latency (unshared); bytes not
-        counted."""
+        every link at once, done when the slowest is, then that share of the hops' latency (unshared); its
+        bytes are counted by the caller."""
         if not self.links or nbytes <= 0:
             on_done(0.0)
             return

@@ -393,7 +393,6 @@ class ServingRun:
             self.engine.after(0.0, self._arrived, src, job, dest, dest_job)
         else:
             link.occupy_share(nbytes, exposed / full, lambda _d: self._arrived(src, job, dest, dest_job))
-        link.bytes_sent += nbytes
 
     def _arrived(self, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
         self.in_transfer -= 1
