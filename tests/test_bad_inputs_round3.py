@@ -220,7 +220,7 @@ def test_outputs_in_next_turn_false_where_no_prompt_continues_another_is_refused
     status, _, err = run_cli(*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet",
                              "--set", "workload.outputs_in_next_turn=false")
     assert (status, err) == (2, "kvsim: error: config key 'workload.outputs_in_next_turn'=false changes nothing: no "
-                                f"prompt of {BUNDLED_AZURE} holds an earlier request's prompt and answer, so every "
+                                f"prompt of {BUNDLED_AZURE} holds another request's answer, so every "
                                 "answer has blocks of its own either way\n")
 
 

@@ -383,5 +383,5 @@ def test_the_bundled_replay_runs_where_no_prompt_holds_an_earlier_answer(shared_
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("replay_vllm.py: error: config key 'workload.outputs_in_next_turn'=false changes nothing: "
                            "no prompt of "), line
-    assert line.endswith("llmservingsim_sharegpt_llama31_8b_300.jsonl holds an earlier request's prompt and answer, "
+    assert line.endswith("llmservingsim_sharegpt_llama31_8b_300.jsonl holds another request's answer, "
                          "so every answer has blocks of its own either way"), line

@@ -43,7 +43,7 @@ class GeneratedBlocks:
 
     offsets: np.ndarray  # int64 [requests + 1]
     ids: np.ndarray  # int32, as the trace's: request r's are ids[offsets[r]:offsets[r + 1]], shallowest first
-    continued: int  # requests whose generated blocks a later prompt holds
+    continued: int  # requests whose generated blocks a prompt holds (a later one; for recorded answers, any)
     num_ids: int  # every id, the trace's and the new ones, is below this
 
     def of(self, request: int) -> np.ndarray:
@@ -176,7 +176,7 @@ def check_outputs_in_next_turn_read(trace: Trace, workload: WorkloadConfig) -> N
     if not trace.has_block_ids or not trace.num_accesses or generated_blocks(
             trace, trace.provenance.block_tokens, trace.block_id_bound()).continued == 0:
         raise UnreadSetting(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "
-                            "holds an earlier request's prompt and answer, so every answer has blocks of its own either "
+                            "holds another request's answer, so every answer has blocks of its own either "
                             "way", "workload.outputs_in_next_turn", True)
 
 
