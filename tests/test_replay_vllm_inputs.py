@@ -149,11 +149,15 @@ def test_a_setting_the_replay_does_not_read_is_refused(setting, named):
 
 
 def test_tpot_is_not_measurable_when_every_request_has_one_token(tmp_path):
-    """Every output_toks 1: no TPOT on either side (an IndexError from an empty percentile before)."""
+    """Every output_toks 1, in the run and in the workload fed to it (a run of other outputs than the workload's is
+    refused): no TPOT on either side (an IndexError from an empty percentile before)."""
     run = tmp_path / "run"
     shutil.copytree(RUN, run)
     _edit_rows(lambda rows: [{**row, "output_toks": 1, "last_token_ts": row["first_token_ts"]} for row in rows])(run)
-    done = _replay("--run", str(run), "--trace", str(TRACE))
+    trace = tmp_path / "one_token.jsonl"
+    trace.write_text("".join(json.dumps({**json.loads(line), "output_length": 1}) + "\n"
+                             for line in TRACE.read_text().splitlines()))
+    done = _replay("--run", str(run), "--trace", str(trace))
     assert done.returncode == 0, done.stderr
     assert "tpot   all   not measurable" in done.stdout and "ttft   mean" in done.stdout
 
