@@ -78,8 +78,10 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
         workload = config.workload  # (a point of a trace axis over formats: refused before the first point runs)
         if workload.trace is not None:  # a file that is no trace (empty, binary, not UTF-8, an unknown header or a
             # JSON array): refused now, not when its point runs after the others (a header-only one needs the load)
-            trace = Path(workload.trace)
-            sniff_format(trace) if workload.format == "auto" else first_line(trace)
+            if workload.format == "auto":
+                sniff_format(Path(workload.trace))
+            else:
+                first_line(Path(workload.trace))
         check_time_unit(workload.trace, workload.format, workload.time_unit,
                         (given or {}).get("workload.time_unit", "workload.time_unit"))
         policies = list(options.policies) or [config.cache.policy]

@@ -201,7 +201,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     refuse_unread([(givens[c.name],
                     check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given))
                    for c in candidates if c.status != "infeasible"])
-    check_inputs_spared(plan.layers, [base, *(c.config for c in candidates if c.config is not None)], outputs, ("--plan", plan.path))
+    check_inputs_spared(plan.layers, [base, *(c.config for c in candidates if c.config is not None)], outputs,
+                        ("--plan", plan.path))
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
                           if c.status != "infeasible"], options)  # (may load the workload: writes its cache)
 

@@ -142,10 +142,10 @@ def _recorded_ids(block_offsets, block_ids, answer_offsets, answer_ids, id_space
     prompt holds the block) or one past it (its prompts were dropped) new; and how many requests' answers a prompt
     holds (a later or an earlier one: either way ``outputs_in_next_turn=false``, all new ids, changes them)."""
     n = len(answer_offsets) - 1
-    last = np.full(id_space, -1, dtype=np.int64)  # the last request whose prompt holds each block
+    in_prompt = np.zeros(id_space, dtype=np.bool_)  # whether some prompt holds each block (an earlier one or a later)
     for r in range(n):
         for k in range(block_offsets[r], block_offsets[r + 1]):
-            last[block_ids[k]] = r
+            in_prompt[block_ids[k]] = True
     ids = np.empty(answer_offsets[n], dtype=np.int32)  # (BLOCK_ID_DTYPE)
     continued = 0
     fresh = id_space
@@ -155,7 +155,7 @@ def _recorded_ids(block_offsets, block_ids, answer_offsets, answer_ids, id_space
             block = answer_ids[k]
             if 0 <= block < id_space:
                 ids[k] = block
-                held = held or last[block] >= 0  # (an earlier prompt's too: its id is not a new one either)
+                held = held or in_prompt[block]
             else:
                 ids[k] = fresh
                 fresh += 1
