@@ -261,3 +261,16 @@ def test_with_one_of_two_blocks_held_the_other_is_the_victim_however_often_it_wa
     cache, hits = _replay(policy, [2], [[2, 2, 5], [5, 1]])
     s = cache.tiers[0].stats
     assert (hits, s.insertions, s.evictions, cache.resident(0)) == (1, 3, 1, {1, 5})
+
+
+def test_a_held_lower_tier_hit_met_again_before_its_own_touch_stays_held():
+    """HBM 1, DRAM 1, LRU, exclusive. r1 [0, 1] leaves 0 in HBM and 1 in DRAM. r2 [0, 1, 2, 1] finds 0 and 1 (2 hits,
+    both held) and touches deepest first: position 3 is block 1 again, before its own touch at 1: HBM holds only the
+    held 0, so 1 goes back to DRAM (a fresh slot) and must stay held there; then 2 finds HBM and DRAM full of held
+    blocks and is not kept; 1's own touch goes back again; 0 is refreshed. DRAM: 1 insertion (r1's demotion), no
+    eviction. The pin was lost on the fresh slot: 2 evicted 1 from DRAM and 1's touch put it back (DRAM 3 insertions,
+    2 evictions), where the generic path, holding it, did neither (hmut8, from the property test's shrunk case)."""
+    cache, hits = _replay("lru", [1, 1], [[0, 1], [0, 1, 2, 1]])
+    dram = cache.tiers[1].stats
+    assert hits == 2 and (dram.insertions, dram.evictions) == (1, 0)  # (hits: the prefix 0, 1; position 3 is past it)
+    assert cache.resident(0) == {0} and cache.resident(1) == {1}

@@ -27,6 +27,7 @@ from sim.cache.arena_layout import (
     TAKEN_WHERE,
     USERS,
     key_bytes,
+    pinned,
     read_bytes,
     set_pin,
     set_where,
@@ -73,6 +74,7 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
         origin = -1  # exclusive move up: the tier the block leaves, where it goes back if no tier above has room
+        held = False  # (that block was pinned there: a prefix replay's hit before its own touch, held as it goes back)
         kept = -1  # the top tier's history of the block, kept since a running request took it (-1: none)
         if mode == DEMOTE:
             first, stop = 1, 2
@@ -106,6 +108,7 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
+                        held = pinned(a.slots, s)
                         remove_c(a, t, s)
                         a.meta[t, RESIDENT] -= 1
                         stop = 1
@@ -121,6 +124,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                 if at == origin and inserting == key:  # no tier above had room: back where it was (the room it
                     insert(a, t, inserting, when)  # left), nothing moved or written
                     a.meta[t, RESIDENT] += 1
+                    if held:  # (a fresh slot: the pin goes with the block, held until its own touch)
+                        set_pin(a.slots, resident(a, t, inserting), True)
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
                     if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
                         a.meta[t, STAT0 + BYTES_READ] -= read_bytes(c, key)
