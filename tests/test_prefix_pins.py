@@ -276,19 +276,29 @@ def test_a_held_lower_tier_hit_met_again_before_its_own_touch_stays_held():
     assert cache.resident(0) == {0} and cache.resident(1) == {1}
 
 
-def test_s3fifo_with_every_block_of_an_overfull_main_held_evicts_from_small():
-    # 20 blocks: small 2 (10%), main 18. r1 [0..19] inserts deepest first: 19, 18 fill small; 17..0 go to main (no
-    # eviction yet: small full). r2 [20]: main is not over its share, so small's head 19 is the victim (to the ghost);
-    # 20 enters small. r3 [19]: a ghost hit; small's head 18 is the victim, 19 enters main: main 19 > 18, small {20}.
-    # r4 [0..17, 19, 21]: 19 hits, all of main, held; tail 21: main is over its share but every block of it is held,
-    # so small's 20 is the victim and 21 is kept. (hits 19; insertions 20 + 1 + 1 + 1; evictions 19, 18, 20.)
-    # tests/reference/s3fifo.py on the generic path gives the same.
-    requests = [list(range(20)), [20], [19], list(range(18)) + [19, 21]]
-    expected = (19, 23, 3, set(range(18)) | {19, 21})
+# S3-FIFO, 20 blocks: small 2 (10%), main 18. r1 [0..19] inserts deepest first: 19, 18 fill small; 17..0 go to main (no
+# eviction yet: small full). r2 [20]: main is not over its share, so small's head 19 is the victim (to the ghost); 20
+# enters small. r3 [19]: a ghost hit; small's head 18 is the victim, 19 enters main: main 19 > 18, small {20}. The last
+# request's 19 hits are all of main, held; its tail 21 finds main over its share with every block of it held, so the
+# victim comes from small and 21 is kept. tests/reference/s3fifo.py on the generic path gives the same.
+S3_MAIN_HELD = [list(range(20)), [20], [19]]
+S3_MAIN_HELD_LAST = list(range(18)) + [19, 21]
+
+
+@pytest.mark.parametrize(("between", "hits"), [
+    # small's 20 (frequency 0) is the victim. (hits 19; insertions 20 + 1 + 1 + 1; evictions 19, 18, 20.)
+    ([], 19),
+    # two hits on 20 first: small moves it to main (frequency 2, over the threshold), leaving small with no victim;
+    # main is searched again and 20, its one block not held, is the victim. (hits 2 + 19; the same insertions.)
+    ([[20], [20]], 21),
+])
+def test_s3fifo_with_every_block_of_an_overfull_main_held_evicts_from_small(between, hits):
+    requests = S3_MAIN_HELD + between + [S3_MAIN_HELD_LAST]
     for reference in (False, True):
         blocks = np.array([b for r in requests for b in r], dtype=np.int64)
         cache = make_cache("s3fifo", [20], blocks, reference=reference)
         hit_tier = np.full(len(blocks), -1, dtype=np.int8)
         cache.replay(blocks, np.cumsum([0] + [len(r) for r in requests]), hit_tier, 0, len(requests), prefix=True)
         s = cache.tiers[0].stats
-        assert (int((hit_tier >= 0).sum()), s.insertions, s.evictions, cache.resident(0)) == expected
+        assert (int((hit_tier >= 0).sum()), s.insertions, s.evictions, cache.resident(0)) == (
+            hits, 23, 3, set(range(18)) | {19, 21})
