@@ -30,7 +30,6 @@ import sim.script_start  # noqa: E402, F401 (first: a stop while the libraries b
 
 import json
 import tempfile
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import numpy as np
 from benchmarks.vllm_run_files import (
     STATE,
     check_run,
+    check_served,
     is_number,
     read_json,
     read_timeseries,
@@ -330,30 +330,6 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
     if not is_number(bandwidth) or not is_number(latency):
         return None
     return float(bandwidth), float(latency) / 1e3
-
-
-def check_served(workload, served: list[tuple[int | None, int]], trace: Path, requests_jsonl: Path) -> None:
-    """Refuse a workload that is not the one the server was fed (its latencies would be judged against another's):
-    another request count, or most requests' (input, output) tokens not among the run's (``input_toks``, where the run
-    records it, and ``output_toks``: a multiset, the rows' order being the server's); a minority that differs (an
-    answer cut short by an end-of-sequence token) gets a note on stderr."""
-    if len(workload) != len(served):
-        raise InputError(f"{trace}: {len(workload):,} requests, but the run served {len(served):,} "
-                         f"({requests_jsonl}): give the workload the server was fed")
-    measured = Counter(served)
-    if None in (key for key, _ in measured):  # (a run that does not record its prompts' lengths: outputs only)
-        fed = Counter((None, int(o)) for o in workload.output_tokens.tolist())
-        measured = Counter((None, o) for _, o in served)
-    else:
-        fed = Counter(zip(workload.input_tokens.tolist(), workload.output_tokens.tolist()))
-    differ = len(served) - sum((measured & fed).values())
-    if not differ:
-        return
-    said = f"{differ:,} of the {len(served):,} requests' token counts (input, output) are not among the run's"
-    if 2 * differ > len(served):
-        raise InputError(f"{trace}: {said} ({requests_jsonl}): give the workload the server was fed")
-    print(f"replay_vllm.py: note: {trace}: {said} ({requests_jsonl}): their latencies are judged against "
-          "another request's", file=sys.stderr)
 
 
 def main() -> int:
