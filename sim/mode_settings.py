@@ -80,9 +80,12 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
     **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"}
        for key in ("gpu_link_gbps", "gpu_link_latency_us")},
-    # the cluster's prefix-aware router's thresholds (SGLang's cache-aware policy, sim.cluster.routers): the
-    # single-node mode's prefix-aware router matches each worker's own HBM and has none
-    **{key: frozenset({"cluster", CLUSTER_PD}) for key in ROUTER_THRESHOLD_KEYS},
+    # the prefix-aware router's thresholds (SGLang's cache-aware policy, read only where a run routes with
+    # prefix-aware: _unread): its balance check in every mode that routes (--pd's pd.router too:
+    # sim.serving.routers), its cache threshold in a cluster's alone (the single-node and --pd routers match the true
+    # HBM, not a record of where blocks were sent: sim.cluster.routers)
+    **{key: SERVING | {CLUSTER_PD} for key in ROUTER_THRESHOLD_KEYS},
+    "cluster.cache_threshold": frozenset({"cluster", CLUSTER_PD}),
     # a TP group's all-reduce is a step's time: the cache-only replay has no clock, --trace-stats sizes no instance
     "serving.all_reduce": SERVING | {CLUSTER_PD, "check-calibration"},
 }
@@ -210,10 +213,12 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
             if key in given:
                 yield key, ("not used by --trace-stats, which sizes no instance (only a Gated DeltaNet hybrid's block "
                             "size, when serving.block_size is null, depends on it)")
-    if mode in ("cluster", CLUSTER_PD) and "prefix-aware" not in routers:
-        for key in ROUTER_THRESHOLD_KEYS:  # (the cluster's prefix-aware router's, sim.cluster.routers)
-            if key in given:
-                yield key, f"read only by the prefix-aware router (routers here: {', '.join(routers)})"
+    if mode in SERVING | {CLUSTER_PD}:
+        routing = [config.pd.router] if mode == "pd" else routers  # (--pd picks its prefill instance by pd.router)
+        if "prefix-aware" not in routing:
+            for key in ROUTER_THRESHOLD_KEYS:  # (the prefix-aware router's: sim.serving.routers, sim.cluster.routers)
+                if key in given:
+                    yield key, f"read only by the prefix-aware router (routers here: {', '.join(routing)})"
     if "cache.selective_write_depth" in given and config.cache.admission != "selective_write":
         yield "cache.selective_write_depth", ("read only with cache.admission=selective_write (admission here: "
                                               f"{config.cache.admission})")

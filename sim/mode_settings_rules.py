@@ -69,9 +69,11 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
         for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
             if key in given:
                 yield key, f"this run has {one}: every request goes to it, whatever the router"
-    if mode == "pd" and config.pd.num_prefill == 1 and "pd.router" in given:  # (it picks a prefill instance:
-        # sim.serving.run; its decode instance is bound by sim.serving.decode_queues whatever it says)
-        yield "pd.router", "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
+    if mode == "pd" and config.pd.num_prefill == 1:  # (pd.router picks a prefill instance: sim.serving.run; its
+        # decode instance is bound by sim.serving.decode_queues whatever it says)
+        for key in ("pd.router", *ROUTER_THRESHOLD_KEYS):
+            if key in given:
+                yield key, "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
     if "pd.decode_router" in given and config.pd.num_decode == 1 and (  # (a cluster binds another rack's only when
             mode == "pd" or mode == "cluster --pd" and config.cluster.num_racks == 1):  # its own has no room)
         yield "pd.decode_router", ("pd.num_decode is 1" + (" in one rack" if mode != "pd" else "") +

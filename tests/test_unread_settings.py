@@ -12,12 +12,24 @@ CASES: dict[str, Case] = {
     # --set keys the mode never reads (each changed nothing but the echoed config, exit 0)
     "pcie_outside_a_cluster": Case(["--pd", "--no-plot", "--set", "hardware.pcie_gbps=1"],
                                    names=("--set hardware.pcie_gbps", "not used by --pd", "--cluster")),
-    "router_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "cluster.cache_threshold=0.3"],
-                                   names=("--set cluster.cache_threshold", "not used by --pd")),
-    # the single-node mode's prefix-aware router matches each worker's own HBM: no thresholds (ran to exit 0)
-    "router_threshold_in_single": Case(["--no-plot", "--set", "serving.num_instances=2", "--set",
-                                        "cluster.balance_abs_threshold=0"],
-                                       names=("--set cluster.balance_abs_threshold", "not used by the single-node")),
+    # --pd's prefill instance is picked by pd.router (least-loaded by default): the thresholds are prefix-aware's
+    # the cache threshold is the cluster's router's (it matches a record of where blocks were sent; the single-node and
+    # --pd ones the true HBM)
+    "cache_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "cluster.cache_threshold=0.3"],
+                                  names=("--set cluster.cache_threshold", "not used by --pd")),
+    "cache_threshold_in_single": Case(["--no-plot", "--set", "cluster.cache_threshold=0.3"],
+                                      names=("--set cluster.cache_threshold", "not used by the single-node")),
+    # --pd's prefill instance is picked by pd.router (least-loaded by default): the balance check is prefix-aware's
+    "router_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "pd.num_prefill=2", "--set", "pd.num_decode=1",
+                                    "--set", "cluster.balance_abs_threshold=8"],
+                                   names=("--set cluster.balance_abs_threshold", "prefix-aware", "least-loaded")),
+    "router_threshold_with_one_prefill_instance": Case(
+        ["--pd", "--no-plot", "--config", "{tmp}/c.yaml", "--set", "cluster.balance_abs_threshold=8"],
+        names=("--set cluster.balance_abs_threshold", "pd.num_prefill is 1"),
+        files={"c.yaml": "pd:\n  router: prefix-aware\n"}),
+    "router_threshold_in_single_without_the_prefix_aware_router": Case(
+        ["--no-plot", "--router", "least-loaded", "--set", "cluster.balance_abs_threshold=0"],
+        names=("--set cluster.balance_abs_threshold", "prefix-aware", "least-loaded")),
     "router_threshold_without_the_prefix_aware_router": Case(
         ["--cluster", "--no-plot", "--router", "round-robin,least-loaded", "--set", "cluster.cache_threshold=0.3"],
         names=("--set cluster.cache_threshold", "prefix-aware", "round-robin, least-loaded")),
@@ -193,6 +205,7 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--set", "serving.num_instances=2", "--set", "cluster.balance_abs_threshold=0"],  # (the prefix-aware router's)
     ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--router", "round-robin"],  # (a prefill instance a rack)
     ["--set", "workload.synthetic.kind=system-prompt", "--set", "workload.synthetic.prefix_tokens=0"],
     # (multi-turn sessions, DRAM and SSD below HBM; conversations that return within the 20 requests: at the default
@@ -204,7 +217,7 @@ def test_unread_setting(name, run_cli, tmp_path):
         "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
-        "router_of_two_workers", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "balance_check_of_two_workers", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from sim.jit import flush_when_sources_change, njit
-from sim.serving.routers import ROUTERS, affinity_hash
+from sim.serving.routers import ROUTERS, CacheAwareThresholds, affinity_hash
 
 if TYPE_CHECKING:
     from sim.cluster.run import ClusterRun
@@ -174,19 +174,18 @@ class PrefixAware(ClusterRouter):
         # instance each block was last routed to (-1: none), a cell per block id: int16 where every instance id fits
         # (a fleet of 10,240 GPUs: half the bytes of int32)
         self.owner = np.full(run.num_blocks, -1, dtype=instance_id_dtype(run.topo.num_instances))
-        c = run.config.cluster
-        self.threshold, self.abs_gap, self.rel_gap = c.cache_threshold, c.balance_abs_threshold, c.balance_rel_threshold
+        self.thresholds = CacheAwareThresholds.of(run.config.cluster)
 
     def pick(self, keys, rid, session):
         loads = self.run.load_range
-        if loads.max - loads.min > self.abs_gap and loads.max > self.rel_gap * loads.min:
+        if self.thresholds.imbalanced(loads.max, loads.min):
             self._count("imbalance")
             choice = self.least_loaded()
         else:
             owners = self.owner[keys] if len(keys) else np.zeros(0, self.owner.dtype)
             misses = np.flatnonzero(owners < 0)
             matched = int(misses[0]) if len(misses) else len(owners)
-            if matched and matched / len(keys) > self.threshold:
+            if matched and matched / len(keys) > self.thresholds.cache:
                 self._count("cache")
                 choice = int(owners[matched - 1])
             else:

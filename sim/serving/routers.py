@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from sim.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: the config's check of router names imports this module, not the serving model
+    from sim.config import ClusterConfig
     from sim.serving.instance import Instance
 
 # (instances, the prompt's block ids, request id, session id or -1) -> the instance that serves it
@@ -22,8 +25,34 @@ def least_loaded(instances: Sequence[Instance], blocks: Sequence[int], request_i
     return min(instances, key=lambda inst: (inst.load, inst.index))
 
 
-def prefix_aware(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
-    """Longest prefix already in an instance's HBM; ties (and no hit anywhere) go to the least loaded."""
+@dataclass(frozen=True)
+class CacheAwareThresholds:
+    """SGLang's cache-aware router's thresholds (sgl-router ``CacheAwarePolicy``; ``cluster.*`` keys): go to the
+    worker holding the longest prefix if it covers more than ``cache`` of the prompt, else the least loaded, and to
+    the least loaded whenever loads are imbalanced (max - min > ``balance_abs`` and max > ``balance_rel`` x min)."""
+
+    cache: float
+    balance_abs: int
+    balance_rel: float
+
+    def imbalanced(self, most: int, least: int) -> bool:
+        return most - least > self.balance_abs and most > self.balance_rel * least
+
+    @classmethod
+    def of(cls, cluster: ClusterConfig) -> CacheAwareThresholds:
+        return cls(cluster.cache_threshold, cluster.balance_abs_threshold, cluster.balance_rel_threshold)
+
+
+def prefix_aware(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1, *,
+                 thresholds: CacheAwareThresholds) -> Instance:
+    """The worker with the longest prefix in its own HBM (ties, and no hit anywhere: the least loaded), unless loads
+    are imbalanced (SGLang's balance check, before its cache check): then the least loaded. Without the check a
+    prefix most prompts share (a system prompt) sends every request to the worker that first cached it while the
+    others idle. (No cache threshold: the cluster's router matches its own record of where it sent blocks, this one
+    the true HBM.)"""
+    loads = [inst.load for inst in instances]
+    if thresholds.imbalanced(max(loads), min(loads)):
+        return least_loaded(instances, blocks, request_id)
     return min(instances, key=lambda inst: (-inst.cached_prefix_blocks(blocks), inst.load, inst.index))
 
 
@@ -61,7 +90,10 @@ ROUTERS: dict[str, Router] = {
 }
 
 
-def router(name: str, key: str) -> Router:
+def router(name: str, key: str, cluster: ClusterConfig) -> Router:
+    """The router ``name`` (config key ``key``), with ``cluster``'s cache-aware thresholds where it reads them."""
     if name not in ROUTERS:
         raise ConfigError(f"config key '{key}': unknown router {name!r}; valid routers: {', '.join(ROUTERS)}")
+    if ROUTERS[name] is prefix_aware:
+        return functools.partial(prefix_aware, thresholds=CacheAwareThresholds.of(cluster))
     return ROUTERS[name]

@@ -181,7 +181,7 @@ class ServingRun:
             self.prefill = [self._instance(i, PREFILL) for i in range(config.pd.num_prefill)]
             self.decode = [self._instance(config.pd.num_prefill + i, DECODE) for i in range(config.pd.num_decode)]
             self.front = self.prefill
-            self.route = router(config.pd.router, "pd.router")
+            self.route = router(config.pd.router, "pd.router", config.cluster)
             model = network_model(config.network)
             # each instance's (busiest rank's) link, out of a prefill instance and into a decode instance: a decode
             # instance fed by several prefill instances at once shares its own (incast), as a cluster's NIC does
@@ -194,7 +194,7 @@ class ServingRun:
             self.spans_tiers = config.serving.num_instances == 1
             self.front = [self._instance(i, UNIFIED) for i in range(config.serving.num_instances)]
             self.decode = []
-            self.route = router(config.cluster.router, "cluster.router")
+            self.route = router(config.cluster.router, "cluster.router", config.cluster)
 
     def _instance(self, index: int, role: str, lower: list | None = None) -> Instance:
         """An instance of ``role`` (at its TP: ``self.shapes``) with its own HBM tier over ``lower`` tiers (default:
