@@ -81,8 +81,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"}
        for key in ("gpu_link_gbps", "gpu_link_latency_us")},
     # the prefix-aware router's thresholds (SGLang's cache-aware policy, read only where a run routes with
-    # prefix-aware: _unread): its balance check in every mode that routes (--pd's pd.router too:
-    # sim.serving.routers), its cache threshold in a cluster's alone (the single-node and --pd routers match the true
+    # prefix-aware: _unread): its balance check in every mode that routes (--pd's pd.router too, and a prefix-aware
+    # pd.decode_router: sim.serving.routers, sim.serving.decode_queues), its cache threshold in a cluster's alone (the single-node and --pd routers match the true
     # HBM, not a record of where blocks were sent: sim.cluster.routers)
     **{key: SERVING | {CLUSTER_PD} for key in ROUTER_THRESHOLD_KEYS},
     "cluster.cache_threshold": frozenset({"cluster", CLUSTER_PD}),
@@ -156,6 +156,7 @@ def unread_settings(mode: str, config: Config, policies: list[str], given: dict[
 def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str], routers: list[str]):
     """(key, why) for each key of ``given`` this run leaves unread."""
     from sim.cache.access import uses_learned_policy
+    from sim.mode_settings_rules import decode_router_balances
     from sim.specs import model_spec
 
     outputs = "workload.outputs_in_next_turn"
@@ -215,10 +216,13 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
                             "size, when serving.block_size is null, depends on it)")
     if mode in SERVING | {CLUSTER_PD}:
         routing = [config.pd.router] if mode == "pd" else routers  # (--pd picks its prefill instance by pd.router)
-        if "prefix-aware" not in routing:
-            for key in ROUTER_THRESHOLD_KEYS:  # (the prefix-aware router's: sim.serving.routers, sim.cluster.routers)
-                if key in given:
-                    yield key, f"read only by the prefix-aware router (routers here: {', '.join(routing)})"
+        # (the prefix-aware routers': sim.serving.routers, sim.cluster.routers; a prefix-aware decode router's
+        # balance check: sim.serving.decode_queues)
+        unread = () if "prefix-aware" in routing else ("cluster.cache_threshold",) if decode_router_balances(
+            mode, config) else ROUTER_THRESHOLD_KEYS
+        for key in unread:
+            if key in given:
+                yield key, f"read only by the prefix-aware router (routers here: {', '.join(routing)})"
     if "cache.selective_write_depth" in given and config.cache.admission != "selective_write":
         yield "cache.selective_write_depth", ("read only with cache.admission=selective_write (admission here: "
                                               f"{config.cache.admission})")

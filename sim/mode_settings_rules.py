@@ -64,14 +64,16 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
         if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
             yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
+    # (the balance check's keys are read by a prefix-aware decode router too: sim.serving.decode_queues)
+    thresholds = ROUTER_THRESHOLD_KEYS if not decode_router_balances(mode, config) else ("cluster.cache_threshold",)
     if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)
         one = "one prefill instance" if mode == "cluster --pd" else "one instance"
-        for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
+        for key in ("cluster.router", *thresholds):
             if key in given:
                 yield key, f"this run has {one}: every request goes to it, whatever the router"
     if mode == "pd" and config.pd.num_prefill == 1:  # (pd.router picks a prefill instance: sim.serving.run; its
         # decode instance is bound by sim.serving.decode_queues whatever it says)
-        for key in ("pd.router", *ROUTER_THRESHOLD_KEYS):
+        for key in ("pd.router", *thresholds):
             if key in given:
                 yield key, "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
     if "pd.decode_router" in given and config.pd.num_decode == 1 and (  # (a cluster binds another rack's only when
@@ -129,6 +131,14 @@ def learned_tier_policies(config: Config, built_too: bool = False) -> dict[str, 
     keys = (f"cache.tiers.{tier}.policy" for tier in LOWER_TIERS if getattr(tiers, tier).policy == "learned"
             and (built_too or getattr(tiers, tier).capacity_gib == 0))
     return {key: f"config key '{key}'=learned" for key in keys}
+
+
+def decode_router_balances(mode: str, config: Config) -> bool:
+    """Whether a prefix-aware decode router chooses among decode instances here, making the balance check
+    (``cluster.balance_*``: sim.serving.decode_queues): --pd's with more than one, a cluster's in a rack with more
+    than one or across racks (another rack's when its own have no room)."""
+    return (mode in ("pd", "cluster --pd") and config.pd.decode_router == "prefix-aware" and
+            (config.pd.num_decode > 1 or mode == "cluster --pd" and config.cluster.num_racks > 1))
 
 
 def _instances(mode: str, config: Config) -> int | None:

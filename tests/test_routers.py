@@ -58,3 +58,19 @@ def test_the_balance_check_is_sglangs(most, least, abs_gap, rel_gap, imbalanced)
     x min (both strict)."""
     thresholds = CacheAwareThresholds(cache=0.5, balance_abs=abs_gap, balance_rel=rel_gap)
     assert thresholds.imbalanced(most, least) is imbalanced
+
+
+@pytest.mark.parametrize("balance_abs, decode", [(32, [1] * 34 + [2] * 27), (1000, [1] * (N + 1))])
+def test_a_prefix_aware_decode_router_makes_the_same_balance_check(balance_abs, decode):
+    """--pd, one prefill instance (0) and two decode instances (1, 2), ``pd.decode_router: prefix-aware`` (the longest
+    usable prefix in a decode instance's HBM first, then the fewest requests bound and not finished): the case above
+    on the decode side. R0 is bound to 1 (both idle: the lower index), which keeps S; R1..R33 go to 1, which alone
+    holds S; at R34 the loads are 33 and 0, imbalanced: 2; then S is on both and 2 is less loaded. Without the check
+    (an absolute gap of 1,000) every request is bound to 1."""
+    sets = ["pd.num_prefill=1", "pd.num_decode=2", "pd.decode_router=prefix-aware", "serving.block_size=16",
+            f"cluster.balance_abs_threshold={balance_abs}"]
+    run = ServingRun(make_trace(ARRIVAL, INPUTS, OUTPUTS, block_lists=BLOCKS), load_config(None, sets=sets), "pd")
+    run.run()
+    assert run.completed == N + 1
+    assert run.table.last_token[1:].min() > 1.0 + 0.05 * N  # (loads only grow)
+    assert run.table.decode_instance.tolist() == decode

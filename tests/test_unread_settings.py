@@ -206,6 +206,9 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
     ["--set", "serving.num_instances=2", "--set", "cluster.balance_abs_threshold=0"],  # (the prefix-aware router's)
+    # (one prefill instance, but a prefix-aware decode router choosing between two decode instances checks balance)
+    ["--pd", "--set", "pd.num_decode=2", "--set", "pd.decode_router=prefix-aware", "--set",
+     "cluster.balance_abs_threshold=0"],
     ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--router", "round-robin"],  # (a prefill instance a rack)
     ["--set", "workload.synthetic.kind=system-prompt", "--set", "workload.synthetic.prefix_tokens=0"],
     # (multi-turn sessions, DRAM and SSD below HBM; conversations that return within the 20 requests: at the default
@@ -217,7 +220,7 @@ def test_unread_setting(name, run_cli, tmp_path):
         "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
-        "router_of_two_workers", "balance_check_of_two_workers", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "balance_check_of_two_workers", "balance_check_of_two_decode_instances", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)

@@ -311,7 +311,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         return self.insts[int(self._routed_to[job.rid])]
 
     def _decode_for(self, prefill: Instance, job: Job) -> Instance:
-        """The prefill instance's rack's best ranked decode instance (``DecodeQueues.ranking``: pd.decode_router)
+        """The prefill instance's rack's best ranked decode instance (``DecodeQueues.choose``: pd.decode_router)
         among those with room for the prompt (less its prefix there that running requests hold) beside those bound
         to them (``DecodeQueues.has_room``); when none of its own has, another rack's built one that has, the best
         ranked; when none anywhere has, its rack's best. Other racks' are looked at only then: a request's choice
@@ -322,7 +322,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         roomy = [d for d in own if queues.has_room(d, job)]
         if not roomy:
             roomy = [d for d in self.decode if topo.rack_of(d.index) != rack and queues.has_room(d, job)]
-        return min(roomy or own, key=queues.ranking(job))
+        return queues.choose(roomy or own, job)
 
     def _decode_of(self, job: Job) -> Instance:
         return self.insts[int(self.table.decode_instance[job.rid])]

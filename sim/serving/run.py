@@ -56,7 +56,7 @@ from sim.serving.moe import sequence_parallel_size
 from sim.serving.network import Link, latency_of, network_model
 from sim.serving.paths import Path
 from sim.serving.roles import kv_link_read, kv_transfer_plan, role_shapes
-from sim.serving.routers import router
+from sim.serving.routers import CacheAwareThresholds, router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.state_transfer import prefill_tokens, state_transfer_bytes
@@ -139,7 +139,8 @@ class ServingRun:
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else NO_REPEAT_PREFIX_CACHE)
         # PD: each decode instance's requests bound to it, and those prefilled waiting for its memory
-        self.decode_queues = DecodeQueues(self.serving.block_size, config.pd.decode_router)
+        self.decode_queues = DecodeQueues(self.serving.block_size, config.pd.decode_router,
+                                          CacheAwareThresholds.of(config.cluster))
         self.in_transfer = 0  # PD: requests whose KV is on its way to a decode instance
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
@@ -346,9 +347,9 @@ class ServingRun:
 
     def _decode_for(self, prefill: Instance, job: Job) -> Instance:
         """The decode instance a new request is bound to (its prefill instance's peer): the best ranked
-        (``DecodeQueues.ranking``: pd.decode_router)."""
+        (``DecodeQueues.choose``: pd.decode_router)."""
         decode = self.decode
-        return min(decode, key=self.decode_queues.ranking(job)) if len(decode) > 1 else decode[0]
+        return self.decode_queues.choose(decode, job) if len(decode) > 1 else decode[0]
 
     def _decode_of(self, job: Job) -> Instance:
         """The decode instance ``job`` was bound to at dispatch."""
