@@ -218,11 +218,13 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         routing = [config.pd.router] if mode == "pd" else routers  # (--pd picks its prefill instance by pd.router)
         # (the prefix-aware routers': sim.serving.routers, sim.cluster.routers; a prefix-aware decode router's
         # balance check: sim.serving.decode_queues)
-        unread = () if "prefix-aware" in routing else ("cluster.cache_threshold",) if decode_router_balances(
-            mode, config) else ROUTER_THRESHOLD_KEYS
+        # (one node's precise-prefix router checks balance too: it keeps no TTFT estimate)
+        balancing = {"prefix-aware"} if mode in ("cluster", CLUSTER_PD) else {"prefix-aware", "precise-prefix"}
+        unread = () if "prefix-aware" in routing else ("cluster.cache_threshold",) if (
+            balancing.intersection(routing) or decode_router_balances(mode, config)) else ROUTER_THRESHOLD_KEYS
         for key in unread:
             if key in given:
-                yield key, f"read only by the prefix-aware router (routers here: {', '.join(routing)})"
+                yield key, f"read only by the {' or '.join(sorted(balancing))} router (routers here: {', '.join(routing)})"
     if "cache.selective_write_depth" in given and config.cache.admission != "selective_write":
         yield "cache.selective_write_depth", ("read only with cache.admission=selective_write (admission here: "
                                               f"{config.cache.admission})")

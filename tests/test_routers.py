@@ -1,4 +1,4 @@
-"""The single-node mode's routers (``sim.serving.routers``), worked by hand.
+"""The single-node mode's routers (``sim.serving.routers``) and a prefix-aware PD decode router, worked by hand.
 
 ``prefix-aware`` sends a request to the worker with the longest prefix of its prompt in its own HBM (ties: the least
 loaded), unless loads are imbalanced: max - min > ``cluster.balance_abs_threshold`` (32) and max >
@@ -27,12 +27,15 @@ N = 60
 ARRIVAL = [0.0] + [1.0 + 0.05 * i for i in range(N)]
 BLOCKS = [[S, 1 + i] for i in range(N + 1)]
 INPUTS, OUTPUTS = [32] * (N + 1), [1] + [2000] * N
-BASE = ["serving.num_instances=2", "serving.block_size=16", "cluster.router=prefix-aware"]
+BASE = ["serving.num_instances=2", "serving.block_size=16"]
+# (one node's precise-prefix router ranks the longest prefix in any tier first: the lower tiers are the node's,
+# shared, so only HBM tells the workers apart, and it checks balance too)
+ROUTERS = ["prefix-aware", "precise-prefix"]
 
 
-def _instances(*sets: str) -> list[int]:
-    run = ServingRun(make_trace(ARRIVAL, INPUTS, OUTPUTS, block_lists=BLOCKS), load_config(None, sets=[*BASE, *sets]),
-                     "single")
+def _instances(router: str, *sets: str) -> list[int]:
+    sets = [*BASE, f"cluster.router={router}", *sets]
+    run = ServingRun(make_trace(ARRIVAL, INPUTS, OUTPUTS, block_lists=BLOCKS), load_config(None, sets=sets), "single")
     run.run()
     assert run.completed == N + 1
     assert run.table.last_token[0] < ARRIVAL[1]  # (R0 ended: worker 0 holds S cached)
@@ -40,12 +43,14 @@ def _instances(*sets: str) -> list[int]:
     return run.table.instance.tolist()
 
 
-def test_a_prefix_every_prompt_shares_does_not_send_every_request_to_one_worker():
-    assert _instances() == [0] + [0] * 33 + [1] * 27
+@pytest.mark.parametrize("router", ROUTERS)
+def test_a_prefix_every_prompt_shares_does_not_send_every_request_to_one_worker(router):
+    assert _instances(router) == [0] + [0] * 33 + [1] * 27
 
 
-def test_without_the_balance_check_the_shared_prefix_holds_every_request_on_its_first_worker():
-    assert _instances("cluster.balance_abs_threshold=1000") == [0] * (N + 1)
+@pytest.mark.parametrize("router", ROUTERS)
+def test_without_the_balance_check_the_shared_prefix_holds_every_request_on_its_first_worker(router):
+    assert _instances(router, "cluster.balance_abs_threshold=1000") == [0] * (N + 1)
 
 
 @pytest.mark.parametrize("most, least, abs_gap, rel_gap, imbalanced", [

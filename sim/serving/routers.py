@@ -64,9 +64,15 @@ def session_affinity(instances: Sequence[Instance], blocks: Sequence[int], reque
     return instances[affinity_hash(session) % len(instances)]
 
 
-def precise_prefix(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
-    """Longest prefix held in any tier of an instance's cache, then the longest in its HBM, then the least loaded.
-    (In one node the lower tiers are shared; the cluster's version also weighs where each block is.)"""
+def precise_prefix(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1, *,
+                   thresholds: CacheAwareThresholds) -> Instance:
+    """Longest prefix held in any tier of an instance's cache, then the longest in its HBM, then the least loaded;
+    the least loaded alone where loads are imbalanced (the prefix-aware router's balance check: the cluster's
+    version weighs each instance's queued prompt tokens in its TTFT estimate, which this one does not keep). (In one
+    node the lower tiers are shared; the cluster's version also weighs where each block is.)"""
+    loads = [inst.load for inst in instances]
+    if thresholds.imbalanced(max(loads), min(loads)):
+        return least_loaded(instances, blocks, request_id)
     return min(instances, key=lambda inst: (-inst.kv.cached_prefix_blocks(blocks, every_tier=True),
                                             -inst.cached_prefix_blocks(blocks), inst.load, inst.index))
 
@@ -94,6 +100,6 @@ def router(name: str, key: str, cluster: ClusterConfig) -> Router:
     """The router ``name`` (config key ``key``), with ``cluster``'s cache-aware thresholds where it reads them."""
     if name not in ROUTERS:
         raise ConfigError(f"config key '{key}': unknown router {name!r}; valid routers: {', '.join(ROUTERS)}")
-    if ROUTERS[name] is prefix_aware:
-        return functools.partial(prefix_aware, thresholds=CacheAwareThresholds.of(cluster))
+    if ROUTERS[name] in (prefix_aware, precise_prefix):
+        return functools.partial(ROUTERS[name], thresholds=CacheAwareThresholds.of(cluster))
     return ROUTERS[name]
