@@ -53,14 +53,15 @@ def test_each_lower_tier_hit_reads_one_block(run_cli, tmp_path):
 
 def test_writes_without_a_shared_device_take_no_time(run_cli, tmp_path):
     """Host DRAM has no shared device (each GPU writes over its own PCIe link): halving its write bandwidth
-    doubles its write share and changes nothing else."""
+    doubles its write share, of the 4 instances' links together (config.yaml's serving.num_instances, at TP 1),
+    and changes nothing else."""
     before = _run(run_cli, tmp_path)
     after = _run(run_cli, tmp_path, sets=("cache.tiers.dram.write_gbps=25",))  # half the default 50 GB/s
     dram_before, dram_after = before["tiers"].pop("dram"), after["tiers"].pop("dram")
     assert dram_before["bytes_written"] > 0
     assert dram_after["write_utilization_max"] == pytest.approx(2 * dram_before["write_utilization_max"], rel=1e-12)
     assert dram_after["write_utilization_max"] == pytest.approx(
-        dram_after["bytes_written"] / (25e9 * after["makespan_s"]), rel=1e-12)
+        dram_after["bytes_written"] / (4 * 25e9 * after["makespan_s"]), rel=1e-12)
     dram_before.pop("write_utilization_max"), dram_after.pop("write_utilization_max")
     assert dram_after == dram_before
     assert after == before
@@ -485,3 +486,60 @@ def test_a_load_just_after_a_burst_of_demotions_waits_as_its_mode_shares_the_ssd
         else:
             expected = 80e-6 + 2 * read_s
         assert kv_load == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_unshared_copy_s_shares_are_of_its_sharers_links():
+    """Hand-computed: a node's DRAM (no shared device; 40 GB/s read, 25 GB/s write a link) shared by two prefill
+    instances at TP 2, which load from it and write into it, and a decode instance at TP 4, which only writes (its
+    demotions): over 10 s, 12 GB written cross 2 + 2 + 4 = 8 links, 12e9 / (25e9 x 8 x 10) = 0.006 of them; 3 GB
+    loaded cross the prefill instances' 4 links, 3e9 / (40e9 x 4 x 10) = 0.001875 (one instance's 2 links alone
+    would say 0.024 and 0.00375). A shared SSD (7 GB/s read, 5 GB/s write) serves them all from one device:
+    1 GB written is 1e9 / (5e9 x 10) = 0.02 of it, 0.7 GB read 0.7e9 / (7e9 x 10) = 0.01, whoever shares it. A copy
+    no instance was registered on (a cluster's reads: its copy link of one instance's lanes) keeps that."""
+    from sim.cache.arena import TierArena
+    from sim.cache.arena_layout import BYTES_READ, BYTES_WRITTEN
+    from sim.cache.tiers import new_tier, tier_traffic
+
+    arena = TierArena()
+    dram = new_tier(arena, "dram", "lru", 10, read_bw=40e9, write_bw=25e9, latency_s=5e-6, lanes=2)
+    ssd = new_tier(arena, "ssd", "lru", 10, read_bw=7e9, write_bw=5e9, latency_s=80e-6, shared_read_bw=7e9, lanes=2)
+    for tier in (dram, ssd):
+        tier.add_sharer(2, reads=True)
+        tier.add_sharer(2, reads=True)
+        tier.add_sharer(4, reads=False)
+    for tier, written, read in ((dram, 12_000_000_000, 3_000_000_000), (ssd, 1_000_000_000, 700_000_000)):
+        arena.stats_row(tier.index)[BYTES_WRITTEN] += written
+        arena.stats_row(tier.index)[BYTES_READ] += read
+    traffic = tier_traffic([dram, ssd], 10.0)
+    assert traffic["dram"]["write_utilization_max"] == pytest.approx(0.006, rel=1e-12)
+    assert traffic["dram"]["read_utilization_max"] == pytest.approx(0.001875, rel=1e-12)
+    assert traffic["ssd"]["write_utilization_max"] == pytest.approx(0.02, rel=1e-12)
+    assert traffic["ssd"]["read_utilization_max"] == pytest.approx(0.01, rel=1e-12)
+    alone = new_tier(arena, "eic", "lru", 10, read_bw=40e9, write_bw=25e9, latency_s=5e-6, lanes=2)
+    arena.stats_row(alone.index)[BYTES_WRITTEN] += 12_000_000_000
+    arena.stats_row(alone.index)[BYTES_READ] += 3_000_000_000
+    assert tier_traffic([alone], 10.0)["eic"] == {
+        "copies": 1, "bytes_read": 3_000_000_000, "bytes_written": 12_000_000_000,
+        "read_utilization_max": pytest.approx(0.00375, rel=1e-12), "write_utilization_max": pytest.approx(0.024, rel=1e-12)}
+
+
+def test_shares_sum_the_links_of_the_instances_that_read_and_write(run_cli, tmp_path):
+    """A served run's DRAM (no shared device, 50 GB/s each way a link: config.yaml): single-node PD with two prefill
+    instances at TP 1 and one decode instance at TP 2 writes over 1 + 1 + 2 = 4 links (both roles demote into it:
+    the decode instance's freed blocks too) and loads over the prefill instances' 2 (decode instances load nothing
+    from it); a one-node cluster of 2 instances at TP 1 writes over their 2 links and loads over the copy's one link
+    of a front instance's lanes (README: Cluster), whose share that is."""
+    pd = _run(run_cli, tmp_path, "--pd", sets=("pd.num_prefill=2", "pd.num_decode=1",
+                                               "pd.decode_tensor_parallel_size=2"))
+    dram, span = pd["tiers"]["dram"], pd["makespan_s"]
+    assert dram["bytes_written"] > 0 and dram["bytes_read"] > 0
+    assert dram["write_utilization_max"] == pytest.approx(dram["bytes_written"] / (4 * 50e9 * span), rel=1e-12)
+    assert dram["read_utilization_max"] == pytest.approx(dram["bytes_read"] / (2 * 50e9 * span), rel=1e-12)
+    one_node = ("cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2",
+                "serving.num_gpu_blocks=700")
+    cluster = _run(run_cli, tmp_path, "--cluster", sets=one_node)
+    dram, span = cluster["tiers"]["dram"], cluster["makespan_s"]
+    assert cluster["cluster"]["nodes_used"] == 1 and dram["copies"] == 1
+    assert dram["bytes_written"] > 0 and dram["bytes_read"] > 0
+    assert dram["write_utilization_max"] == pytest.approx(dram["bytes_written"] / (2 * 50e9 * span), rel=1e-12)
+    assert dram["read_utilization_max"] == pytest.approx(dram["bytes_read"] / (50e9 * span), rel=1e-12)

@@ -64,6 +64,11 @@ class Tier:
     # ``stored_block_bytes``); an EIC of ``layout: distinct`` stores each distinct page once (``tier_block_bytes``)
     stored_block: int = 0
     stored_copy: int = 0
+    # links of the instances sharing this copy that write into it (each demotes its own blocks over its own ranks'
+    # links) and that read it over their own links (not queued: no shared device, not a cluster's copy link);
+    # 0: one instance's ``lanes`` (``add_sharer``)
+    writer_lanes: int = 0
+    reader_lanes: int = 0
 
     @property
     def compiled(self) -> bool:
@@ -138,20 +143,37 @@ class Tier:
 
     @property
     def copy_read_bw(self) -> float:
-        """B/s this copy can serve all its readers together: its shared bandwidth, else one reader's."""
+        """B/s of the copy as one link (a cluster's copy link, which its readers share): its shared bandwidth, else one
+        reader's."""
         return self.shared_read_bw or self.reader_bw
 
     @property
     def copy_write_bw(self) -> float:
-        """B/s of the copy's writes: its shared device's write bandwidth, else one writer's links together."""
-        return self.write_bw if self.shared_read_bw is not None else self.write_bw * self.lanes
+        """B/s the copy's writes can take: its shared device's write bandwidth, else its writers' links together
+        (every instance that demotes into it writes over its own ranks' links: ``writer_lanes``)."""
+        return self.write_bw if self.shared_read_bw is not None else self.write_bw * (self.writer_lanes or self.lanes)
+
+    @property
+    def copy_load_bw(self) -> float:
+        """B/s the copy's loads can take: its shared bandwidth, else its readers' links together (every instance
+        that loads from it reads over its own ranks' links: ``reader_lanes``; a cluster's copy, read over one link
+        of ``copy_read_bw``, that link's)."""
+        return self.shared_read_bw or self.read_bw * (self.reader_lanes or self.lanes)
+
+    def add_sharer(self, lanes: int, reads: bool) -> None:
+        """One more instance, over ``lanes`` links of its own (one a rank), shares this copy: it writes into it
+        (its demotions), and, where ``reads``, loads from it over those links (``copy_load_bw``)."""
+        self.writer_lanes += lanes
+        if reads:
+            self.reader_lanes += lanes
 
 
 def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
     """Bytes each kind of lower tier (DRAM, SSD, EIC) read and wrote over a serving run of ``span_s``
     seconds, summed over its copies (a node's DRAM/SSD, a rack's EIC), and the busiest copy's share of
-    its bandwidth: reads of its shared bandwidth if it has one, else of one reader's; writes of its write
-    bandwidth. On a shared device (``cache.tiers.<tier>.shared_read_gbps`` set) reads and writes queue for
+    its bandwidth: reads of its shared bandwidth if it has one, else of its readers' links together
+    (``copy_load_bw``); writes of its device's write bandwidth, else of its writers' links together
+    (``copy_write_bw``). On a shared device (``cache.tiers.<tier>.shared_read_gbps`` set) reads and writes queue for
     one channel, so together their shares stay near 1 at most; elsewhere loads of different readers are
     not queued and writes take no time, so a share above 1 says the tier could not keep up: the run's
     load times are optimistic."""
@@ -167,7 +189,7 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
             "copies": len(copies),
             "bytes_read": sum(s.bytes_read for _, s in copies),
             "bytes_written": sum(s.bytes_written for _, s in copies),
-            "read_utilization_max": max(share(s.bytes_read, t.copy_read_bw) for t, s in copies),
+            "read_utilization_max": max(share(s.bytes_read, t.copy_load_bw) for t, s in copies),
             "write_utilization_max": max(share(s.bytes_written, t.copy_write_bw) for t, s in copies),
         }
     return traffic

@@ -51,6 +51,8 @@ def _written(_duration: float) -> None:
 class ClusterRun(PrefixFetch, ServingRun):
     """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
 
+    loads_over_own_links = False  # a copy's loads cross its link (``_tier``), whose bandwidth their share is of
+
     def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
         self.topo = Topology.from_config(config, pd)
         super().__init__(trace, config, "cluster", progress, pd=pd)
@@ -104,8 +106,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
         # an instance's GPUs each have their PCIe link: its ranks' pages of a block (MLA: each rank's copy of the
         # latent) cross them side by side (each role's instances over their own lanes, one a rank:
-        # sim.serving.roles); a lower tier's bandwidth shares are of a front
-        # instance's lanes, as single-node PD's (``ServingRun._lower_tiers``)
+        # sim.serving.roles); a lower tier's copy link is of a front instance's lanes, as single-node PD's read path
+        # (``ServingRun._lower_tiers``), and its write share of its instances' links together (``_instance``)
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
                             for role, shape in self.shapes.items()}

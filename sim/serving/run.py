@@ -86,6 +86,8 @@ class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
     spans_tiers = False  # whether an instance's cache spans its tiers with one policy (PD, a cluster: shared tiers)
+    # whether an instance loads from a lower tier over its own links alone (a cluster's loads cross the copy's link)
+    loads_over_own_links = True
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
@@ -168,8 +170,8 @@ class ServingRun:
                                 workload.outputs_in_next_turn)
 
     def _lower_tiers(self) -> list:
-        """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares (its bandwidth shares are of a front
-        instance's lanes; each instance reads over its own: ``_instance``)."""
+        """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares (read over a front instance's lanes;
+        each instance reads and writes over its own: ``_instance``, whose links their bandwidth shares sum)."""
         return build_tiers(self.store_config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
                            arena=self.arena, top=False)
 
@@ -204,6 +206,9 @@ class ServingRun:
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
                                shape.usable_blocks, self._next_use, self._predicted)
         lower = self.shared_tiers if lower is None else lower
+        # it writes into them over its own links, and (a front instance: PD's prefill) loads from them
+        for tier in lower:
+            tier.add_sharer(shape.lanes, reads=self.loads_over_own_links and role == (PREFILL if self._pd else UNIFIED))
         # a Gated DeltaNet hybrid's states, keyed past the trace's ids, count their own bytes in the tiers
         states = self.states is not None and self.config.serving.enable_prefix_caching
         cache = build_cache([hbm, *lower], self.stored_bytes,
