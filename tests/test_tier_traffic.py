@@ -149,13 +149,15 @@ def test_summary_flags_a_tier_that_could_not_keep_up():
     metrics = {"tiers": {"dram": {"read_utilization_max": 2.5, "write_utilization_max": 1.5},
                          "ssd": {"read_utilization_max": 0.5, "write_utilization_max": 7.46}}}
     assert oversubscribed_tiers({"metrics": metrics}, tiers) == [
-        "  ! dram reads needed 2.50x cache.tiers.dram.read_gbps over the run; loads of different readers were not "
-        "queued (cache.tiers.dram.shared_read_gbps queues both), so load times are optimistic",
-        "  ! dram writes needed 1.50x cache.tiers.dram.write_gbps over the run; writes took no time "
+        "  ! dram reads needed 2.50x its readers' links (cache.tiers.dram.read_gbps a link) over the run; loads of "
+        "different readers were not queued (cache.tiers.dram.shared_read_gbps queues both), so load times are optimistic",
+        "  ! dram writes needed 1.50x its writers' links (cache.tiers.dram.write_gbps a link) over the run; writes took "
+        "no time "
         "(cache.tiers.dram.shared_read_gbps queues both), so load times are optimistic"]
     unshared_ssd = {"metrics": metrics, "overrides": {"cache.tiers.ssd.shared_read_gbps": None}}
     assert oversubscribed_tiers(unshared_ssd, tiers)[2:] == [
-        "  ! ssd writes needed 7.46x cache.tiers.ssd.write_gbps over the run; writes took no time "
+        "  ! ssd writes needed 7.46x its writers' links (cache.tiers.ssd.write_gbps a link) over the run; writes took "
+        "no time "
         "(cache.tiers.ssd.shared_read_gbps queues both), so load times are optimistic"]
     cache_only = {"metrics": {"tiers": {"hbm": {"hits": 3, "bytes_read": 0}}}}  # cache-only tiers carry no time
     assert oversubscribed_tiers(cache_only, tiers) == []

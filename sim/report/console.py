@@ -58,11 +58,12 @@ def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
             continue  # a cache-only run's counters: no time
         if run.get("overrides", {}).get(key, tiers_config[tier]["shared_read_gbps"]) is not None:
             continue  # one queue for its reads and writes: they waited for each other
-        for way, what in (("read", "loads of different readers were not queued"), ("write", "writes took no time")):
-            share = traffic[f"{way}_utilization_max"]
+        for way, who, what in (("read", "readers", "loads of different readers were not queued"),
+                               ("write", "writers", "writes took no time")):
+            share = traffic[f"{way}_utilization_max"]  # (of its sharers' links together: sim.cache.tiers.tier_traffic)
             if share > 1:
-                lines.append(f"  ! {tier} {way}s needed {share:.2f}x cache.tiers.{tier}.{way}_gbps over the run; {what} "
-                             f"({key} queues both), so load times are optimistic")
+                lines.append(f"  ! {tier} {way}s needed {share:.2f}x its {who}' links (cache.tiers.{tier}.{way}_gbps a "
+                             f"link) over the run; {what} ({key} queues both), so load times are optimistic")
     return lines
 
 
