@@ -497,7 +497,7 @@ def test_an_unshared_copy_s_shares_are_of_its_sharers_links():
     loaded cross the prefill instances' 4 links, 3e9 / (40e9 x 4 x 10) = 0.001875 (one instance's 2 links alone
     would say 0.024 and 0.00375). A shared SSD (7 GB/s read, 5 GB/s write) serves them all from one device:
     1 GB written is 1e9 / (5e9 x 10) = 0.02 of it, 0.7 GB read 0.7e9 / (7e9 x 10) = 0.01, whoever shares it. A copy
-    no instance was registered on (a cluster's reads: its copy link of one instance's lanes) keeps that."""
+    no instance was registered on keeps one instance's lanes."""
     from sim.cache.arena import TierArena
     from sim.cache.arena_layout import BYTES_READ, BYTES_WRITTEN
     from sim.cache.tiers import new_tier, tier_traffic
@@ -530,7 +530,7 @@ def test_shares_sum_the_links_of_the_instances_that_read_and_write(run_cli, tmp_
     instances at TP 1 and one decode instance at TP 2 writes over 1 + 1 + 2 = 4 links (both roles demote into it:
     the decode instance's freed blocks too) and loads over the prefill instances' 2 (decode instances load nothing
     from it); a one-node cluster of 2 instances at TP 1 writes over their 2 links and loads over the copy's one link
-    of a front instance's lanes (README: Cluster), whose share that is."""
+    and loads over their 2 links too (each GPU reads host DRAM over its own PCIe link)."""
     pd = _run(run_cli, tmp_path, "--pd", sets=("pd.num_prefill=2", "pd.num_decode=1",
                                                "pd.decode_tensor_parallel_size=2"))
     dram, span = pd["tiers"]["dram"], pd["makespan_s"]
@@ -544,4 +544,34 @@ def test_shares_sum_the_links_of_the_instances_that_read_and_write(run_cli, tmp_
     assert cluster["cluster"]["nodes_used"] == 1 and dram["copies"] == 1
     assert dram["bytes_written"] > 0 and dram["bytes_read"] > 0
     assert dram["write_utilization_max"] == pytest.approx(dram["bytes_written"] / (2 * 50e9 * span), rel=1e-12)
-    assert dram["read_utilization_max"] == pytest.approx(dram["bytes_read"] / (50e9 * span), rel=1e-12)
+    assert dram["read_utilization_max"] == pytest.approx(dram["bytes_read"] / (2 * 50e9 * span), rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["single", "cluster"])
+def test_two_instances_load_a_node_s_dram_at_once_each_over_its_own_link(run_cli, tmp_path, mode):
+    """Two instances of one node (TP 1), its DRAM with no shared device (50 GB/s a link, 5 us: config.yaml). At 0 s
+    each serves a 9-block prompt (8 full blocks of 64 MiB: Llama-3.1-8B, 512-token blocks), at 5 s a 20-block one
+    that pushes those 8 down to DRAM (21 HBM blocks); at 10 s each is sent the other's first prompt and loads its 8
+    blocks from DRAM at the same instant. By hand: each over its own link, 5e-6 + 8 x 2**26 / 50e9 s, in both modes
+    (the cluster's load also crosses the GPU's PCIe link, 63 GB/s, not the narrowest): a node's GPUs read host DRAM
+    each over its own PCIe link (config.yaml's ``shared_read_gbps: null``), not one link of one instance's lanes
+    (which took twice that for each)."""
+    rows = [(0, list(range(1, 10)), 4196), (0, list(range(101, 110)), 4196), (5000, list(range(201, 221)), 9828),
+            (5000, list(range(301, 321)), 9828), (10000, list(range(101, 110)), 4196), (10000, list(range(1, 10)), 4196)]
+    trace = tmp_path / "pair.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, ids, n in rows))
+    flags = (["--set", "serving.num_instances=2", "--router", "round-robin"] if mode == "single" else
+             ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
+              "--set", "hardware.gpus_per_node=2", "--set", "cluster.router=round-robin"])
+    requests = tmp_path / "requests.csv"
+    status, _, err = run_cli(*flags, "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", requests,
+                             "--set", "model=llama-3.1-8b", "--set", "serving.num_gpu_blocks=21",
+                             "--set", "serving.max_num_batched_tokens=16384", "--set", "cache.tiers.ssd.capacity_gib=0")
+    assert status == 0, err[-2000:]
+    lines = [line.split(",") for line in requests.read_text().splitlines()]
+    header, loads = lines[0], lines[5:]
+    assert [int(row[header.index("instance")]) for row in loads] == [0, 1]
+    for row in loads:
+        assert int(row[header.index("cached_tokens")]) == 8 * 512
+        assert float(row[header.index("kv_load_s")]) == pytest.approx(5e-6 + 8 * 2**26 / 50e9, rel=1e-9)

@@ -216,7 +216,7 @@ class PrefixFetch:
         """Links a block from ``tier`` crosses into instance ``inst_id``'s HBM."""
         kind, rack, node, _ = self._place[tier]
         dest_node, dest_rack = self.topo.node_of(inst_id), self.topo.rack_of(inst_id)
-        links = [self.tier_link[tier]]
+        links = [self.reader_link(tier, inst_id)]
         if kind != EIC and node != dest_node:
             links.append(self.nic[node])
         if rack != dest_rack:

@@ -51,8 +51,6 @@ def _written(_duration: float) -> None:
 class ClusterRun(PrefixFetch, ServingRun):
     """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
 
-    loads_over_own_links = False  # a copy's loads cross its link (``_tier``), whose bandwidth their share is of
-
     def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
         self.topo = Topology.from_config(config, pd)
         super().__init__(trace, config, "cluster", progress, pd=pd)
@@ -71,7 +69,11 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.pcie: dict[int, Link] = {}
         self.nic: dict[int, Link] = {}
         self.uplink: dict[int, Link] = {}
-        self.tier_link: dict[int, Link] = {}  # arena tier index -> its read link (DRAM, SSD, EIC)
+        # arena tier index -> its read link (DRAM, SSD, EIC): a shared device's (``shared_read_gbps``), which its
+        # readers share; a copy without one is read over each reader's own links (``reader_link``)
+        self.tier_link: dict[int, Link] = {}
+        self._reader_links: dict[tuple[int, int], Link] = {}
+        self._read_over_own_links: set[int] = set()  # tiers without a shared device
         # arena tier index -> (kind, rack, global node or -1, instance or -1)
         self._place: list[tuple[int, int, int, int]] = []
         self._wanted_all = np.zeros(0, dtype=bool)  # per arena tier: part of the fleet (the prefix index's filters)
@@ -106,8 +108,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
         # an instance's GPUs each have their PCIe link: its ranks' pages of a block (MLA: each rank's copy of the
         # latent) cross them side by side (each role's instances over their own lanes, one a rank:
-        # sim.serving.roles); a lower tier's copy link is of a front instance's lanes, as single-node PD's read path
-        # (``ServingRun._lower_tiers``), and its write share of its instances' links together (``_instance``)
+        # sim.serving.roles); a lower tier is read over a front instance's lanes, as single-node PD's (``_lower_tiers``;
+        # a shared device over its one link: ``reader_link``), and its shares are of its instances' links together
+        # (``ServingRun._instance``)
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
                             for role, shape in self.shapes.items()}
@@ -140,10 +143,24 @@ class ClusterRun(PrefixFetch, ServingRun):
                                 self._predicted, lanes=1 if kind == HBM else self.lanes,
                                 stored=(0, 0) if kind == HBM else tier_stored_bytes(name, self.store_config))
         self._place_tier(tier.index, (kind, rack, node, inst))
-        if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
+        if kind != HBM:  # the copy's read link: a shared device's, which its readers share (and its writes)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
             tier.write_sink = lambda seconds: link.occupy(seconds, _written)  # a shared device's writes share it
+            if tier.shared_read_bw is None:
+                self._read_over_own_links.add(tier.index)
         return tier
+
+    def reader_link(self, tier: int, inst_id: int) -> Link:
+        """The link instance ``inst_id`` reads arena tier ``tier`` over: a shared device's one link (its readers
+        share it), else the reader's own (``read_gbps`` x its lanes: a GPU reads host DRAM over its own PCIe link, as
+        the single-node mode reads it; built when first used)."""
+        shared = self.tier_link[tier]
+        if tier not in self._read_over_own_links:
+            return shared
+        link = self._reader_links.get((tier, inst_id))
+        if link is None:
+            link = self._reader_links[tier, inst_id] = self._link(shared.model)
+        return link
 
     def _place_tier(self, index: int, place: tuple[int, int, int, int]) -> None:
         """Record where arena tier ``index`` is, and mark it in the prefix index's tier filters

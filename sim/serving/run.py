@@ -86,8 +86,6 @@ class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
     spans_tiers = False  # whether an instance's cache spans its tiers with one policy (PD, a cluster: shared tiers)
-    # whether an instance loads from a lower tier over its own links alone (a cluster's loads cross the copy's link)
-    loads_over_own_links = True
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
@@ -208,7 +206,7 @@ class ServingRun:
         lower = self.shared_tiers if lower is None else lower
         # it writes into them over its own links, and (a front instance: PD's prefill) loads from them
         for tier in lower:
-            tier.add_sharer(shape.lanes, reads=self.loads_over_own_links and role == (PREFILL if self._pd else UNIFIED))
+            tier.add_sharer(shape.lanes, reads=role == (PREFILL if self._pd else UNIFIED))
         # a Gated DeltaNet hybrid's states, keyed past the trace's ids, count their own bytes in the tiers
         states = self.states is not None and self.config.serving.enable_prefix_caching
         cache = build_cache([hbm, *lower], self.stored_bytes,
