@@ -19,7 +19,9 @@ the plan). Then:
    DRAM/SSD per node, EIC per rack) are pruned the same way on their fleet-wide capacities,
    never against the target: routing splits the stream over many caches, so the curve is a guide.
 2. The rest are run (in parallel, on the sweep runner): a max-rate search each for an
-   SLO target, a cache-only replay each for a hit-ratio target.
+   SLO target, a cache-only replay each for a hit-ratio target. When none meets the target and the curve is not
+   exact (any SLO target; a hit-ratio target of serving or fleet runs), the pruned ones run the same way, cheapest
+   first, until one meets, at most ``MAX_REVISITS`` of them (``_revisit_pruned``); one that runs is timed.
 3. The Pareto front (cost vs max rate, or vs hit ratio), the cheapest candidate that
    meets the target, and the runs that prove the boundary: that candidate run at the
    target (meets) and the cheaper timed candidate nearest the target (highest max rate) run at it (fails). A fleet's
@@ -133,10 +135,17 @@ def _proof_entry(c: Candidate, run: dict, measured: float, meets: bool, role: st
     return entry
 
 
-def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float) -> tuple[Candidate | None, dict]:
-    """Cheapest candidate whose max rate reaches the target, confirmed by runs at the target rate."""
+def _reaches(c: Candidate, target_scale: float) -> bool:
+    """Whether ``c``'s searched max rate reaches an SLO target's rate (its proof run at that rate confirms it)."""
+    return (c.metrics.get("max_rate_scale") or 0.0) >= target_scale
+
+
+def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float,
+               cache: dict[str, dict] | None = None) -> tuple[Candidate | None, dict]:
+    """Cheapest candidate whose max rate reaches the target, confirmed by runs at the target rate (kept in ``cache``
+    by name: a proof tried again after ``_revisit_pruned`` timed more candidates does not rerun them)."""
     order = sorted(timed, key=_order)
-    cache: dict[str, dict] = {}
+    cache = {} if cache is None else cache
 
     def at_target(c: Candidate) -> tuple[dict, float, bool]:
         if c.name not in cache:
@@ -149,7 +158,7 @@ def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float) -
         value = run["metrics"]["slo_attainment"]
         return run, value, value >= attainment
 
-    reaching = [c for c in order if (c.metrics.get("max_rate_scale") or 0.0) >= target_scale]
+    reaching = [c for c in order if _reaches(c, target_scale)]
     for chosen in reaching:
         run, value, ok = at_target(chosen)
         if not ok:
@@ -228,30 +237,33 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
               f"the miss-ratio curve, {sum(c.status == 'infeasible' for c in candidates)} infeasible; running {len(pending)}"
               f" on {runs_on(args.backend, args.jobs, args.ray_address)}", file=sys.stderr)
 
-    tasks = []
-    for c in pending:
+    def task_for(c: Candidate, index: int = 0, refused: tuple[str, ...] = ()) -> Task:
+        """A candidate's timing run (a max-rate search, or a replay); one run after the others (``_revisit_pruned``)
+        refuses no given key: those were read by a candidate of the first runs, or refused there."""
         cfg = c.config if hit_target is not None else replace(c.config, **{"workload.rate_scale": target_scale})
-        tasks.append(Task(c.name, len(tasks), c.name, c.mode, cfg, options, c.overrides, refused=tuple(given)))
-    records = _run(tasks, givens, plan.path, args)
+        return Task(c.name, index, c.name, c.mode, cfg, options, c.overrides, refused=refused)
+
+    records = _run([task_for(c, i, tuple(given)) for i, c in enumerate(pending)], givens, plan.path, args)
     measure = "hit_ratio" if hit_target is not None else "max_rate_rps"
     for c in pending:
-        record = records[c.name]
-        if record["error"]:
-            c.status, c.reason = "failed", record["error"].splitlines()[0]
-            continue
-        c.status, c.metrics = "timed", record["runs"][0]["metrics"]
-        c.measured = c.metrics.get(measure)
-        c.reason = (c.metrics.get("max_rate_search") or {}).get("note", "")
-        _unserved(c, record)
-    timed = [c for c in candidates if c.status == "timed"]
-    _pareto(timed)
+        _take_record(c, records[c.name], measure)
 
-    if hit_target is None:
-        chosen, proof = _prove_slo(timed, target_scale, base.slo.attainment)
-    else:
-        chosen, proof = _prove_hit(candidates, timed, hit_target, mrc_is_exact(base, modes[0]))
+    proven: dict[str, dict] = {}  # an SLO target's proof runs at the target rate, by candidate
+
+    def prove(timed: list[Candidate]) -> tuple[Candidate | None, dict]:
+        if hit_target is None:
+            return _prove_slo(timed, target_scale, base.slo.attainment, proven)
+        return _prove_hit(candidates, timed, hit_target)
+
+    chosen, proof = prove([c for c in candidates if c.status == "timed"])
+    if chosen is None and (hit_target is None or not mrc_is_exact(base, modes[0])):
+        reaches = ((lambda c: c.measured is not None and c.measured >= hit_target) if hit_target is not None else
+                   (lambda c: _reaches(c, target_scale)))
+        chosen, proof = _revisit_pruned(candidates, lambda c: run_task(task_for(c)), measure, reaches, prove)
     if chosen is not None:
         chosen.chosen = True
+    timed = [c for c in candidates if c.status == "timed"]  # (with any the curve pruned that ran after all)
+    _pareto(timed)
 
     report = build_report("plan", base, trace.provenance.to_dict(), [], wall_s=time.perf_counter() - start)
     report["runs"] = _runs(candidates, proof, report["trace"])
@@ -290,20 +302,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     return 0
 
 
-def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float,
-               exact: bool = True) -> tuple[Candidate | None, dict]:
+def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float) -> tuple[Candidate | None, dict]:
     """Cheapest replayed candidate at the target hit ratio; the cheaper candidate nearest the target (highest hit
-    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer. Where the
-    curve is not exact (``mrc_is_exact``: a serving or fleet run, whose instances' HBMs the curve pools) and no
-    replayed candidate meets, the pruned ones are replayed, cheapest first, until one does: the curve may have
-    pruned a tier mix that adds hit ratio in the runs (hhunt6: round-robin instances each keep their own HBM, so a
-    rack's EIC gains where the pooled curve shows none)."""
+    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer."""
     meeting = [c for c in sorted(timed, key=_order) if c.measured is not None and c.measured >= target]
-    if not meeting and not exact:
-        for c in sorted((c for c in candidates if c.status == "pruned" and c.measured is None), key=_order):
-            if _replay_pruned(c) and c.measured >= target:
-                meeting = [c]
-                break
     if not meeting:
         return None, {}
 
@@ -330,6 +332,57 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
             break
         chosen, proof["meets"] = below, entry(below, "meets")  # cheaper and meets: the answer moves down
     return chosen, proof
+
+
+# Where nothing timed meets the target, at most this many of the candidates the curve pruned are run after all
+# (``_revisit_pruned``): for an SLO target each is a max-rate search of several serving runs.
+MAX_REVISITS = 4
+
+
+def _take_record(c: Candidate, record: dict, measure: str) -> None:
+    """A candidate's timing run (a max-rate search, or a replay) as the table shows it: timed, with its measure and
+    its search's note; failed, with its error's first line; infeasible where it could not run every request."""
+    if record["error"]:
+        c.status, c.reason = "failed", record["error"].splitlines()[0]
+        return
+    c.status, c.metrics = "timed", record["runs"][0]["metrics"]
+    c.measured = c.metrics.get(measure)
+    c.reason = (c.metrics.get("max_rate_search") or {}).get("note", "")
+    _unserved(c, record)
+
+
+def _ran_after_all(c: Candidate, pruned_for: str, why: str) -> None:
+    """A candidate the curve pruned (``pruned_for``: the curve's reason) that ran to its measure: timed, as any
+    candidate run to its measure (on the Pareto front where no cheaper one matches it); its reason keeps the curve's,
+    says why it ran, then its run's own note (a max-rate search's), if any."""
+    c.status = "timed"
+    ran = f"pruned by the miss-ratio curve ({pruned_for.removeprefix('miss-ratio curve: ')}), run as {why}"
+    c.reason = f"{ran}; {c.reason}" if c.reason and c.reason != pruned_for else ran
+
+
+def _revisit_pruned(candidates: list[Candidate], run, measure: str, reaches, prove,
+                    limit: int = MAX_REVISITS) -> tuple[Candidate | None, dict]:
+    """Where no timed candidate meets the target and the curve is not exact (``mrc_is_exact``: any SLO target, and a
+    hit-ratio target of serving or fleet runs, whose instances' HBMs the curve pools), run the candidates it pruned,
+    cheapest first, as the timed ones ran (``run``: a candidate's record), until one ``reaches`` the target and
+    ``prove`` (over every timed candidate) chooses an answer; at most ``limit`` of them. The curve may have pruned a
+    tier mix that gains in the runs (hhunt6: round-robin instances each keep their own HBM, so a rack's EIC gains
+    where the pooled curve shows none). Those left unrun say so in their reason."""
+    pruned = sorted((c for c in candidates if c.status == "pruned" and c.measured is None), key=_order)
+    for c in pruned[:limit]:
+        pruned_for = c.reason
+        _take_record(c, run(c), measure)
+        if c.status != "timed":  # failed, or infeasible
+            c.reason = f"{c.reason} (run after the {pruned_for}, as no timed candidate met the target)"
+            continue
+        _ran_after_all(c, pruned_for, "no timed candidate met the target")
+        if reaches(c):
+            chosen, proof = prove([k for k in candidates if k.status == "timed"])
+            if chosen is not None:
+                return chosen, proof
+    for c in pruned[limit:]:
+        c.reason += f"; not run: at most {limit} pruned candidates are run, cheapest first, when none timed meets"
+    return None, {}
 
 
 def _replay_pruned(c: Candidate) -> bool:

@@ -191,3 +191,65 @@ def test_the_pareto_front_keeps_each_candidate_no_cheaper_one_matches():
         timed.append(c)
     planner._pareto(timed)
     assert [c.name for c in timed if c.pareto] == ["A", "C"]
+
+
+def _revisit_case(hit_ratios: dict[str, float]) -> tuple[list[Candidate], list[str], tuple]:
+    """A timed candidate T (1 USD/h, hit ratio 0.1) and six the curve pruned, P1..P6 at 2..7 USD/h, listed dearest
+    first; replaying P<i> gives ``hit_ratios``' value (0.1 where absent); target 0.3."""
+    cands = []
+    t = Candidate("h100-sxm", 1, 1, None, {}, name="T", mode="cache-only", config=Config(), cost=1.0, status="timed")
+    t.measured, t.metrics, t.mrc_levels = 0.1, {"hit_ratio": 0.1}, (0.0, 0.1)
+    for i in range(6, 0, -1):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=f"P{i}", mode="cache-only", config=Config(), cost=1.0 + i,
+                      status="pruned", reason="miss-ratio curve: no tier level gains over T (cheaper)")
+        c.mrc_levels = (0.0, 0.1)
+        cands.append(c)
+    ran: list[str] = []
+
+    def run(c: Candidate) -> dict:
+        ran.append(c.name)
+        return {"error": None, "runs": [{"metrics": {"hit_ratio": hit_ratios.get(c.name, 0.1)}}]}
+
+    def prove(timed):
+        return planner._prove_hit([t, *cands], timed, 0.3)
+
+    return [t, *cands], ran, (run, "hit_ratio", lambda c: c.measured >= 0.3, prove)
+
+
+def test_pruned_candidates_run_cheapest_first_until_one_meets():
+    """Nothing timed meets 0.3; P3 does when run. The pruned run cheapest first, P1, P2, P3, and no more: P3 is the
+    answer, timed (on the front), and P2, the cheaper one nearest the target (0.1, the dearest of the ties), the proof
+    that fails, with no further run."""
+    cands, ran, args = _revisit_case({"P3": 0.4})
+    chosen, proof = planner._revisit_pruned(cands, *args)
+    assert ran == ["P1", "P2", "P3"]
+    assert chosen.name == "P3" and proof["meets"]["measured"] == 0.4 and proof["fails"]["name"] == "P2"
+    by_name = {c.name: c for c in cands}
+    assert [by_name[n].status for n in ("P1", "P2", "P3", "P4")] == ["timed", "timed", "timed", "pruned"]
+    assert by_name["P3"].reason == ("pruned by the miss-ratio curve (no tier level gains over T (cheaper)), run as no "
+                                    "timed candidate met the target")
+
+
+def test_at_most_max_revisits_pruned_candidates_run():
+    """Only P6 would meet, past the bound: P1..P4 (MAX_REVISITS = 4) run, cheapest first, none meets, and the answer
+    is none; P5 and P6 stay pruned, their reason saying they were not run and why."""
+    assert planner.MAX_REVISITS == 4
+    cands, ran, args = _revisit_case({"P6": 0.5})
+    assert planner._revisit_pruned(cands, *args) == (None, {})
+    assert ran == ["P1", "P2", "P3", "P4"]
+    left = [c for c in cands if c.name in ("P5", "P6")]
+    assert all(c.status == "pruned" and "; not run: at most 4 pruned candidates are run" in c.reason for c in left)
+
+
+def test_a_pruned_candidate_whose_run_fails_is_failed_and_the_next_runs():
+    """A pruned candidate's run that errors is marked failed, as a timed candidate's failed run is, its reason the
+    error's first line and the curve's; the next cheapest runs and meets."""
+    cands, ran, (run, measure, reaches, prove) = _revisit_case({"P2": 0.35})
+
+    def run_failing_first(c):
+        return {"error": "out of memory\ntraceback", "runs": []} if c.name == "P1" else run(c)
+
+    chosen, _ = planner._revisit_pruned(cands, run_failing_first, measure, reaches, prove)
+    p1 = next(c for c in cands if c.name == "P1")
+    assert p1.status == "failed" and p1.reason.startswith("out of memory (run after the miss-ratio curve: no tier")
+    assert chosen.name == "P2" and ran == ["P2"]

@@ -187,11 +187,67 @@ def test_a_fleet_plan_replays_what_the_curve_pruned_when_nothing_timed_meets(run
     status, _, err = run_cli("--plan", plan_path, "--jobs", "2", "--report-json", out, "--no-plot", "--quiet")
     assert status == 0, err
     plan = json.loads(out.read_text())["plan"]
-    status_of = {c["overrides"]["cache.tiers.eic.capacity_gib"]: c["status"] for c in plan["candidates"]}
-    assert status_of[256] == "pruned"  # (what this test is about: the curve pruned the answer)
+    by_gib = {c["overrides"]["cache.tiers.eic.capacity_gib"]: c for c in plan["candidates"]}
+    # (what this test is about: the curve pruned the answer; run, it is timed, and on the front, as the others run)
+    assert by_gib[256]["reason"].startswith("pruned by the miss-ratio curve (no tier level gains over")
+    assert by_gib[256]["status"] == "timed" and by_gib[256]["pareto"]
     meets, fails = plan["proof"]["meets"], plan["proof"]["fails"]
     assert plan["chosen"]["overrides"]["cache.tiers.eic.capacity_gib"] == 256
     assert meets["measured"] == pytest.approx(large) and fails["measured"] == pytest.approx(small)
+
+
+def _serving_metrics(run_cli, tmp_path, sets: dict, *flags: str) -> dict:
+    """An independent single-node run (``--max-rate``, ``--rate-scale X``) through the ordinary command line."""
+    out = tmp_path / "single.json"
+    argv = [*flags, "--report-json", out, "--no-plot", "--quiet"]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    assert run_cli(*argv)[0] == 0
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def test_an_slo_plan_runs_what_the_curve_pruned_when_nothing_timed_meets(run_cli, tmp_path):
+    """The curve pools the instances' HBMs into one LRU stack: 4 system prompts of 4,096 tokens (1,024 blocks of 16)
+    fit two round-robin instances' 600 blocks each pooled, so it shows 16 GiB of DRAM gaining nothing and prunes it;
+    but each instance sees every prompt and holds about two, so in the runs the DRAM serves prefixes that would be
+    prefilled again, and its max rate meeting TTFT <= 0.2 s for 90% of requests is higher. The target rate is set
+    between the two candidates' max rates from independent --max-rate runs: the plan answered "chosen: none", the
+    candidate that meets unrun. It runs it, chooses it (timed, on the Pareto front: its status, not "pruned"), and the
+    cheaper candidate is the proof that fails; the chosen one meets at the target in an independent run too."""
+    synthetic = {"kind": "system-prompt", "num_requests": 300, "rate_rps": 5, "num_prefixes": 4,
+                 "prefix_tokens": 4096, "input_tokens_mean": 64, "output_tokens_mean": 32}
+    fixed = {"serving.num_gpu_blocks": 600, "cache.tiers.ssd.capacity_gib": 0, "cluster.router": "round-robin"}
+    slo = {"ttft_s": 0.2, "attainment": 0.9}
+    sets = {**fixed, **{f"workload.synthetic.{k}": v for k, v in synthetic.items()},
+            **{f"slo.{k}": v for k, v in slo.items()}, "serving.num_instances": 2, "hardware.gpu": "h100-sxm"}
+    small, large = (_serving_metrics(run_cli, tmp_path, {**sets, "cache.tiers.dram.capacity_gib": gib}, "--max-rate")
+                    for gib in (0, 16))
+    assert large["max_rate_rps"] > 1.1 * small["max_rate_rps"]  # (a gap well past the 2% search bracket)
+    target = (small["max_rate_rps"] * large["max_rate_rps"]) ** 0.5
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": synthetic}, "set": fixed, "target": {"slo": slo, "rate_rps": target},
+        "search": {"gpu": ["h100-sxm"], "gpus": [2], "tensor_parallel_size": [1], "pd_split": ["aggregated"],
+                   "tiers": {"dram": [0, 16]}},
+    })
+    out = tmp_path / "plan.json"
+    status, stdout, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot")
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    by_gib = {c["overrides"]["cache.tiers.dram.capacity_gib"]: c for c in plan["candidates"]}
+    assert by_gib[16]["mrc_hit_ratio"] == by_gib[0]["mrc_hit_ratio"]  # the curve shows no gain: it pruned the answer
+    assert plan["chosen"] is not None and plan["chosen"]["name"] == by_gib[16]["name"]
+    assert by_gib[16]["status"] == "timed"
+    assert by_gib[16]["reason"].startswith("pruned by the miss-ratio curve (no tier level gains over")
+    assert by_gib[16]["max_rate_rps"] >= target and by_gib[16]["pareto"] and by_gib[16]["name"] in plan["pareto"]
+    meets, fails = plan["proof"]["meets"], plan["proof"]["fails"]
+    assert meets["name"] == by_gib[16]["name"] and fails["name"] == by_gib[0]["name"]
+    assert meets["measured"] >= 0.9 > fails["measured"]
+    at_target = {k: v for k, v in sets.items() if k != "slo.attainment"}  # (read by --max-rate alone)
+    assert _serving_metrics(run_cli, tmp_path, {**at_target, "cache.tiers.dram.capacity_gib": 16}, "--rate-scale",
+                            repr(plan["target"]["rate_scale"]))["slo_attainment"] >= 0.9
+    assert f"chosen: {by_gib[16]['name']}" in stdout
+    # its run is in the report's runs, as every timed candidate's is
+    assert by_gib[16]["name"] in [r["name"] for r in json.loads(out.read_text())["runs"]]
 
 
 def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
