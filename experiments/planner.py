@@ -304,7 +304,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
 
 def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float) -> tuple[Candidate | None, dict]:
     """Cheapest replayed candidate at the target hit ratio; the cheaper candidate nearest the target (highest hit
-    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer."""
+    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer, timed
+    (``_ran_after_all``)."""
     meeting = [c for c in sorted(timed, key=_order) if c.measured is not None and c.measured >= target]
     if not meeting:
         return None, {}
@@ -330,6 +331,8 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
         if below.measured < target:
             proof["fails"] = entry(below, "fails")
             break
+        if below.status == "pruned":  # the answer, run: it is timed, as a candidate run to its measure is
+            _ran_after_all(below, below.reason, "its proof replay met the target")
         chosen, proof["meets"] = below, entry(below, "meets")  # cheaper and meets: the answer moves down
     return chosen, proof
 

@@ -59,11 +59,17 @@ def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
         c = Candidate("h100-sxm", 1, 1, None, {}, name=name, mode="cache-only", config=Config(), cost=cost, status=status)
         c.measured, c.mrc_levels = measured, (0.0, curve)
         c.metrics = {"hit_ratio": measured} if measured is not None else {}
+        c.reason = "miss-ratio curve: no tier level gains over D (cheaper)" if status == "pruned" else ""
         cands.append(c)
     timed = [c for c in cands if c.status == "timed"]
     chosen, proof = planner._prove_hit(cands, timed, 0.25)
     assert chosen.name == "P" and proof["meets"]["name"] == "P" and proof["meets"]["measured"] == 0.26
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
+    # the answer ran to its measure: timed, as the others (it kept "pruned", off the front), the curve's reason kept;
+    # on the front by cost: D 0.10, P 0.26, T 0.30 each above every cheaper one
+    assert chosen.status == "timed" and chosen.reason.startswith("pruned by the miss-ratio curve (no tier level gains")
+    planner._pareto([c for c in cands if c.status == "timed"])
+    assert [c.name for c in cands if c.pareto] == ["T", "P", "D"]
 
 
 def test_hit_proof_whose_replay_fails_is_named(monkeypatch):
