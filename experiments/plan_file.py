@@ -181,8 +181,18 @@ def load_plan(path: str | Path) -> Plan:
         mrc_epsilon=_number_in(path, "search.mrc_epsilon", search.get("mrc_epsilon", MRC_EPSILON), 0.0, 1.0),
         rate_tolerance=_number_in(path, "search.rate_tolerance", search.get("rate_tolerance", RATE_TOLERANCE),
                                   *RATE_TOLERANCE_RANGE),
-        prices=_rebased_gpu_prices(data.get("prices") or {}, path),
+        prices=_rebased_gpu_prices(_plan_prices(data.get("prices"), path), path),
     )
+
+
+def _plan_prices(prices: Any, path: Path) -> Any:
+    """A plan's ``prices``: null is none given (as a null 'workload', 'set' or 'search.tiers' is); {} sets nothing and
+    is refused as a spec's {} is; any other shape is left to ``load_prices`` to check (``[]`` was read as none)."""
+    if prices is None:
+        return {}
+    if prices == {}:
+        raise plan_error(path, "'prices' is an empty mapping, which sets nothing: give the prices under it or drop it")
+    return prices
 
 
 def _number_in(path: Path, key: str, value: Any, low: float, high: float) -> float:

@@ -61,15 +61,24 @@ def load_prices(overrides: dict | None = None, source: str | None = None) -> Pri
     bundled = f"price file {path}"
     data = read_config_file(path, "price file")
     _validated(data, lambda message: ConfigError(f"{bundled}: {message}"), "")
+    if overrides is not None and not isinstance(overrides, dict):  # ([] and 0 were read as "no overrides")
+        raise fail(f"'prices' must be a mapping, got {overrides!r}"[:200])
     if overrides:
-        if not isinstance(overrides, dict):
-            raise fail("'prices' must be a mapping")
         unknown = [k for k in overrides if k not in ("amortization_years", "gpus", "tiers")]
         if unknown:
             raise fail(f"unknown key 'prices.{unknown[0]}'; valid keys: amortization_years, gpus, tiers")
-        for key in ("gpus", "tiers"):  # merged below into the bundled mappings, and read as mappings
-            if key in overrides and not isinstance(overrides[key], dict):
+        for key, price in (("gpus", "usd_per_gpu_hour"), ("tiers", "usd_per_gib")):
+            if key not in overrides:
+                continue
+            if not isinstance(overrides[key], dict):  # merged below into the bundled mappings, read as mappings
                 raise fail(f"'prices.{key}' must be a mapping, got {overrides[key]!r}"[:200])
+            if not overrides[key]:
+                raise fail(f"'prices.{key}' is an empty mapping, which sets nothing: give its entries or drop it")
+            # an entry merges over the bundled one: {} or {source: ...} alone left the bundled price standing,
+            # silently (hfuzz8); an entry the bundle lacks is refused below for want of its price
+            for name, entry in overrides[key].items():
+                if isinstance(entry, dict) and set(entry) <= {"source"}:  # (a misspelt key is named below)
+                    raise fail(f"'prices.{key}.{name}' gives no '{price}': give it and its source")
         data = deep_merge(data, overrides)
     return _validated(data, fail)
 

@@ -28,6 +28,20 @@ from tests.test_planner import _plan
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]},
       "prices": {"gpus": {"h100-sx": {"usd_per_gpu_hour": 1}}}},
      "'prices.gpus.h100-sx': no candidate runs on it (search.gpu: h100-sxm)"),
+    # an entry merged over the bundled one: {} or a source alone left the bundled price standing, exit 0; a list or
+    # a number was read as no prices (hfuzz8); null is none given, as a null 'workload' or 'search.tiers' is
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {}}}},
+     "'prices.gpus.h100-sxm' gives no 'usd_per_gpu_hour'"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"source": "x"}}}},
+     "'prices.gpus.h100-sxm' gives no 'usd_per_gpu_hour'"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": {"tiers": {"dram": {}}}},
+     "'prices.tiers.dram' gives no 'usd_per_gib'"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {}}},
+     "'prices.gpus' is an empty mapping, which sets nothing"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": {}},
+     "'prices' is an empty mapping, which sets nothing"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": []}, "'prices' must be a mapping, got []"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "prices": 0}, "'prices' must be a mapping, got 0"),
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
     # a value given twice (two spellings of one GPU too) made two candidates of one name
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "H100"]}}, "'search.gpu' names 'h100-sxm' twice"),
@@ -66,6 +80,19 @@ def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
     status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
     assert status == 2 and needle in err, err
+
+
+def test_a_null_prices_is_none_given(tmp_path):
+    """``prices: null`` (a key left with every entry commented out) is no overrides, as a null 'workload', 'set' or
+    'search.tiers' is: the plan's prices are the bundled ones, as with no key at all."""
+    from experiments.plan_file import load_plan
+    from experiments.prices import load_prices
+
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"hit_ratio": 0.2},
+            "search": {"gpu": ["h100-sxm"]}}
+    plans = [load_plan(_plan(tmp_path, {**body, "prices": None}, "null.yaml")), load_plan(_plan(tmp_path, body))]
+    assert [p.prices for p in plans] == [{}, {}]
+    assert load_prices(plans[0].prices).to_dict() == load_prices(None).to_dict()
 
 
 @pytest.mark.parametrize("setting, said, why", [
