@@ -165,6 +165,14 @@ def test_a_table_model_kvsim_does_not_know_is_named():
         point_configs([step], load_config(None))
 
 
+def test_an_alias_to_another_kind_names_the_alias():
+    """A table's model mapped to a GPU entry: the way out named the GPU as the name to map (--alias h100-sxm=...)."""
+    step = MeasuredStep("llama2-70b", "a100-80gb", 4, "decode", 1, 10, 2, 0.01, "perf.csv: row 2")
+    with pytest.raises(InputError, match=re.escape("--alias llama2-70b=h100-sxm: model 'h100-sxm' is neither in "
+                                                   "profiles/models.yaml nor a file (give --alias llama2-70b=")):
+        point_configs([step], load_config(None), {"llama2-70b": "h100-sxm"})
+
+
 def test_a_table_name_kvsim_lacks_can_be_mapped(tmp_path):
     """Splitwise's power-capped H100 (h100-80gb-pcap) has no profiles/ entry: named with the way out, then mapped to
     an entry or to a GPU spec file."""
@@ -293,6 +301,10 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{table}", "--set", "seed=3"], "--set seed: the fit does not read it"),
     # an alias of a name the table does not use mapped nothing (a typo, exit 0)
     (["{table}", "--alias", "a100-80gbb=a100-80gb"], "--alias a100-80gbb=a100-80gb: the table names no model"),
+    # an alias to a name kvsim lacks: the way out named its right side, "--alias nope=NAME_OR_PATH" (hfuzz8)
+    (["{table}", "--alias", "llama-3.1-8b=nope"],
+     "--alias llama-3.1-8b=nope: 'nope' is no model of profiles/models.yaml, GPU of profiles/gpus.yaml or file "
+     "(give --alias llama-3.1-8b=NAME_OR_PATH)"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"

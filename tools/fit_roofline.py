@@ -103,12 +103,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         point_configs,
         relative_errors,
     )
+    from sim.specs import canonical_gpu, canonical_model
 
     aliases = {}
     for alias in args.alias:
         name, sep, target = alias.partition("=")
         if not sep or not name or not target:
             raise InputError(f"--alias {alias!r}: write NAME=KVSIM (a table's name, a kvsim model or GPU)")
+        if canonical_model(target) is None and canonical_gpu(target) is None and not Path(target).exists():
+            raise InputError(f"--alias {name}={target}: {target!r} is no model of profiles/models.yaml, GPU of "
+                             f"profiles/gpus.yaml or file (give --alias {name}=NAME_OR_PATH)")
         aliases[name] = target
     if args.out is not None:
         check_writable(args.out, "--out")

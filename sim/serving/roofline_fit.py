@@ -64,8 +64,8 @@ def point_configs(steps: Sequence[MeasuredStep], base: Config, aliases: dict[str
 def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str], largest: int) -> Config:
     """(Settings of the GPU link and the collectives apply to the table's TP groups, not its TP-1 points: they are
     dropped there as from a TP-1 role beside a larger one.)"""
-    model = _resolve(aliases.get(step.model, step.model), canonical_model, model_spec, step, "model", "models.yaml")
-    gpu = _resolve(aliases.get(step.gpu, step.gpu), canonical_gpu, gpu_spec, step, "GPU", "gpus.yaml")
+    model = _resolve(step.model, aliases, canonical_model, model_spec, step, "model", "models.yaml")
+    gpu = _resolve(step.gpu, aliases, canonical_gpu, gpu_spec, step, "GPU", "gpus.yaml")
     config = role_config(dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu)),
                          step.tensor_parallel_size, largest)
     try:  # the config's own rules, which replace() bypassed: TP dividing the heads (vLLM's KV-head split), an
@@ -76,12 +76,17 @@ def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str], lar
     return config
 
 
-def _resolve(name: str, canonical: Callable[[str], str | None], load: Callable, step: MeasuredStep, what: str,
-             listing: str) -> str:
-    """A profiles/ entry by any of its spellings, or an existing file's path (loaded now, so a bad one is named)."""
+def _resolve(table_name: str, aliases: dict[str, str], canonical: Callable[[str], str | None], load: Callable,
+             step: MeasuredStep, what: str, listing: str) -> str:
+    """The table's name (or what ``aliases`` maps it to): a profiles/ entry by any of its spellings, or an existing
+    file's path (loaded now, so a bad one is named)."""
+    name = aliases.get(table_name, table_name)
     entry = canonical(name)
     if entry is not None:
         return entry
+    if table_name in aliases and not Path(name).exists():  # (the way out named the alias's right side: --alias nope=)
+        raise InputError(f"--alias {table_name}={name}: {what} {name!r} is neither in profiles/{listing} nor a file "
+                         f"(give --alias {table_name}=NAME_OR_PATH: a profiles/{listing} entry or a file's path)")
     if not Path(name).exists():
         raise InputError(f"{step.source}: {what} {name!r} is not in profiles/{listing} (add it or an alias there, "
                          f"or map it: --alias {name}=NAME_OR_PATH)")
