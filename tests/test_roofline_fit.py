@@ -299,6 +299,11 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     # keys no step reads were written into the overlay: every run loading it was cut to 5 requests (exit 0)
     (["{table}", "--set", "workload.limit=5"], "--set workload.limit: the fit does not read it"),
     (["{table}", "--set", "seed=3"], "--set seed: the fit does not read it"),
+    # of the sections it reads, keys no step's time or room reads: fitted as without them, exit 0 (hfuzz8)
+    (["{table}", "--set", "serving.num_instances=2"], "--set serving.num_instances: the fit does not read it"),
+    (["{table}", "--set", "serving.scheduler_reserve_full_isl=false"],
+     "--set serving.scheduler_reserve_full_isl: the fit does not read it"),
+    (["{table}", "--set", "hardware.pcie_gbps=10"], "--set hardware.pcie_gbps: the fit does not read it"),
     # an alias of a name the table does not use mapped nothing (a typo, exit 0)
     (["{table}", "--alias", "a100-80gbb=a100-80gb"], "--alias a100-80gbb=a100-80gb: the table names no model"),
     # an alias to a name kvsim lacks: the way out named its right side, "--alias nope=NAME_OR_PATH" (hfuzz8)

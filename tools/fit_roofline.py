@@ -21,6 +21,12 @@ import argparse  # noqa: E402
 
 TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
 READ_SECTIONS = ("serving.", "hardware.", "compute.")  # the --set keys a step's time depends on
+# keys of those sections no point's time or room reads (each was fitted as without it, then written into the overlay)
+UNREAD_KEYS = {
+    "serving.num_instances": "each point is one instance's step",  # (sim.serving.run and sim.cluster build them)
+    "serving.scheduler_reserve_full_isl": "the table gives each step's batch: no scheduler admits it",
+    "hardware.pcie_gbps": "a cluster's host link, for its lower tiers' traffic (sim.cluster.run)",
+}
 # the roofline's constants, not fitted here
 HELD_KEYS = ("attention_efficiency", "gemm_floor_us", "attention_floor_us", "attention_tile_us")
 
@@ -128,6 +134,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if not key.startswith(READ_SECTIONS):  # the overlay would carry it to every run that loads it
             raise InputError(f"--set {key}: the fit does not read it (it reads {', '.join(READ_SECTIONS)} keys: "
                              "the engine and GPU the table was measured on)")
+        if key in UNREAD_KEYS:
+            raise InputError(f"--set {key}: the fit does not read it ({UNREAD_KEYS[key]})")
         if key in {f"compute.{k}" for k in keys}:  # the fit replaced the value given, in the overlay too
             raise InputError(f"--set {key}: --fit fits it (to hold it at the value given, leave it out of --fit)")
     base = load_config(args.config, sets=args.sets, mode="single")
