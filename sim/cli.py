@@ -16,7 +16,7 @@ from typing import get_args, get_type_hints
 
 from sim.config_workload import WorkloadConfig
 from sim.config_yaml import set_keys
-from sim.errors import QUOTE_LIMIT, InputError, quote
+from sim.errors import QUOTE_LIMIT, InputError, one_line, quote
 from sim.mode_settings import (
     ALL,
     CLUSTER_PD,
@@ -151,7 +151,7 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
         if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
             message = message[: 2 * QUOTE_LIMIT] + "..."
-        self.exit(2, f"{self.name}: error: {message}{self._dash_value_hint(message)} (see --help)\n")
+        self.exit(2, f"{self.name}: error: {one_line(message)}{self._dash_value_hint(message)} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
         self._argv = sys.argv[1:] if args is None else [str(a) for a in args]

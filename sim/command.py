@@ -14,7 +14,7 @@ import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator, NoReturn
 
-from sim.errors import InputError, ReaderGone
+from sim.errors import InputError, ReaderGone, one_line
 from sim.std_streams import WatchedStdout, flush_printed, reader_gone, stdout_unwritable
 
 
@@ -406,7 +406,7 @@ def _status(program: str, body: Callable[[], int]) -> int:
         return _exit_status(exc.code)
     except InputError as exc:
         _answering = True  # (first in each answer: a stop from here on is noted, not raised)
-        _say(f"{program}: error: {exc}")
+        _say(f"{program}: error: {one_line(str(exc))}")  # (every error's path or value, however spelt: one line)
         return 2
     except KeyboardInterrupt as exc:  # (Terminated is one)
         _answering = True

@@ -6,6 +6,7 @@ How a command's end becomes its exit status, and the stop signals (Ctrl-C, SIGTE
 from __future__ import annotations
 
 import datetime
+import unicodedata
 
 QUOTE_LIMIT = 100  # characters of user input a message may echo (Contract: at most ~100)
 
@@ -37,6 +38,17 @@ class TraceError(InputError):
 class ReaderGone(Exception):
     """The reader of an output written in place (``--report-json /dev/stdout | head -c 100``, a FIFO) went away
     mid-write: not bad input, but the end of a process that SIGPIPE ended (status 141, no message)."""
+
+def one_line(message: str) -> str:
+    """``message`` with its control characters escaped as Python writes them (``\\n``, ``\\x1b``), and the Unicode
+    line and paragraph separators: an error is one line, however a path it names was spelt (a file name holding a
+    newline split the message in two; an escape sequence in one reached the terminal). Printable text, non-ASCII
+    included, is left as it is."""
+    if message.isprintable():  # (the common case)
+        return message
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                   for c in message)
+
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr`` of user input for an error message, cut to ``limit`` characters.

@@ -64,6 +64,14 @@ CASES: dict[str, Case] = {
     "bom_and_blank_line_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "only blank lines"),
                                                files={"t.csv": "\ufeff\n\n"}),
     "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
+    # a path's control characters escaped: a newline in the file's name split the message in two lines, an escape
+    # sequence reached the terminal (hfuzz8)
+    "header_only_named_with_a_newline": Case(trace_stats(trace="{tmp}/nl\nname.csv"),
+                                             names=("{tmp}/nl\\nname.csv: 0 rows read", "no valid requests"),
+                                             files={"nl\nname.csv": AZURE_HEADER}),
+    "named_with_an_escape_sequence": Case(trace_stats(trace="{tmp}/e\x1b[2Jx.csv"),
+                                          names=("{tmp}/e\\x1b[2Jx.csv", "no valid requests"),
+                                          files={"e\x1b[2Jx.csv": AZURE_HEADER}),
     "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
                           files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),
     # a file of another format (its header or first record sniffed) says which, and the way out
@@ -268,3 +276,12 @@ def test_a_file_of_no_known_format_or_of_the_format_given_gets_no_other_format_h
     assert other_format_hint(tmp_path / "m.jsonl", "mooncake") == ""  # (sniffing recognises nothing either)
     assert other_format_hint(tmp_path / "t.csv", "azure") == ""
     assert other_format_hint(tmp_path / "t.csv", "burstgpt").startswith("; the file looks like azure:")
+
+
+def test_an_errors_control_characters_are_escaped_and_nothing_else():
+    """``one_line``: the C0/C1 controls and the Unicode line separators as Python escapes them; printable text,
+    non-ASCII and a no-break space included, as it was (a path in French or Chinese is printed as named)."""
+    from sim.errors import one_line
+
+    assert one_line("t/a\nb\r\tc\x1b[0m\x85\u2028.csv") == "t/a\\nb\\r\\tc\\x1b[0m\\x85\\u2028.csv"
+    assert one_line("données/追踪 v\u00a01.csv: row 2") == "données/追踪 v\u00a01.csv: row 2"
