@@ -41,6 +41,17 @@ CASES: dict[str, Case] = {
     "bundle_column_twice": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                 names=("dense.csv", "column(s) 'time_us' more than once in the header"),
                                 files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us,time_us\nqkv_proj,1,1,9\n"}),
+    # a table of kernels timed at 0 (an all-zero bundle ran every step in 0 s), a point measured twice (the run
+    # averaged the two times unsaid): exit 0 (hfuzz8)
+    "bundle_times_all_zero": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                names=("{tmp}/b/tp1/dense.csv: time_us is 0 in every one of its 2 rows (every GPU kernel "
+                                       "takes time)",),
+                                files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,0\nqkv_proj,8,0\n"}),
+    "bundle_point_twice": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                               names=("{tmp}/b/tp1/dense.csv: row 3 measures the point of row 1 again (layer qkv_proj, "
+                                      "tokens 1): a table times each point once",),
+                               files={"b/meta.yaml": "{}\n",
+                                      "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\nqkv_proj,1,5\n"}),
     "bundle_row_cut_short": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("dense.csv", "row 2", "tokens", "missing"),
                                  files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj\n"}),

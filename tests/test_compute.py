@@ -247,6 +247,23 @@ def test_vidur_plain_mlp_profile_prices_phi_2_by_hand(tmp_path):
         VidurProfile.load(tmp_path / "p" / "mlp.csv", gated, 1)
 
 
+@pytest.mark.parametrize("step_tokens, noted", [(202, False), (203, True)])
+def test_a_vidur_table_far_below_the_runs_steps_is_noted(tmp_path, caplog, step_tokens, noted):
+    """Steps past twice the table's largest token count (101: 202) are extrapolated from its top two points: one
+    note names the file, its largest count and the run's (a table of 1-4 tokens priced 2,048-token prefills unsaid)."""
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    folder = tmp_path / f"p{step_tokens}"
+    _write_vidur_mlp(folder, PHI_2_SHAPE, {1: one, 101: [2 * v for v in one]})
+    config = load_config(None, sets=["compute.backend=profiled", f"compute.profile={folder}", "model=microsoft/phi-2",
+                                     "hardware.gpu=h100-sxm", f"serving.max_num_batched_tokens={step_tokens}"])
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        gpu_compute_model(config)
+    told = [r.getMessage() for r in caplog.records]
+    assert told == ([f"kvsim: note: {folder / 'mlp.csv'}: profiled up to 101 tokens at tensor parallel size 1; this "
+                     f"run's steps reach {step_tokens} (serving.max_num_batched_tokens), priced by extrapolating its two "
+                     "largest points linearly"] if noted else [])
+
+
 def test_vidur_qwen_1_table_is_the_per_projection_width(tmp_path):
     # Vidur's Qwen-72B mlp.csv: n_expanded_embd 24576, QWenMLP's w1/w2 width (config.json intermediate_size 49152 / 2)
     shape = {"n_head": 64, "n_kv_head": 64, "n_embd": 8192, "vocab_size": 152064, "use_gated_mlp": True}

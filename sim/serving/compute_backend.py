@@ -22,7 +22,7 @@ from sim.serving.collectives import MULTICAST, RingCollectives, TensorParallelCo
 from sim.serving.compute import RooflineCompute
 from sim.serving.compute_model import ComputeModel
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
-from sim.serving.engine_limits import block_size
+from sim.serving.engine_limits import batch_limits, block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
@@ -214,6 +214,24 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
                            graph_tokens=config_cudagraph_sizes(config).largest)
 
 
+# A step past this many times a Vidur mlp.csv's largest token count is noted: its layer time is extrapolated linearly
+# from the table's two largest points (sim.serving.profile_grid.interpolate), whose slope at a few tokens is a
+# memory-bound GEMM's, not the compute-bound slope of a long prefill (the bundled A100 mlp.csv cut to its 1-4 token
+# rows priced three Mooncake requests' prefills at a mean TTFT of 0.124 s, the whole table at 0.588 s: exit 0,
+# unsaid). Twice: a little headroom over the top point; Vidur's own profiles reach 32,768 tokens.
+FAR_EXTRAPOLATION = 2
+
+
+def note_far_extrapolation(profile: VidurProfile, step_tokens: int, tensor_parallel_size: int) -> None:
+    """A note (once a file) when the run's largest step (``serving.max_num_batched_tokens``, resolved) is far beyond
+    the tokens ``profile`` measured."""
+    top = int(profile.tokens.max())
+    if step_tokens > FAR_EXTRAPOLATION * top:
+        note_once(profile.source, f"profiled up to {top:,} tokens at tensor parallel size {tensor_parallel_size}; this "
+                                  f"run's steps reach {step_tokens:,} (serving.max_num_batched_tokens), priced by "
+                                  "extrapolating its two largest points linearly")
+
+
 def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
     """The GPU's part of a step: the model ``compute.backend`` selects."""
     model = model_spec(config.model)
@@ -262,7 +280,9 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
         raise ConfigError(f"{unfit}; use {bundle_hint}compute.backend 'roofline'")
     if bundle is None:
         attention = directory / "attention.csv"
-        return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
+        profile = VidurProfile.load(directory / "mlp.csv", model, tp)
+        note_far_extrapolation(profile, batch_limits(config)[1], tp)
+        return ProfiledCompute(profile, roofline,
                                VidurAttention.load(attention, model, tp, block_size(config))
                                if attention.is_file() else None)
     if dp > 1 and not config.serving.enable_expert_parallel:

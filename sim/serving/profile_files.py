@@ -179,10 +179,35 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
                              signed=("alpha",), positive=(*optional, *BUNDLE_POSITIVE.get(name, ())),
                              times=BUNDLE_TIMES)
     frame = frame.drop(index=frame.index[unused_rows(frame, columns, path)])
-    if name != "skew.csv":
+    if name != "skew.csv":  # (skew.csv's shots are fitted, its t_*_us compared: neither is a kernel's one time)
+        _check_measured_once(frame, path)
         require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",
                        per="layer" if "layer" in BUNDLE_KEYS[name] else None)
     return frame
+
+
+LAYER_TABLES = ("dense.csv", "attention.csv", "moe.csv")  # the tables pricing a decoder layer's kernels
+
+
+def _check_measured_once(frame: pd.DataFrame, path: Path) -> None:
+    """Each row of a bundle's timing table is one kernel measured at one point: a table of a layer's kernels whose
+    every time is 0 (every GPU kernel takes time: an all-zero bundle ran every step in 0 s, exit 0, as Vidur's zero
+    layers are refused by ``took_time``; one 0 among measured times may be a rounded sub-microsecond kernel, and is
+    kept; per_sequence.csv's LM head and sampler at 0 are the hand bundles' way to isolate the layers), or a second row
+    of the same point (every column but the time; the run averaged the two times unsaid, exit 0) is refused, naming
+    the rows as the file's other row errors do (``row 1``: the first below the header). The public bundles (the
+    RTX 4090 and RTX PRO 6000 ones) hold neither: no point twice, and their least time is 1.85 us."""
+    if path.name in LAYER_TABLES and len(frame) and (frame["time_us"] == 0).all():
+        raise ConfigError(f"{path}: time_us is 0 in every one of its {len(frame):,} rows (every GPU kernel takes time)")
+    point = [c for c in frame.columns if c != "time_us"]
+    repeated = frame[frame.duplicated(point, keep=False).to_numpy()]
+    seen: dict[tuple, int] = {}
+    for row, key in zip(repeated.index, map(tuple, repeated[point].astype(str).to_numpy())):
+        if key in seen:
+            where = ", ".join(f"{c} {v}" for c, v in zip(point, key))
+            raise ConfigError(f"{path}: row {int(row) + 1} measures the point of row {seen[key] + 1} again "
+                              f"({where[:100]}): a table times each point once")
+        seen[key] = int(row)
 
 
 def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path, every: bool = False) -> np.ndarray:
