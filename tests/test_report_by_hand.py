@@ -66,3 +66,15 @@ def test_the_terminal_trace_line_says_what_was_skipped_and_reordered():
     line = console_summary(_report(rows_reordered=7)).splitlines()[0]
     assert line == ("trace t.csv (azure): 1,200 requests used, 3 skipped (zero_input_tokens: 3), 7 out of time order "
                     "(sorted by arrival); block ids: synthetic, 16 tokens a block")
+
+
+def test_the_terminal_prints_a_null_metric_as_a_dash():
+    """A metric the JSON holds as null (a NaN step time made makespan and the tiers' utilisations unknown: hfuzz8's
+    findings 15 and 19) printed "None", and a null utilisation failed the summary (``None > 1``) after the report
+    was written: a dash, as the HTML report prints it, and no tier flagged."""
+    report = _report()
+    report["runs"][0]["metrics"] = {"makespan_s": None, "ttft_s": {"mean": None, "p50": 0.5},
+                                    "tiers": {"dram": {"read_utilization_max": None, "write_utilization_max": None}}}
+    report["config"]["cache"]["tiers"] = {"dram": {"shared_read_gbps": None}}
+    assert console_summary(report).splitlines()[1:] == [
+        "[lru]", f"  {'makespan_s':<30} –", f"  {'ttft_s':<30} mean=–  p50=0.5000"]

@@ -61,14 +61,17 @@ def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
         for way, who, what in (("read", "readers", "loads of different readers were not queued"),
                                ("write", "writers", "writes took no time")):
             share = traffic[f"{way}_utilization_max"]  # (of its sharers' links together: sim.cache.tiers.tier_traffic)
-            if share > 1:
+            if share is not None and share > 1:  # (null: not known, as a NaN step time made it; nothing to flag)
                 lines.append(f"  ! {tier} {way}s needed {share:.2f}x its {who}' links (cache.tiers.{tier}.{way}_gbps a "
                              f"link) over the run; {what} ({key} queues both), so load times are optimistic")
     return lines
 
 
 def fmt(value) -> str:
-    """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large)."""
+    """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large); a null one (the
+    JSON's null: not known) as the HTML report shows it, a dash."""
+    if value is None:
+        return "–"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
