@@ -47,7 +47,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
     from sim.mode_settings_rules import learned_tier_policies
-    from trace.formats import check_time_unit, sniff_format
+    from trace.formats import check_rows_after_header, check_time_unit, sniff_format
     from trace.readers import first_line
 
     prefix = f"{where}: " if where else ""
@@ -77,11 +77,12 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         workload = config.workload  # (a point of a trace axis over formats: refused before the first point runs)
         if workload.trace is not None:  # a file that is no trace (empty, binary, not UTF-8, an unknown header or a
-            # JSON array): refused now, not when its point runs after the others (a header-only one needs the load)
+            # JSON array) or a header with no row: refused now, not when its point runs after the others
             if workload.format == "auto":
                 sniff_format(Path(workload.trace))
             else:
                 first_line(Path(workload.trace))
+            check_rows_after_header(Path(workload.trace))
         check_time_unit(workload.trace, workload.format, workload.time_unit,
                         (given or {}).get("workload.time_unit", "workload.time_unit"))
         policies = list(options.policies) or [config.cache.policy]

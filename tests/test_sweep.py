@@ -145,6 +145,22 @@ def test_a_trace_axis_value_that_is_no_trace_is_refused_before_any_point_runs(ru
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize("header", [b"TIMESTAMP,ContextTokens,GeneratedTokens\n",
+                                    b"\xef\xbb\xbfTIMESTAMP,ContextTokens,GeneratedTokens\r\n \n\t\n"])
+def test_a_trace_axis_value_of_a_header_and_no_row_is_refused_before_any_point_runs(run_cli, tmp_path, header):
+    """A header-only CSV (blank lines and a BOM aside) on a trace axis was found only when its point loaded it,
+    after the first point had run ("1 of 2 sweep points failed", hfuzz8): refused before, in the load's words."""
+    good, broken = tmp_path / "good.jsonl", tmp_path / "header.csv"
+    good.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
+                                        "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
+    broken.write_bytes(header)
+    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
+                 axes={"workload.trace": [str(good), str(broken)]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    assert status == 2 and f"point 'header': no valid requests in {broken}: 0 rows read" in err, err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
+
+
 def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path):
     """A trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace): every point of a block-size
     axis ran at 512 tokens (points alike, exit 0); with the blocks cut (split) each point is its own."""

@@ -43,8 +43,8 @@ from trace.arrow import from_numpy, with_nulls
 from trace.csv_reader import DELIMITERS, csv_fields, header_names, read_header
 from trace.datetimes import parse_datetimes
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
-from trace.readers import IdLists, first_line
-from trace.validation import CODE, exact_integers, numeric_column
+from trace.readers import BOM_BYTES, IdLists, first_line
+from trace.validation import CODE, exact_integers, no_usable_requests, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
@@ -409,6 +409,33 @@ def sniff_format(path: Path) -> str:
                          f"JSON Lines, one object per line: {quote(first)}")
     raise TraceError(f"{path}: unrecognised trace header {quote(first)}{_nearest_format(first)}; pass "
                      f"--workload-format ({', '.join(FORMATS)}; their columns are listed in README.md)")
+
+
+def check_rows_after_header(path: Path) -> None:
+    """A CSV trace whose header no row follows (blank lines aside) holds no request: refused as its load refuses it
+    (``no valid requests in PATH: 0 rows read``), without loading it, so a sweep's or a plan's point finds it before
+    the first point runs (``experiments.execute.check_point``). A JSON Lines trace's first line is a record; a header
+    with a quoted line end inside it is left to the load. Reads up to the first row (a header-only file whole)."""
+    if first_line(path).startswith("{"):
+        return
+    state = "before"  # -> "header" (its first non-blank byte seen) -> "after" (its line ended)
+    try:
+        with path.open("rb") as fh:
+            chunk = fh.read(1 << 20).removeprefix(BOM_BYTES)
+            while chunk:
+                if state == "before":
+                    chunk = chunk.lstrip()
+                    state = "header" if chunk else state
+                if state == "header":  # (a lone carriage return ends a line too, as first_line reads one)
+                    ends = [at for at in (chunk.find(b"\n"), chunk.find(b"\r")) if at >= 0]
+                    if ends:
+                        chunk, state = chunk[min(ends):], "after"
+                if state == "after" and chunk.strip():
+                    return
+                chunk = fh.read(1 << 20)
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
+    raise no_usable_requests(str(path), 0, {})
 
 
 def _nearest_format(first: str) -> str:
