@@ -80,12 +80,10 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
     **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"}
        for key in ("gpu_link_gbps", "gpu_link_latency_us")},
-    # the prefix-aware router's thresholds (SGLang's cache-aware policy, read only where a run routes with
-    # prefix-aware: _unread): its balance check in every mode that routes (--pd's pd.router too, and a prefix-aware
-    # pd.decode_router: sim.serving.routers, sim.serving.decode_queues), its cache threshold in a cluster's alone (the single-node and --pd routers match the true
-    # HBM, not a record of where blocks were sent: sim.cluster.routers)
+    # the prefix-aware router's thresholds (SGLang's cache-aware policy), in every mode that routes (--pd's pd.router
+    # too, one node's precise-prefix and a prefix-aware pd.decode_router: sim.serving.routers,
+    # sim.serving.decode_queues, sim.cluster.routers); read only where a run routes with one of them (_unread)
     **{key: SERVING | {CLUSTER_PD} for key in ROUTER_THRESHOLD_KEYS},
-    "cluster.cache_threshold": frozenset({"cluster", CLUSTER_PD}),
     # a TP group's all-reduce is a step's time: the cache-only replay has no clock, --trace-stats sizes no instance
     "serving.all_reduce": SERVING | {CLUSTER_PD, "check-calibration"},
 }
@@ -156,7 +154,7 @@ def unread_settings(mode: str, config: Config, policies: list[str], given: dict[
 def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str], routers: list[str]):
     """(key, why) for each key of ``given`` this run leaves unread."""
     from sim.cache.access import uses_learned_policy
-    from sim.mode_settings_rules import decode_router_balances
+    from sim.mode_settings_rules import prefix_aware_decode_router
     from sim.specs import model_spec
 
     outputs = "workload.outputs_in_next_turn"
@@ -218,13 +216,12 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         routing = [config.pd.router] if mode == "pd" else routers  # (--pd picks its prefill instance by pd.router)
         # (the prefix-aware routers': sim.serving.routers, sim.cluster.routers; a prefix-aware decode router's
         # balance check: sim.serving.decode_queues)
-        # (one node's precise-prefix router checks balance too: it keeps no TTFT estimate)
-        balancing = {"prefix-aware"} if mode in ("cluster", CLUSTER_PD) else {"prefix-aware", "precise-prefix"}
-        unread = () if "prefix-aware" in routing else ("cluster.cache_threshold",) if (
-            balancing.intersection(routing) or decode_router_balances(mode, config)) else ROUTER_THRESHOLD_KEYS
-        for key in unread:
-            if key in given:
-                yield key, f"read only by the {' or '.join(sorted(balancing))} router (routers here: {', '.join(routing)})"
+        # (one node's precise-prefix router reads them too: it keeps no TTFT estimate)
+        reading = {"prefix-aware"} if mode in ("cluster", CLUSTER_PD) else {"prefix-aware", "precise-prefix"}
+        if not reading.intersection(routing) and not prefix_aware_decode_router(mode, config):
+            for key in ROUTER_THRESHOLD_KEYS:
+                if key in given:
+                    yield key, f"read only by the {' or '.join(sorted(reading))} router (routers here: {', '.join(routing)})"
     if "cache.selective_write_depth" in given and config.cache.admission != "selective_write":
         yield "cache.selective_write_depth", ("read only with cache.admission=selective_write (admission here: "
                                               f"{config.cache.admission})")

@@ -64,8 +64,8 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
         if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
             yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
-    # (the balance check's keys are read by a prefix-aware decode router too: sim.serving.decode_queues)
-    thresholds = ROUTER_THRESHOLD_KEYS if not decode_router_balances(mode, config) else ("cluster.cache_threshold",)
+    # (the thresholds are read by a prefix-aware decode router too: sim.serving.decode_queues)
+    thresholds = () if prefix_aware_decode_router(mode, config) else ROUTER_THRESHOLD_KEYS
     if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)
         one = "one prefill instance" if mode == "cluster --pd" else "one instance"
         for key in ("cluster.router", *thresholds):
@@ -133,9 +133,9 @@ def learned_tier_policies(config: Config, built_too: bool = False) -> dict[str, 
     return {key: f"config key '{key}'=learned" for key in keys}
 
 
-def decode_router_balances(mode: str, config: Config) -> bool:
-    """Whether a prefix-aware decode router chooses among decode instances here, making the balance check
-    (``cluster.balance_*``: sim.serving.decode_queues): --pd's with more than one, a cluster's in a rack with more
+def prefix_aware_decode_router(mode: str, config: Config) -> bool:
+    """Whether a prefix-aware decode router chooses among decode instances here, under the prefix-aware router's
+    thresholds (``cluster.*``: sim.serving.decode_queues): --pd's with more than one, a cluster's in a rack with more
     than one or across racks (another rack's when its own have no room)."""
     return (mode in ("pd", "cluster --pd") and config.pd.decode_router == "prefix-aware" and
             (config.pd.num_decode > 1 or mode == "cluster --pd" and config.cluster.num_racks > 1))

@@ -13,12 +13,9 @@ CASES: dict[str, Case] = {
     "pcie_outside_a_cluster": Case(["--pd", "--no-plot", "--set", "hardware.pcie_gbps=1"],
                                    names=("--set hardware.pcie_gbps", "not used by --pd", "--cluster")),
     # --pd's prefill instance is picked by pd.router (least-loaded by default): the thresholds are prefix-aware's
-    # the cache threshold is the cluster's router's (it matches a record of where blocks were sent; the single-node and
-    # --pd ones the true HBM)
+    # --pd's prefill instance is picked by pd.router (least-loaded by default): the thresholds are prefix-aware's
     "cache_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "cluster.cache_threshold=0.3"],
-                                  names=("--set cluster.cache_threshold", "not used by --pd")),
-    "cache_threshold_in_single": Case(["--no-plot", "--set", "cluster.cache_threshold=0.3"],
-                                      names=("--set cluster.cache_threshold", "not used by the single-node")),
+                                  names=("--set cluster.cache_threshold", "prefix-aware", "least-loaded")),
     # --pd's prefill instance is picked by pd.router (least-loaded by default): the balance check is prefix-aware's
     "router_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "pd.num_prefill=2", "--set", "pd.num_decode=1",
                                     "--set", "cluster.balance_abs_threshold=8"],
@@ -206,6 +203,7 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
     ["--set", "serving.num_instances=2", "--set", "cluster.balance_abs_threshold=0"],  # (the prefix-aware router's)
+    ["--set", "serving.num_instances=2", "--set", "cluster.cache_threshold=0.3"],
     # (one prefill instance, but a prefix-aware decode router choosing between two decode instances checks balance)
     ["--pd", "--set", "pd.num_decode=2", "--set", "pd.decode_router=prefix-aware", "--set",
      "cluster.balance_abs_threshold=0"],
@@ -220,7 +218,7 @@ def test_unread_setting(name, run_cli, tmp_path):
         "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
-        "router_of_two_workers", "balance_check_of_two_workers", "balance_check_of_two_decode_instances", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "balance_check_of_two_workers", "cache_threshold_of_two_workers", "balance_check_of_two_decode_instances", "router_of_two_racks_prefill_instances", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)

@@ -22,8 +22,9 @@ go to the one instance whose KV in use is least.
 
 ``pd.decode_router`` (``DECODE_ROUTERS``) names the rank: ``least-loaded``, the default, is the one above;
 ``prefix-aware`` ranks first the longest prefix of the prompt a decode instance holds in its HBM (the blocks it is
-not sent: ``Instance.reserve``), then as ``least-loaded``, as kvsim's ``prefix-aware`` router ranks unified instances,
-and as ``least-loaded`` alone where the candidates' loads are imbalanced (``cluster.balance_*``, the router's check).
+not sent: ``Instance.reserve``), then as ``least-loaded``, under the thresholds of kvsim's ``prefix-aware`` router
+(``cluster.*``: as ``least-loaded`` where the candidates' loads are imbalanced or the best prefix covers no more than
+``cluster.cache_threshold`` of the prompt).
 References differ on the decode side: llm-d-inference-scheduler's sample PD config scores decode pods by
 ``prefix-cache-scorer`` (weight 2: matched blocks / prompt blocks) beside ``queue-scorer`` (weight 1)
 (deploy/config/pd-epp-config.yaml; pkg/epp/framework/plugins/scheduling/scorer/prefix/plugin.go ``Score``), and
@@ -47,7 +48,6 @@ if TYPE_CHECKING:  # annotations only: the config's check of pd.decode_router im
     from sim.serving.instance import Instance, Job
     from sim.serving.routers import CacheAwareThresholds
 
-Rank = Callable[["Instance"], tuple]  # a decode instance -> its standing for one request, best least
 
 
 @dataclass
@@ -67,11 +67,11 @@ class DecodeQueues:
         self.queues: dict[int, DecodeQueue] = {}
         self.waiting = 0  # prefilled requests waiting in every queue (the time series' queued count)
         self._ranking = DECODE_ROUTERS[router]  # (a name the config's check took: pd.decode_router)
-        self.thresholds = thresholds  # the prefix-aware rank's balance check (cluster.balance_*; None: none)
+        self.thresholds = thresholds  # the prefix-aware rank's thresholds (cluster.*; None: the prefix first always)
 
     def choose(self, candidates: Sequence[Instance], job: Job) -> Instance:
-        """The decode instance of ``candidates`` ``job`` is bound to: the best ranked by ``pd.decode_router``."""
-        return min(candidates, key=self._ranking(self, job, candidates))
+        """The decode instance of ``candidates`` ``job`` is bound to (``pd.decode_router``)."""
+        return self._ranking(self, job, candidates)
 
     def of(self, inst: Instance) -> DecodeQueue:
         queue = self.queues.get(inst.index)
@@ -133,29 +133,29 @@ class DecodeQueues:
         return -(-job.input_tokens // self.block_size)
 
 
-def least_loaded(queues: DecodeQueues, job: Job, candidates: Sequence[Instance]) -> Rank:
+def least_loaded(queues: DecodeQueues, job: Job, candidates: Sequence[Instance]) -> Instance:
     """Fewest requests bound and not finished, then the least KV in use, then the lowest index
     (``DecodeQueues.rank``)."""
-    return queues.rank
+    return min(candidates, key=queues.rank)
 
 
-def prefix_aware(queues: DecodeQueues, job: Job, candidates: Sequence[Instance]) -> Rank:
+def prefix_aware(queues: DecodeQueues, job: Job, candidates: Sequence[Instance]) -> Instance:
     """The longest prefix of the prompt held in a decode instance's HBM that it can use (``DecodeQueues.usable_prefix``,
     as ``has_room`` counts it): the blocks it is not sent (capped at ``usable_prefix_blocks``: a block-aligned
-    prompt's last block is computed again, so holding it saves nothing); then as ``least_loaded``. Unless the
-    candidates' loads (requests bound and not finished) are imbalanced (``queues.thresholds``: SGLang's balance check,
-    as the prefix-aware routers make it): then as ``least_loaded``, or a prefix every prompt shares would bind every
-    request to the instance that first held it."""
-    usable, rank, thresholds = queues.usable_prefix, queues.rank, queues.thresholds
-    if thresholds is not None and len(candidates) > 1:
-        loads = [rank(inst)[0] for inst in candidates]
-        if thresholds.imbalanced(max(loads), min(loads)):
-            return rank
-    return lambda inst: (-usable(inst, job), *rank(inst))
+    prompt's last block is computed again, so holding it saves nothing); then as ``least_loaded``; under the
+    prefix-aware router's thresholds (``queues.thresholds``, SGLang's cache-aware rule, loads being requests bound
+    and not finished): as ``least_loaded`` where loads are imbalanced or the best prefix covers no more than the
+    cache threshold of the prompt, or a prefix every prompt shares would bind every request to the instances that
+    first held it."""
+    usable, rank = queues.usable_prefix, queues.rank
+    if queues.thresholds is None:
+        return min(candidates, key=lambda inst: (-usable(inst, job), *rank(inst)))
+    return queues.thresholds.choose(candidates, queues._blocks(job), lambda inst: usable(inst, job), rank,
+                                    lambda: least_loaded(queues, job, candidates), load=lambda inst: rank(inst)[0])
 
 
 # pd.decode_router: how a PD request's decode instance is chosen at dispatch (--pd, --cluster --pd)
-DECODE_ROUTERS: dict[str, Callable[[DecodeQueues, Job, Sequence[Instance]], Rank]] = {
+DECODE_ROUTERS: dict[str, Callable[[DecodeQueues, Job, Sequence[Instance]], Instance]] = {
     "least-loaded": least_loaded,
     "prefix-aware": prefix_aware,
 }

@@ -38,6 +38,19 @@ class CacheAwareThresholds:
     def imbalanced(self, most: int, least: int) -> bool:
         return most - least > self.balance_abs and most > self.balance_rel * least
 
+    def choose(self, candidates: Sequence[Instance], prompt_blocks: int, matched: Callable[[Instance], int],
+               then: Callable[[Instance], tuple], least_loaded: Callable[[], Instance],
+               load: Callable[[Instance], int] = lambda inst: inst.load) -> Instance:
+        """The rule over ``candidates``' true holdings (``matched``: an instance's prefix of the prompt's
+        ``prompt_blocks``; ``then``: ties after it): the best match where loads (``load``) are balanced and it covers
+        more than the cache threshold of the prompt, else ``least_loaded()``."""
+        loads = [load(inst) for inst in candidates]
+        if prompt_blocks and not self.imbalanced(max(loads), min(loads)):
+            best = min(candidates, key=lambda inst: (-matched(inst), *then(inst)))
+            if matched(best) / prompt_blocks > self.cache:
+                return best
+        return least_loaded()
+
     @classmethod
     def of(cls, cluster: ClusterConfig) -> CacheAwareThresholds:
         return cls(cluster.cache_threshold, cluster.balance_abs_threshold, cluster.balance_rel_threshold)
@@ -45,15 +58,13 @@ class CacheAwareThresholds:
 
 def prefix_aware(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1, *,
                  thresholds: CacheAwareThresholds) -> Instance:
-    """The worker with the longest prefix in its own HBM (ties, and no hit anywhere: the least loaded), unless loads
-    are imbalanced (SGLang's balance check, before its cache check): then the least loaded. Without the check a
-    prefix most prompts share (a system prompt) sends every request to the worker that first cached it while the
-    others idle. (No cache threshold: the cluster's router matches its own record of where it sent blocks, this one
-    the true HBM.)"""
-    loads = [inst.load for inst in instances]
-    if thresholds.imbalanced(max(loads), min(loads)):
-        return least_loaded(instances, blocks, request_id)
-    return min(instances, key=lambda inst: (-inst.cached_prefix_blocks(blocks), inst.load, inst.index))
+    """SGLang's cache-aware rule over each worker's own HBM: the worker with the longest prefix there (ties: the
+    least loaded) where it covers more than the cache threshold of the prompt and loads are balanced; else the least
+    loaded. Without the threshold a prefix most prompts share (a system prompt: block 0 of every Mooncake prompt)
+    held every request on the workers that cached it first, the others idle; without the balance check, at any
+    load."""
+    return thresholds.choose(instances, len(blocks), lambda inst: inst.cached_prefix_blocks(blocks),
+                             lambda inst: (inst.load, inst.index), lambda: least_loaded(instances, blocks, request_id))
 
 
 def session_affinity(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
@@ -66,15 +77,13 @@ def session_affinity(instances: Sequence[Instance], blocks: Sequence[int], reque
 
 def precise_prefix(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1, *,
                    thresholds: CacheAwareThresholds) -> Instance:
-    """Longest prefix held in any tier of an instance's cache, then the longest in its HBM, then the least loaded;
-    the least loaded alone where loads are imbalanced (the prefix-aware router's balance check: the cluster's
-    version weighs each instance's queued prompt tokens in its TTFT estimate, which this one does not keep). (In one
-    node the lower tiers are shared; the cluster's version also weighs where each block is.)"""
-    loads = [inst.load for inst in instances]
-    if thresholds.imbalanced(max(loads), min(loads)):
-        return least_loaded(instances, blocks, request_id)
-    return min(instances, key=lambda inst: (-inst.kv.cached_prefix_blocks(blocks, every_tier=True),
-                                            -inst.cached_prefix_blocks(blocks), inst.load, inst.index))
+    """The longest prefix held in any tier of an instance's cache, then the longest in its HBM, then the least
+    loaded, under the prefix-aware router's thresholds (the match: the prefix in any tier): the cluster's version
+    weighs each instance's queued prompt tokens in its TTFT estimate, which this one does not keep. (In one node the
+    lower tiers are shared; the cluster's version also weighs where each block is.)"""
+    return thresholds.choose(instances, len(blocks), lambda inst: inst.kv.cached_prefix_blocks(blocks, every_tier=True),
+                             lambda inst: (-inst.cached_prefix_blocks(blocks), inst.load, inst.index),
+                             lambda: least_loaded(instances, blocks, request_id))
 
 
 def affinity_hash(key: int) -> int:
