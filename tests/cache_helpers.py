@@ -7,6 +7,7 @@ import numpy as np
 
 from sim.cache.access import next_use_index
 from sim.cache.arena import TierArena
+from sim.cache.arena_layout import KEY, PIN, PLACE
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import build_cache
 from sim.cache.tiers import new_tier
@@ -73,6 +74,13 @@ def plain_hits(policy: str, capacities: list[int], stream, inclusive: bool = Fal
 def tier_state(cache) -> tuple:
     """The blocks of each tier, top down."""
     return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
+
+
+def pinned_keys(cache) -> list[int]:
+    """The blocks pinned in the arena of a compiled cache's tiers (held by a prefix replay's request), sorted (a
+    free slot, KEY -1, may keep a stale pin bit: ``alloc_slot`` clears it)."""
+    slots = cache.tiers[0].arena.state.slots
+    return sorted(int(k) for k in slots[((slots[:, PLACE] & PIN) != 0) & (slots[:, KEY] >= 0), KEY])
 
 
 def tier_stats(cache) -> list[dict]:

@@ -276,6 +276,51 @@ def test_a_held_lower_tier_hit_met_again_before_its_own_touch_stays_held():
     assert cache.resident(0) == {0} and cache.resident(1) == {1}
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"])
+def test_a_held_lower_tier_hit_moved_up_before_its_own_touch_stays_held_in_the_tier_above(policy, reference):
+    """HBM 1 + DRAM 1, exclusive: one block a tier, so every policy's victim is that block unless it is held. r1 [0, 2]:
+    2 enters HBM, then 0 demotes it: HBM {0}, DRAM {2}. r2 [2, 1, 0, 2]: 2 is a DRAM hit, held (1 misses). Touches:
+    position 3 is 2 again, before its own touch at 0: it moves up, demoting 0 to DRAM, and stays held in HBM (one
+    block, which r2 holds until it is done). Position 2, 0: a DRAM hit whose move up finds HBM's one block held: back
+    to DRAM (promotion undone). Position 1, 1: HBM has no victim, DRAM's 0 is evicted for it. Position 0: 2's own
+    touch, an HBM hit. HBM: insertions 2 + 1, demotions 1 + 1; DRAM: insertions 1 + 1 + 1, 1 eviction, 1 promotion,
+    1 hit (1 block read). With the pin lost on the move up, 0's move demoted 2, 1 evicted it from DRAM and its own
+    touch brought it back: HBM 6 insertions, DRAM 5 and 2 evictions (the compiled replay); the generic path kept 2's
+    pin with DRAM, so it was not held in HBM but held again when demoted back: 6 and 4, no eviction (hmut8's shrunk
+    case, ARC; [[1, 0], [0, 2, 1, 0]] is the same with the ids renamed)."""
+    requests = [[0, 2], [2, 1, 0, 2]]
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    cache = make_cache(policy, [1, 1], blocks, reference=reference)
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+    cache.replay(blocks, np.cumsum([0] + [len(r) for r in requests]), hit_tier, 0, len(requests), prefix=True)
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert hit_tier.tolist() == [-1, -1, 1, -1, -1, -1]
+    assert (hbm.insertions, hbm.demotions, hbm.evictions) == (3, 2, 0)
+    assert (dram.insertions, dram.evictions, dram.promotions, dram.hits, dram.bytes_read) == (3, 1, 1, 1, 1)
+    assert cache.resident(0) == {2} and cache.resident(1) == {1}
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_an_inclusive_copy_of_a_held_hit_is_held_and_let_go_at_its_own_touch(reference):
+    """HBM 2 + DRAM 3, inclusive (every block written to both), LRU. r1 [1], r2 [0]: HBM {1, 0}, DRAM {1, 0}. r3 [3]:
+    HBM evicts 1: HBM {0, 3}, DRAM {1, 0, 3}. r4 [1, 5, 1]: 1 is a DRAM hit, held there. Position 2, 1 again: copied up
+    (HBM evicts 0), and the pin goes to that copy, the one a lookup finds now. Position 1, 5: HBM evicts 3, DRAM its
+    least recent, 0 (1 was refreshed by its copy up): HBM {1, 5}, DRAM {3, 1, 5}. Position 0: 1's own touch lets it
+    go. r5 [6], r6 [7], r7 [8] then evict from DRAM 3, 1, 5: DRAM {6, 7, 8}, HBM {7, 8}. The pin left on DRAM's copy
+    (its own touch let go of the copy above, found first) held 1 in DRAM for good: DRAM {1, 7, 8}, on both paths.
+    HBM: insertions 8 (r1..r3 3, r4 2, r5..r7 3), evictions 6; DRAM: insertions 7, evictions 4, 1 promotion."""
+    requests = [[1], [0], [3], [1, 5, 1], [6], [7], [8]]
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    cache = make_cache("lru", [2, 3], blocks, inclusive=True, reference=reference)
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+    cache.replay(blocks, np.cumsum([0] + [len(r) for r in requests]), hit_tier, 0, len(requests), prefix=True)
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert int((hit_tier >= 0).sum()) == 1 and hit_tier[3] == 1
+    assert cache.resident(0) == {7, 8} and cache.resident(1) == {6, 7, 8}
+    assert (hbm.insertions, hbm.evictions, dram.insertions, dram.evictions, dram.promotions) == (8, 6, 7, 4, 1)
+
+
 # S3-FIFO, 20 blocks: small 2 (10%), main 18. r1 [0..19] inserts deepest first: 19, 18 fill small; 17..0 go to main (no
 # eviction yet: small full). r2 [20]: main is not over its share, so small's head 19 is the victim (to the ghost); 20
 # enters small. r3 [19]: a ghost hit; small's head 18 is the victim, 19 enters main: main 19 > 18, small {20}. The last

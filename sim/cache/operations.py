@@ -26,6 +26,7 @@ from sim.cache.arena_layout import (
     TAKEN,
     TAKEN_WHERE,
     USERS,
+    kernel,
     key_bytes,
     pinned,
     read_bytes,
@@ -43,6 +44,16 @@ from sim.cache.span import untake as _untake
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM, HOOK_HISTORY, HOOK_CARRY, HOOK_PIN = range(7)
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 _OPTIONS = {"_nrt": False}
+
+
+@kernel
+def _pin_to(a, pin_at, s):
+    """A held block's pin moves from slot ``pin_at`` (-1: none, its slot was freed as it moved up) to its new copy
+    ``s``, the one a lookup finds now (an inclusive tier's copies below are not held, as in ``engine.replay``); ``s``."""
+    if pin_at >= 0:
+        set_pin(a.slots, pin_at, False)
+    set_pin(a.slots, s, True)
+    return s
 
 
 def _operations(access, insert, readmit, remove, victim, history, carry):
@@ -74,7 +85,10 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
         origin = -1  # exclusive move up: the tier the block leaves, where it goes back if no tier above has room
-        held = False  # (that block was pinned there: a prefix replay's hit before its own touch, held as it goes back)
+        # the block is held there (pinned: a prefix replay's hit met again before its own touch, a repeated id): the pin
+        # goes with it, to the copy a lookup finds (``pin_at``: the slot pinned, -1: none yet; ``engine.replay``)
+        held = False
+        pin_at = -1
         kept = -1  # the top tier's history of the block, kept since a running request took it (-1: none)
         if mode == DEMOTE:
             first, stop = 1, 2
@@ -105,10 +119,11 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
                     if mode != UNREAD:
                         a.meta[t, STAT0 + BYTES_READ] += read_bytes(c, key)
+                    held = pinned(a.slots, s)
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
+                        pin_at = s
                     else:  # move up
-                        held = pinned(a.slots, s)
                         remove_c(a, t, s)
                         a.meta[t, RESIDENT] -= 1
                         stop = 1
@@ -122,10 +137,10 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
             while True:  # admit ``inserting`` to tier ``at``; a victim moves on down
                 t = c.tiers[at]
                 if at == origin and inserting == key:  # no tier above had room: back where it was (the room it
-                    insert(a, t, inserting, when)  # left), nothing moved or written
+                    ns = insert(a, t, inserting, when)  # left), nothing moved or written
                     a.meta[t, RESIDENT] += 1
                     if held:  # (a fresh slot: the pin goes with the block, held until its own touch)
-                        set_pin(a.slots, resident(a, t, inserting), True)
+                        set_pin(a.slots, ns, True)
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
                     if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
                         a.meta[t, STAT0 + BYTES_READ] -= read_bytes(c, key)
@@ -139,6 +154,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                 if s >= 0:  # a shared tier already holding another instance's copy: the same content, so
                     readmit_c(a, t, s, when)  # nothing enters, is written or need make room (the policy sees it)
                     copied = copied or inserting == key
+                    if held and inserting == key:
+                        pin_at = _pin_to(a, pin_at, s)
                     break
                 demoted = -1
                 has_victim = a.meta[t, RESIDENT] >= a.meta[t, CAP]
@@ -154,6 +171,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
                     remove(a, t, v)
                     a.meta[t, RESIDENT] -= 1
                 ns = insert(a, t, inserting, when)
+                if held and inserting == key:  # (a held block moved or copied up: its pin goes with it)
+                    pin_at = _pin_to(a, pin_at, ns)
                 if keeps and kept >= 0 and at == 0 and inserting == key:  # taken, now freed: seen again
                     carry_c(a, t, ns, kept)
                     if mode != PREFETCH:

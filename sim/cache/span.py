@@ -56,7 +56,9 @@ from sim.cache.arena_layout import (
     TAKEN_WHERE,
     kernel,
     key_bytes,
+    pinned,
     read_bytes,
+    set_pin,
     set_where,
     step,
     where_of,
@@ -201,8 +203,11 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
             a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
             if mode != UNREAD:
                 a.meta[t, STAT0 + BYTES_READ] += read_bytes(c, key)
+            held = pinned(a.slots, s)  # (a prefix replay's hit met again before its own touch: a repeated id)
             _leave(a, c, level, s)
             place(a, c, key, level, mode)
+            if held:  # it stays held in the tier it lands in (pinned after the settling, which passes over pins)
+                set_pin(a.slots, find(a, c, key)[1], True)
             return level
         if not admit or a.meta[p, CAP] <= 0:
             return -1
