@@ -302,6 +302,26 @@ def test_a_held_lower_tier_hit_moved_up_before_its_own_touch_stays_held_in_the_t
 
 
 @pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"])
+def test_a_hit_repeated_within_the_hits_is_held_until_its_first_positions_touch(policy, reference):
+    """HBM 1 + DRAM 2, exclusive (HBM's one block is its victim unless held; DRAM never fills: no policy choice). r1
+    [3], r2 [2]: HBM {2}, DRAM {3}. r3 [2, 3, 2]: three hits (HBM, DRAM, HBM), 2 one block, held until the touch of
+    its first position, the last. Position 2: 2 refreshed, still held. Position 1: 3's move up finds HBM's one block
+    held: back to DRAM (promotion undone). Position 0: 2 let go. HBM: 2 insertions, 1 demotion (r2's); DRAM: 1
+    insertion, no promotion. Let go at position 2, 2 was demoted by 3's move up and moved back up by its own touch
+    (demoting 3): HBM 4 insertions and 3 demotions, DRAM 3 insertions and 2 promotions, for the same blocks."""
+    requests = [[3], [2], [2, 3, 2]]
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    cache = make_cache(policy, [1, 2], blocks, reference=reference)
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+    cache.replay(blocks, np.cumsum([0] + [len(r) for r in requests]), hit_tier, 0, len(requests), prefix=True)
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert hit_tier.tolist() == [-1, -1, 0, 1, 0]
+    assert (hbm.insertions, hbm.demotions, dram.insertions, dram.promotions, dram.evictions) == (2, 1, 1, 0, 0)
+    assert cache.resident(0) == {2} and cache.resident(1) == {3}
+
+
+@pytest.mark.parametrize("reference", [False, True])
 def test_an_inclusive_copy_of_a_held_hit_is_held_and_let_go_at_its_own_touch(reference):
     """HBM 2 + DRAM 3, inclusive (every block written to both), LRU. r1 [1], r2 [0]: HBM {1, 0}, DRAM {1, 0}. r3 [3]:
     HBM evicts 1: HBM {0, 3}, DRAM {1, 0, 3}. r4 [1, 5, 1]: 1 is a DRAM hit, held there. Position 2, 1 again: copied up

@@ -44,6 +44,7 @@ from sim.cache.arena_layout import (
     CacheView,
     entry,
     kernel,
+    pinned,
     set_pin,
 )
 from sim.cache.block_index import holders, holders_chain, resident
@@ -84,6 +85,15 @@ def _hold(a, c, key, s, on):
         set_pin(a.slots, resident(a, c.span, key), on)
 
 
+@kernel
+def _first_at(blocks, lo, j, key):
+    """Whether position ``j`` is ``key``'s first in its request (positions ``lo``..``j``)."""
+    for i in range(lo, j):
+        if blocks[i] == key:
+            return False
+    return True
+
+
 @entry
 def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
     """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
@@ -97,7 +107,9 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
     no victim of the blocks before it (the tail's admissions, their demotions, a deeper hit's promotion) is one:
     vLLM holds a request's cached blocks (``ref_cnt`` > 0, ``KVCacheManager.allocate_slots`` touches them before
     taking new blocks from the free queue), so its allocations never evict them; without the pin a hit evicted by
-    its own request's tail was inserted again by its touch. Where every block of a tier is pinned, a block that
+    its own request's tail was inserted again by its touch. A request repeating an id holds that one block until
+    the touch of its first position (the last of its touches), met again before it (moved up, or a hit position
+    past the first) held where it lands (``operations.use``). Where every block of a tier is pinned, a block that
     would enter it goes on down, or is not kept (``operations.use``). ``depth`` >= 0: selective write (only the
     first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
     index of its last turn, -1: none; empty: no session prefetch): before a turn, its
@@ -116,11 +128,13 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 _use(a, c, np.int64(blocks[j]), lo, True, PREFETCH)
         if prefix:
             held = lo  # the hits: blocks lo..held-1
+            repeats = False  # a hit found held already: an id repeated within the hits (none is held between requests)
             for j in range(lo, hi):
                 key = np.int64(blocks[j])
                 level, s = _find(a, c, key)
                 if level < 0:
                     break
+                repeats = repeats or pinned(a.slots, s)
                 _hold(a, c, key, s, True)
                 held = j + 1
                 hit_tier[j] = level
@@ -130,7 +144,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                     a.meta[t, STAT0 + BYTES_READ] += c.block_bytes * c.read_copies
             for j in range(hi - 1, lo - 1, -1):
                 key = np.int64(blocks[j])
-                if j < held:
+                if j < held and (not repeats or _first_at(blocks, lo, j, key)):  # (a repeated hit: at its first position)
                     _hold(a, c, key, _find(a, c, key)[1], False)
                 _use(a, c, key, j, depth < 0 or j - lo < depth, UNREAD)
         else:

@@ -308,11 +308,13 @@ class HookedMultiTierCache:
                 for key in self._previous_turn.get(session, ()):
                     self._prefetch(key, lo)
             held = 0
+            first_at: dict[int, int] = {}  # each hit's first position: a repeated one is held until that one's touch
             if prefix:
                 for j, key in enumerate(keys):
                     level = self.find(key)
                     if level < 0:
                         break
+                    first_at.setdefault(key, j)
                     self._hold(key, level, True)
                     held = j + 1
                     hit_tier[lo + j] = level
@@ -323,7 +325,7 @@ class HookedMultiTierCache:
             else:
                 order = range(len(keys))
             for j in order:
-                if j < held:
+                if j < held and first_at[keys[j]] == j:
                     self._hold(keys[j], self.find(keys[j]), False)
                 level = self.touch(keys[j], lo + j, admit=max_depth is None or j < max_depth, read=not prefix)
                 if not prefix:
