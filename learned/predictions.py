@@ -9,6 +9,7 @@ instead of integrating per candidate, and keeps memory at 4 bytes per access.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,17 @@ class Predictions:
     dist: np.ndarray  # float64 [classes, buckets]: P(next-use distance in bucket) per class
     edges: np.ndarray  # float64 [buckets + 1]: bucket j is (edges[j], edges[j+1]], log-uniform inside
     num_ids: int  # block ids are below this
+    # A prefix-semantics run's requests (``with_requests``; None: plain): each position's block and its request's
+    # first position, so the policy scores its experts on the prefix hits each would have served
+    keys: np.ndarray | None = None  # int64 [accesses]
+    starts: np.ndarray | None = None  # int64 [accesses]
+
+    def with_requests(self, blocks: np.ndarray, offsets: np.ndarray) -> "Predictions":
+        """These predictions for a run that looks ``blocks`` up by prefix semantics, request by request (CSR
+        ``offsets``): the policy scores each expert on the longest prefix of a request it held."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        starts = np.repeat(offsets[:-1], np.diff(offsets))
+        return dataclasses.replace(self, keys=np.asarray(blocks, dtype=np.int64), starts=starts)
 
     @classmethod
     def perfect(cls, next_use: np.ndarray, num_ids: int = 1) -> "Predictions":

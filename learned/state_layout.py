@@ -66,7 +66,12 @@ S_S3_TAIL = S_S3_HEAD + 3
 S_S3_SIZE = S_S3_TAIL + 3
 S_S3_CAPS = S_S3_SIZE + 3  # + queue - 1: the queues' capacities
 S_S3_EVICTED = S_S3_CAPS + 3  # 1 after the S3-FIFO expert's first eviction
-INT_SLOTS = S_S3_EVICTED + 1
+# Prefix scoring (a prefix-semantics run: the policy knows each position's request): the start position of the
+# request whose touches are being scored (-1: none yet), and + expert: how many of its blocks, from its first, the
+# expert held when its first touch came (its prefix hits, as a prefix cache that were that expert would serve).
+S_REQ = S_S3_EVICTED + 1
+S_PLEN = S_REQ + 1
+INT_SLOTS = S_PLEN + EXPERTS
 
 # Float scalars.
 X_P = 0  # ARC's target size of T1

@@ -124,7 +124,9 @@ class ServingRun:
         self.num_blocks = stream.num_ids
         self.stream_offsets = stream.offsets
         next_use = next_use_index(stream.blocks) if any(k.needs_future for k in kinds) else None
-        self._predicted = (stream.classes(learned_predictions(trace, config)[1])
+        # (serving looks blocks up by prefix semantics: the learned policy scores its experts on prefix hits)
+        self._predicted = (stream.classes(learned_predictions(trace, config)[1]).with_requests(stream.blocks,
+                                                                                             stream.offsets)
                            if any(k.needs_predictions for k in kinds) else None)
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
         self.states = states = state_groups(config)  # (a Gated DeltaNet hybrid's groups cache states too)

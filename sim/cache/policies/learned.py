@@ -31,6 +31,10 @@ class Learned(EvictionPolicy):
             predicted = Predictions.perfect(predicted)
         self.klass = predicted.klass
         self.state = kernel.new_state(capacity, predicted.num_ids, predicted.dist, predicted.edges)
+        # prefix semantics: each position's block and its request's first, to score the experts on prefix hits
+        plain = np.zeros(0, dtype=np.int64)
+        self._pkeys = predicted.keys if predicted.keys is not None else plain
+        self._pstart = predicted.starts if predicted.starts is not None else plain
         self._bind()
 
     def _bind(self) -> None:
@@ -45,13 +49,13 @@ class Learned(EvictionPolicy):
     def on_access(self, key: int, now: int) -> None:
         s = self.state
         kernel.on_access(self._blocks, self._last, s["model_slots"], self._ints, s["floats"], s["table"], s["dist"],
-                         s["edges"], key, int(self.klass[now]), now)
+                         s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart)
 
     def on_insert(self, key: int, now: int) -> None:
         self._fit(key)
         s = self.state
         kernel.on_insert(self._blocks, self._last, s["real_ids"], s["model_slots"], self._ints, s["floats"], s["table"],
-                         s["dist"], s["edges"], key, int(self.klass[now]), now)
+                         s["dist"], s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart)
 
     def on_remove(self, key: int) -> None:
         kernel.on_remove(self._blocks, self.state["real_ids"], self._ints, key)

@@ -1,0 +1,65 @@
+"""The learned policy under prefix semantics (vLLM: a request reuses only its longest cached prefix, and a prefix
+replay touches its blocks deepest first): the safety net scores each expert on the prefix hits it would have served,
+and the model expert keeps its holdings prefix-closed (a block is of use only while its parent is held)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learned import kernel
+from learned.predictions import Predictions
+from learned.state_layout import B_MODEL, LRU, MODEL, X_SCORE
+from sim.cache.policies.learned import Learned
+
+# buckets (0.5, 1], (1, 2], (2, 4], (4, 8], (8, 16], (16, inf): the last never arrives (as in test_learned_clock)
+EDGES = np.array([0.5, 1, 2, 4, 8, 16, np.inf])
+SOON, NEVER = 0, 1  # class 0: next use 4-8 accesses after this one; class 1: never again
+NO_REQUESTS = np.zeros(0, dtype=np.int64)  # plain semantics: experts scored on the blocks they hold
+
+
+def _policy(capacity: int, klass, keys=None, offsets=None) -> Learned:
+    dist = np.zeros((2, len(EDGES) - 1))
+    dist[SOON, 3] = 1.0
+    dist[NEVER, -1] = 1.0
+    predicted = Predictions(np.asarray(klass, dtype=np.int32), dist, EDGES, num_ids=16)
+    if keys is not None:
+        predicted = predicted.with_requests(np.asarray(keys), np.asarray(offsets))
+    return Learned(capacity, predicted)
+
+
+def _step(policy: Learned, key: int, at: int, prefix: bool) -> None:
+    """Every expert sees ``key`` at position ``at`` (the safety net's step, without the real cache)."""
+    s = policy.state
+    pkeys, pstart = (policy._pkeys, policy._pstart) if prefix else (NO_REQUESTS, NO_REQUESTS)
+    kernel._experts_step(s["blocks"], s["last"], s["model_slots"], s["ints"], s["floats"], s["table"], s["dist"],
+                         s["edges"], key, int(policy.klass[at]), at, pkeys, pstart)
+
+
+def test_requests_of_the_stream_give_each_position_its_request_start():
+    predicted = _policy(2, [SOON] * 5, keys=[7, 8, 9, 7, 3], offsets=[0, 3, 5])
+    assert predicted._pkeys.tolist() == [7, 8, 9, 7, 3]
+    assert predicted._pstart.tolist() == [0, 0, 0, 3, 3]
+    assert len(_policy(2, [SOON] * 5)._pstart) == 0  # plain semantics: none
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])
+def test_an_expert_scores_only_the_prefix_its_lookup_would_serve(prefix):
+    """Hand case, 4-block experts. Two conversations r1 a1 b1 and r2 a2 b2 (keys 0-5), the roots predicted never
+    to come back: the model expert evicts both roots for the deeper blocks (holds a1 b1 a2 b2), LRU holds the last
+    four (b1 r2 a2 b2). Then r2 a2 b2 again, touched deepest first (b2, a2, r2). The model expert holds b2 and a2,
+    but a prefix cache that were the model expert would serve none of the request (its lookup stops at r2, the
+    first block): by plain scoring it earns 2 hits, by prefix scoring 0; LRU serves all three either way."""
+    keys = [0, 1, 2, 3, 4, 5, 3, 4, 5]
+    policy = _policy(4, [NEVER, SOON, SOON, NEVER, SOON, SOON, SOON, SOON, SOON], keys, offsets=[0, 3, 6, 9])
+    for at in range(6):  # the first two requests, in order: as a plain replay (no expert holds any of them yet)
+        _step(policy, keys[at], at, prefix=False)
+    blocks = policy.state["blocks"]
+    assert [bool(blocks[k, B_MODEL] >= 0) for k in range(6)] == [False, True, True, False, True, True]
+    before = policy.state["floats"][X_SCORE:X_SCORE + 4].copy()
+    for at in (8, 7, 6):  # the third request, deepest first
+        _step(policy, keys[at], at, prefix=prefix)
+    gained = policy.state["floats"][X_SCORE:X_SCORE + 4] - before
+    # (scores decay by 1/4096 an access: at most 6 * 3/4096 = 0.005 lost over three accesses)
+    assert gained[MODEL] == pytest.approx(0.0 if prefix else 2.0, abs=0.01)
+    assert gained[LRU] == pytest.approx(3.0, abs=0.01)
