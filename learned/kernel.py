@@ -185,19 +185,44 @@ def _model_victim(model_slots, n, ints, floats, table, dist, edges, now):
 
 
 @njit(cache=True)
-def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now):
+def _model_child(blocks, pkeys, pstart, at):
+    """The model expert's slot of the block after position ``at`` in its request (-1: none, or not held)."""
+    q = at + 1
+    if q >= len(pstart) or pstart[q] != pstart[at] or pkeys[q] >= blocks.shape[0]:
+        return -1
+    return blocks[pkeys[q], B_MODEL]
+
+
+@njit(cache=True)
+def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys, pstart):
     """The model expert sees an access to ``key`` at stream position ``at`` (predicted class ``klass``, its
-    idle time counted from ``at``) when the clock reads ``now`` (>= ``at``); returns True on a hit."""
+    idle time counted from ``at``) when the clock reads ``now`` (>= ``at``); returns True on a hit.
+
+    By prefix semantics (``pstart`` covers ``at``) a block is of use only while its parent is held (a lookup stops
+    at the first block missing), so the expert keeps its holdings prefix-closed along the requests it saw: it
+    admits a block whose child (the next block of its request) it holds, and evicts, instead of a sampled victim,
+    the deepest block it holds of the chain that followed the victim at its last access (a leaf's worth is at
+    most its parent's, and evicting the parent would lose both)."""
     meta = (at << CLASS_BITS) | klass
     slot = blocks[key, B_MODEL]
     if slot >= 0:
         model_slots[1, slot] = meta
         return True
     n = ints[S_NMODEL]
+    prefix = at < len(pstart)
     if n >= ints[S_CAP]:
         slot, victim_hd = _model_victim(model_slots, n, ints, floats, table, dist, edges, now)
-        if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd:
+        if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd and not (
+                prefix and _model_child(blocks, pkeys, pstart, at) >= 0):
             return False  # admission: the newcomer is worth less than what it would displace
+        if prefix:  # leaf first: down the chain that followed the victim at its last access
+            p = model_slots[1, slot] >> CLASS_BITS
+            while p < len(pstart):
+                child = _model_child(blocks, pkeys, pstart, p)
+                if child < 0:
+                    break
+                slot = child
+                p += 1
         victim = model_slots[0, slot]
         floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - (model_slots[1, slot] >> CLASS_BITS)) - floats[X_AGE])
         blocks[victim, B_MODEL] = -1
@@ -286,7 +311,8 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     prefix = at < len(pstart)
     if prefix and pstart[at] != ints[S_REQ]:
         _prefix_scan(blocks, ints, pkeys, pstart, pstart[at])
-    hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now)
+    hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys,
+                            pstart)
     hit_arc = arc_step(blocks, ints, floats, key)
     hit_lru = lru_step(blocks, ints, key)
     hit_s3 = s3_step(blocks, ints, key)

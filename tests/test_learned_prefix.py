@@ -63,3 +63,27 @@ def test_an_expert_scores_only_the_prefix_its_lookup_would_serve(prefix):
     # (scores decay by 1/4096 an access: at most 6 * 3/4096 = 0.005 lost over three accesses)
     assert gained[MODEL] == pytest.approx(0.0 if prefix else 2.0, abs=0.01)
     assert gained[LRU] == pytest.approx(3.0, abs=0.01)
+
+
+def test_the_model_expert_evicts_a_leaf_before_its_parent():
+    """Hand case, 3-block model expert, prefix semantics. Request r a b (r predicted never to come back) fills it;
+    a newcomer x needs room. r has the lowest hit density, but a and b are of use only while r is held (a lookup
+    stops at the first block missing): the model expert evicts the deepest block of r's chain, b, and keeps r a."""
+    r, a, b, x = 0, 1, 2, 3
+    policy = _policy(3, [NEVER, SOON, SOON, SOON], keys=[r, a, b, x], offsets=[0, 3, 4])
+    for at, key in ((2, b), (1, a), (0, r), (3, x)):
+        _step(policy, key, at, prefix=True)
+    blocks = policy.state["blocks"]
+    assert [bool(blocks[k, B_MODEL] >= 0) for k in (r, a, b, x)] == [True, True, False, True]
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])
+def test_the_model_expert_admits_the_parent_of_a_block_it_holds(prefix):
+    """Hand case, 3-block model expert: request p q, then r a with r predicted never to come back, touched deepest
+    first (a, then r). r is worth less than any block the expert holds, so plain semantics declines it; by prefix
+    semantics a, which it holds, is of use only below r, so r is admitted."""
+    p, q, r, a = 0, 1, 2, 3
+    policy = _policy(3, [SOON, SOON, NEVER, SOON], keys=[p, q, r, a], offsets=[0, 2, 4])
+    for at, key in ((1, q), (0, p), (3, a), (2, r)):
+        _step(policy, key, at, prefix=prefix)
+    assert bool(policy.state["blocks"][r, B_MODEL] >= 0) == prefix
