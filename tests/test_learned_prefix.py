@@ -87,3 +87,17 @@ def test_the_model_expert_admits_the_parent_of_a_block_it_holds(prefix):
     for at, key in ((1, q), (0, p), (3, a), (2, r)):
         _step(policy, key, at, prefix=prefix)
     assert bool(policy.state["blocks"][r, B_MODEL] >= 0) == prefix
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])
+def test_the_real_cache_evicts_a_leaf_when_every_block_it_holds_is_the_leaders(prefix):
+    """Hand case, 3 blocks. Request r a b (r predicted never to come back) fills the real cache and the model expert
+    alike, so no block is outside the leader (the model expert) and the real cache picks by hit density: r by plain
+    semantics; by prefix semantics, where a and b are of use only below r, the deepest block of r's chain, b."""
+    r, a, b, x = 0, 1, 2, 3
+    keys, offsets = ([r, a, b, x], [0, 3, 4]) if prefix else (None, None)
+    policy = _policy(3, [NEVER, SOON, SOON, SOON], keys, offsets)
+    for at, key in ((2, b), (1, a), (0, r)):
+        policy.on_insert(key, at)
+    assert all(policy.state["blocks"][k, B_MODEL] >= 0 for k in (r, a, b))
+    assert policy.victim(x) == (b if prefix else r)

@@ -63,7 +63,7 @@ class Learned(EvictionPolicy):
     def victim(self, incoming: int) -> int:
         s = self.state
         return int(kernel.victim(self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"],
-                                 s["edges"]))
+                                 s["edges"], self._pkeys, self._pstart))
 
     def summary(self) -> dict:
         """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
