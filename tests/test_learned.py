@@ -222,6 +222,20 @@ def test_the_report_says_which_expert_the_cache_followed(mooncake_model):
     assert summary["recent_hits"]["model"] > max(v for k, v in summary["recent_hits"].items() if k != "model")
 
 
+def test_the_report_of_tiers_says_which_expert_their_one_policy_followed(mooncake_model):
+    """Tiers cache-only (HBM 20 GiB, DRAM 40 GiB): one learned policy spans them (``SpanHooks``), and the report reads
+    its summary, not the top tier's own policy, which sees no access there (its recent hits were all 0)."""
+    from trace.workload import load_workload
+
+    trace, model = mooncake_model
+    config = load_config(None, sets=[f"workload.trace={trace}", "serving.block_size=512", "workload.range_start=0.5",
+                                     f"cache.learned_model={model}", "cache.tiers.hbm.capacity_gib=20",
+                                     "cache.tiers.dram.capacity_gib=40"])
+    (run,) = run_cache_only(load_workload(config), config, ["learned"])
+    hits = run.metrics["learned_policy"]["recent_hits"]
+    assert min(hits.values()) > 0, hits
+
+
 def test_sidecar_records_what_the_model_means(mooncake_model):
     _, out = mooncake_model
     meta = json.loads((out.parent / "model.txt.json").read_text())

@@ -184,8 +184,11 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         if uses_learned_policy(config, [name]):
             metrics["learned_model"] = model.describe()
             top = cache.tiers[0]
-            if not top.compiled and hasattr(top.hooks, "summary"):  # which expert the top tier followed (safety net)
-                metrics["learned_policy"] = top.hooks.summary()
+            # which expert the top tier's policy followed (safety net): the one policy over the tiers where it spans them
+            spanned = getattr(cache, "spanned", None)
+            hooks = spanned.policy if spanned is not None else top.hooks
+            if not top.compiled and hasattr(hooks, "summary"):
+                metrics["learned_policy"] = hooks.summary()
         runs.append(RunResult(name=name, metrics=metrics, overrides={"cache.policy": name}))
     return runs
 
