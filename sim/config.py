@@ -144,8 +144,9 @@ class TierConfig:
     policy: str | None = domain(None, names="sim.cache.policies:POLICIES",
                                  canonical="sim.cache.policies:canonical_policy")  # None: use cache.policy
     # What all readers of one copy (a node's SSD, a rack's EIC) share, GB/s: their loads queue for it, first
-    # come first served, with the copy's writes (bytes / write_gbps each). None: every reader has read_gbps to
-    # itself and writes take no time (DRAM: each GPU its own PCIe link, one direction each).
+    # come first served, and the copy's writes (bytes / write_gbps each) fill its idle time, a load waiting only for
+    # the write in service (sim.cache.tiers.Tier.charge_writes). None: every reader has read_gbps to itself and
+    # writes take no time (DRAM: each GPU its own PCIe link, one direction each).
     shared_read_gbps: float | None = domain(None, **BANDWIDTH)
 
 

@@ -54,9 +54,14 @@ class Tier:
     _hooks: EvictionPolicy | None = None
     # B/s all readers of this copy share (None: each has read_bw); a shared device also serves the copy's writes
     shared_read_bw: float | None = None
-    device_free_at: float = 0.0  # simulated time at which the shared device has served what is queued so far
+    device_free_at: float = 0.0  # simulated time at which the shared device has served the reads reserved so far
     written_charged: int = 0  # bytes written whose device time is charged (``charge_writes``)
-    write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the queue (cluster)
+    # the shared device's write-back: one stream of the demotions' bytes, served in the device's idle time (reads
+    # first: ``reserve_read``); ``write_backlog`` seconds of it are left at ``write_from`` (its chunks' origin)
+    write_backlog: float = 0.0
+    write_from: float = 0.0
+    write_chunk: int = 0  # bytes of one write the device does not interrupt for a read: a block's (0: none)
+    write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the backlog (cluster)
     # links one reader reads a block over in parallel: an instance's TP ranks each move their page of it over their
     # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (stored × read_copies)
     lanes: int = 1
@@ -99,16 +104,26 @@ class Tier:
 
     def reserve_read(self, nbytes: int, start: float, lanes: int | None = None) -> float:
         """Seconds from ``start`` until ``nbytes`` read from this tier have arrived: ``read_time``, or, on a
-        device its readers share (``shared_read_bw``), the end of its queue once these bytes join it (first
-        come, first served) if that is later. Reserves the device's time."""
+        device its readers share (``shared_read_bw``), when its reads queued before (first come, first served) and
+        the write in service (``write_chunk``, ahead of the write-back's rest: ``charge_writes``) are done, if
+        later. Reserves the device's time."""
         if not nbytes:
             return 0.0
         if self.shared_read_bw is None:
             return self.read_time(nbytes, lanes)
-        wait = max(0.0, self.device_free_at - start)
+        begin = max(start, self.device_free_at)
         on_device = nbytes / self.shared_read_bw
-        self.device_free_at = start + wait + on_device
-        return self.latency_s + max(nbytes / self.reader_bandwidth(lanes), wait + on_device)
+        backlog, origin = self.write_backlog, self.write_from
+        if backlog > 0.0 and origin < begin < origin + backlog:  # a write chunk is in service: the read waits for it
+            chunk = self.write_chunk / self.write_bw
+            done = min(math.ceil((begin - origin) / chunk) * chunk, backlog) if chunk > 0 else begin - origin
+            begin = origin + done
+            self.write_backlog = backlog - done
+        elif backlog > 0.0 and begin >= origin + backlog:
+            self.write_backlog = 0.0  # drained in the idle time before this read
+        self.device_free_at = begin + on_device
+        self.write_from = max(self.write_from, self.device_free_at) if self.write_backlog > 0.0 else self.device_free_at
+        return self.latency_s + max(nbytes / self.reader_bandwidth(lanes), begin - start + on_device)
 
     def reader_bandwidth(self, lanes: int | None = None) -> float:
         """B/s a reader over ``lanes`` links (default: this copy's ``lanes``) reads it at."""
@@ -119,11 +134,20 @@ class Tier:
         self.arena.count_read(self.index, nbytes)
 
     def charge_writes(self, now: float) -> None:
-        """Charge a shared device for the bytes written into this copy (demotions) since the last call:
-        bytes / write bandwidth of device time each, queued from ``now`` behind what is queued already
-        (first come, first served with the reads; nobody waits for a write itself: it is written back),
-        or handed to ``write_sink``. A copy without a shared device writes over each writer's own link
-        (a GPU's PCIe link carries writes one way, loads the other): no time is charged."""
+        """Charge a shared device for the bytes written into this copy (demotions) since the last call: bytes /
+        write bandwidth of device time each, joining the write-back from ``now`` (or handed to ``write_sink``). The
+        write-back is one stream, served in the time the device's reads leave idle: a read waits only for the
+        write in service, one ``write_chunk`` at most (``reserve_read``), never for the backlog, and nobody waits
+        for a write itself. A device whose writes exceed its write bandwidth (``tier_traffic``'s write share above 1)
+        never drains it: the backlog grows, reads are still served first, and the summary flags it. A copy without
+        a shared device writes over each writer's own link (a GPU's PCIe link carries writes one way, loads the
+        other): no time is charged.
+
+        Reads first, as the devices and stores do: Linux's deadline scheduler gives reads preference over writes
+        (``writes_starved``: docs.kernel.org/block/deadline-iosched.html), its writeback throttling keeps background
+        writes from queueing ahead of reads (blk-wbt, Linux 87760e5eef35: "Background writeback should be, by
+        definition, background activity"), and the KV stores write their offloads asynchronously (LMCache's
+        architecture: "Asynchronously write KV caches from CPU to disk", docs/developer_guide/architecture)."""
         if self.shared_read_bw is None:
             return
         written = int(self.arena.stats_row(self.index)[BYTES_WRITTEN])
@@ -133,8 +157,12 @@ class Tier:
         self.written_charged = written
         if self.write_sink is not None:
             self.write_sink(seconds)
+            return
+        begin = max(now, self.device_free_at)  # (after the reads reserved: they come first)
+        if self.write_from + self.write_backlog <= begin:  # the backlog drained before: a new one starts
+            self.write_from, self.write_backlog = begin, seconds
         else:
-            self.device_free_at = max(self.device_free_at, now) + seconds
+            self.write_backlog += seconds
 
     @property
     def reader_bw(self) -> float:
@@ -173,10 +201,10 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
     seconds, summed over its copies (a node's DRAM/SSD, a rack's EIC), and the busiest copy's share of
     its bandwidth: reads of its shared bandwidth if it has one, else of its readers' links together
     (``copy_load_bw``); writes of its device's write bandwidth, else of its writers' links together
-    (``copy_write_bw``). On a shared device (``cache.tiers.<tier>.shared_read_gbps`` set) reads and writes queue for
-    one channel, so together their shares stay near 1 at most; elsewhere loads of different readers are
-    not queued and writes take no time, so a share above 1 says the tier could not keep up: the run's
-    load times are optimistic."""
+    (``copy_write_bw``). On a shared device (``cache.tiers.<tier>.shared_read_gbps`` set) reads queue for it, so
+    their share stays near 1 at most, and its write-back fills the time they leave (``Tier.charge_writes``): a write
+    share above 1 says it could not keep up; elsewhere loads of different readers are not queued and writes take no
+    time, so a share above 1 says the tier could not keep up. Either way the run's load times are optimistic."""
     def share(nbytes: int, bandwidth: float) -> float:
         return nbytes / (bandwidth * span_s) if span_s > 0 else math.nan
 
@@ -461,7 +489,11 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
             if blocks > 0:
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)
-    return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
-                             lanes=1 if name == "hbm" else read_lanes(config),
-                             stored=(0, 0) if name == "hbm" else tier_stored_bytes(name, config))
-            for name, tier_cfg, blocks in specs]
+    tiers = [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
+                              lanes=1 if name == "hbm" else read_lanes(config),
+                              stored=(0, 0) if name == "hbm" else tier_stored_bytes(name, config))
+             for name, tier_cfg, blocks in specs]
+    for tier in tiers:
+        if tier.name != "hbm":  # a demotion writes a block: a write a read may wait for (``Tier.reserve_read``)
+            tier.write_chunk = tier_block_bytes(tier.name, config)
+    return tiers

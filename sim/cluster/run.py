@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
+from sim.cache.tiers import (
+    TIER_NAMES,
+    Tier,
+    configured_tier_blocks,
+    tier_block_bytes,
+    tier_from_config,
+    tier_stored_bytes,
+)
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch, level_cells
 from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker
@@ -42,10 +49,6 @@ from sim.serving.paths import Path
 from sim.serving.run import ServingRun
 from sim.specs import LinkSpec
 from trace.request import Trace
-
-
-def _written(_duration: float) -> None:
-    """A write-back ends: nobody waits for it."""
 
 
 class ClusterRun(PrefixFetch, ServingRun):
@@ -145,7 +148,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link: a shared device's, which its readers share (and its writes)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
-            tier.write_sink = lambda seconds: link.occupy(seconds, _written)  # a shared device's writes share it
+            tier.write_chunk = tier_block_bytes(name, self.store_config)  # a demotion writes a block
+            link.write_chunk = tier.write_chunk / tier.write_bw
+            tier.write_sink = link.write_back  # a shared device's writes: one stream in its idle time, as a node's
             if tier.shared_read_bw is None:
                 self._read_over_own_links.add(tier.index)
         return tier

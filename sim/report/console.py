@@ -50,14 +50,20 @@ def console_summary(report: dict) -> str:
 def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
     """A line for each lower tier whose traffic exceeded a bandwidth the run did not queue for (a copy
     without a shared device: loads of different readers, and writes, are not queued): its load times are
-    optimistic."""
+    optimistic; and for a shared device whose writes exceeded its write bandwidth: its write-back, served in the
+    time its reads left, fell behind for good (``sim.cache.tiers.Tier.charge_writes``)."""
     lines = []
     for tier, traffic in run["metrics"].get("tiers", {}).items():
         key = f"cache.tiers.{tier}.shared_read_gbps"
         if "read_utilization_max" not in traffic:
             continue  # a cache-only run's counters: no time
         if run.get("overrides", {}).get(key, tiers_config[tier]["shared_read_gbps"]) is not None:
-            continue  # one queue for its reads and writes: they waited for each other
+            share = traffic["write_utilization_max"]  # (its reads queued: their share stays within the device's)
+            if share is not None and share > 1:
+                lines.append(f"  ! {tier} writes needed {share:.2f}x its write bandwidth (cache.tiers.{tier}.write_gbps)"
+                             f" over the run; its write-back, served after its reads, could not keep up (the backlog"
+                             f" grew; no demotion was dropped or delayed), so load times are optimistic")
+            continue
         for way, who, what in (("read", "readers", "loads of different readers were not queued"),
                                ("write", "writers", "writes took no time")):
             share = traffic[f"{way}_utilization_max"]  # (of its sharers' links together: sim.cache.tiers.tier_traffic)

@@ -214,6 +214,13 @@ class Link:
         self._virtual = 0.0
         self._last = 0.0
         self._version = 0
+        # a device's write-back (``write_back``): one stream served while no transfer is active; ``_backlog``
+        # seconds of it left at ``_backlog_from`` (its chunks' origin) while ``_draining``, else paused
+        self.write_chunk = 0.0  # seconds of one write a transfer waits for if it is in service (0: none)
+        self._backlog = 0.0
+        self._backlog_from = 0.0
+        self._draining = True
+        self._held: list[tuple[float, Callable[[float], None], float]] = []  # transfers waiting for a write chunk
 
     @property
     def active(self) -> int:
@@ -238,12 +245,49 @@ class Link:
 
         self.occupy(share * serialization_time(self.model, nbytes), serialized)
 
+    def write_back(self, service: float) -> None:
+        """A device's writes of ``service`` seconds join its write-back: one stream, whatever the number of writes,
+        served only while no transfer is active (reads first, as ``Tier.charge_writes`` says why); a transfer that
+        starts while a write is in service waits for it (``write_chunk`` at most), never for the backlog. Nobody
+        waits for the writes themselves. On a link without contention (``shared`` off) they take no transfer's time."""
+        if not self.shared or service <= 0:
+            return
+        now = self.engine.now
+        if self._draining and self._backlog_from + self._backlog <= now:  # drained before: a new backlog starts
+            self._backlog_from, self._backlog = now, service
+        else:
+            self._backlog += service
+
     def occupy(self, service: float, on_done: Callable[[float], None]) -> None:
-        """Start work that would take ``service`` seconds alone (a transfer, or a device's write) now."""
+        """Start work that would take ``service`` seconds alone (a transfer) now: at once, or, where a device's
+        write is in service (``write_back``), when it ends."""
         start = self.engine.now
         if not self.shared:
             self.engine.after(service, on_done, service)
             return
+        if self._held:
+            self._held.append((service, on_done, start))
+            return
+        if self._draining:  # idle: the write-back pauses for this transfer, once its write in service is done
+            self._draining = False
+            elapsed = start - self._backlog_from
+            chunk = self.write_chunk
+            if 0.0 < elapsed < self._backlog and chunk > 0:
+                done = min(math.ceil(elapsed / chunk) * chunk, self._backlog)
+                self._backlog -= done
+                self._held.append((service, on_done, start))
+                self.engine.after(done - elapsed, self._release)
+                return
+            self._backlog = max(0.0, self._backlog - max(0.0, elapsed))
+        self._start(service, on_done, start)
+
+    def _release(self) -> None:
+        """The write in service is done: the transfers that waited for it start."""
+        held, self._held = self._held, []
+        for service, on_done, start in held:
+            self._start(service, on_done, start)
+
+    def _start(self, service: float, on_done: Callable[[float], None], start: float) -> None:
         self._advance()
         tid = self._next_id
         self._next_id += 1
@@ -278,5 +322,7 @@ class Link:
         finished.sort()
         callbacks = [self._done.pop(tid) for tid in finished]
         self._reschedule()
+        if not tags:  # idle: the write-back drains from now
+            self._draining, self._backlog_from = True, self.engine.now
         for callback in callbacks:
             callback()
