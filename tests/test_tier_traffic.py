@@ -1,7 +1,7 @@
 """A serving run's lower-tier traffic (``metrics.tiers``): bytes each DRAM/SSD/EIC read and wrote, and the
-busiest copy's share of its bandwidth. A shared device (``shared_read_gbps``: a node's SSD) queues its reads and
-writes on one channel; elsewhere loads are charged as if alone and writes take no time, so there the shares are
-the report's warning that a tier could not keep up."""
+busiest copy's share of its bandwidth. A shared device (``shared_read_gbps``: a node's SSD) queues its reads, and its
+write-back fills the time they leave (a read waits only for the write in service); elsewhere loads are charged as if
+alone and writes take no time, so there the shares are the report's warning that a tier could not keep up."""
 
 from __future__ import annotations
 
