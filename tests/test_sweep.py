@@ -127,6 +127,18 @@ def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle)
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+def _sweep_of_a_good_trace_and(run_cli, tmp_path, broken, content: bytes) -> tuple[int, str]:
+    """A cache-only sweep whose trace axis is a good trace, then ``broken`` holding ``content``: (status, stderr)."""
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
+                                        "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
+    broken.write_bytes(content)
+    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
+                 axes={"workload.trace": [str(good), str(broken)]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    return status, err
+
+
 @pytest.mark.parametrize("bad,needle", [(b"", "the file is empty"), (b"\x1f\x8b\x08\x00gzip", "gzip-compressed"),
                                         (b'[{"timestamp": 0}]\n', "must be JSON Lines"),
                                         (b"when,who\n1,2\n", "unrecognised trace header")])
@@ -134,13 +146,8 @@ def test_a_trace_axis_value_that_is_no_trace_is_refused_before_any_point_runs(ru
     """A trace axis's second file is empty, gzip'd, a JSON array or of no known format: it was found only when its
     point ran, after the first point's run ("1 of 2 sweep points failed", hfuzz8); README: every point is validated
     before the first runs. Now exit 2 naming the point and the file, and nothing written."""
-    good, broken = tmp_path / "good.jsonl", tmp_path / "broken.jsonl"
-    good.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
-                                        "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
-    broken.write_bytes(bad)
-    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
-                 axes={"workload.trace": [str(good), str(broken)]})
-    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    broken = tmp_path / "broken.jsonl"
+    status, err = _sweep_of_a_good_trace_and(run_cli, tmp_path, broken, bad)
     assert status == 2 and needle in err and str(broken) in err and "sweep points failed" not in err, err
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
@@ -150,13 +157,8 @@ def test_a_trace_axis_value_that_is_no_trace_is_refused_before_any_point_runs(ru
 def test_a_trace_axis_value_of_a_header_and_no_row_is_refused_before_any_point_runs(run_cli, tmp_path, header):
     """A header-only CSV (blank lines and a BOM aside) on a trace axis was found only when its point loaded it,
     after the first point had run ("1 of 2 sweep points failed", hfuzz8): refused before, in the load's words."""
-    good, broken = tmp_path / "good.jsonl", tmp_path / "header.csv"
-    good.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
-                                        "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
-    broken.write_bytes(header)
-    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
-                 axes={"workload.trace": [str(good), str(broken)]})
-    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    broken = tmp_path / "header.csv"
+    status, err = _sweep_of_a_good_trace_and(run_cli, tmp_path, broken, header)
     assert status == 2 and f"point 'header': no valid requests in {broken}: 0 rows read" in err, err
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 

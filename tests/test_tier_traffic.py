@@ -515,6 +515,20 @@ def test_a_cache_only_prefix_replay_reads_each_served_hit_once_where_it_was_foun
     assert check_report(report) == []
 
 
+def _write_rows(path, rows) -> None:
+    """A Mooncake trace of (timestamp ms, hash ids, input tokens) rows, one token out each."""
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                            for t, ids, n in rows))
+
+
+def _two_instances_of_one_node(mode: str) -> list[str]:
+    """Two instances of one node, routed round robin: the single-node mode's or a one-node cluster's."""
+    if mode == "single":
+        return ["--set", "serving.num_instances=2", "--router", "round-robin"]
+    return ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
+            "--set", "hardware.gpus_per_node=2", "--set", "cluster.router=round-robin"]
+
+
 @pytest.mark.parametrize("mode", ["single", "cluster"])
 def test_a_load_just_after_a_burst_of_demotions_waits_only_for_the_write_in_service(run_cli, tmp_path, mode):
     """Two instances of one node share its SSD (7 GB/s shared, 80 us; no DRAM). At t = 10 s a 20-block prompt on
@@ -528,11 +542,8 @@ def test_a_load_just_after_a_burst_of_demotions_waits_only_for_the_write_in_serv
     rows = [(0, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4196), (5000, list(range(101, 110)), 4196),
             (10000, list(range(201, 221)), 9828), (10001, [1, 2, 3, 4, 5, 6, 7, 8, 9], 4196)]
     trace = tmp_path / "burst.jsonl"
-    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
-                             for t, ids, n in rows))
-    flags = (["--set", "serving.num_instances=2", "--router", "round-robin"] if mode == "single" else
-             ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
-              "--set", "hardware.gpus_per_node=2", "--set", "cluster.router=round-robin"])
+    _write_rows(trace, rows)
+    flags = _two_instances_of_one_node(mode)
     blocks = 8 * 2**26
     read_s = blocks / 7e9
     for write_gbps in (5, 2.5):
@@ -619,11 +630,8 @@ def test_two_instances_load_a_node_s_dram_at_once_each_over_its_own_link(run_cli
     rows = [(0, list(range(1, 10)), 4196), (0, list(range(101, 110)), 4196), (5000, list(range(201, 221)), 9828),
             (5000, list(range(301, 321)), 9828), (10000, list(range(101, 110)), 4196), (10000, list(range(1, 10)), 4196)]
     trace = tmp_path / "pair.jsonl"
-    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
-                             for t, ids, n in rows))
-    flags = (["--set", "serving.num_instances=2", "--router", "round-robin"] if mode == "single" else
-             ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
-              "--set", "hardware.gpus_per_node=2", "--set", "cluster.router=round-robin"])
+    _write_rows(trace, rows)
+    flags = _two_instances_of_one_node(mode)
     requests = tmp_path / "requests.csv"
     status, _, err = run_cli(*flags, "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", requests,
                              "--set", "model=llama-3.1-8b", "--set", "serving.num_gpu_blocks=21",
