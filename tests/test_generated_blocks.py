@@ -164,9 +164,10 @@ def test_the_serving_ceiling_counts_no_partial_last_block():
 
 
 def test_a_serving_run_stays_under_its_reuse_ceiling_and_passes_the_prompt_only_one(run_cli, tmp_path):
-    """A synthetic multi-turn workload with room for every block: the serving run's hit ratio is at most the serving
-    ceiling (a hit is a block an earlier prompt held or an earlier request generated), and above the prompt-only one
-    (the answers it caches are found by the next turns)."""
+    """A synthetic multi-turn workload with room for every block, one instance (the ceilings are of one cache: behind
+    a router a turn sent to another instance than its conversation's misses): the serving run's hit ratio is at most
+    the serving ceiling (a hit is a block an earlier prompt held or an earlier request generated), and above the
+    prompt-only one (the answers it caches are found by the next turns)."""
     import json
 
     # an empty start: a stationary one opens on long chats under way, 505k distinct blocks, past the room given
@@ -175,7 +176,8 @@ def test_a_serving_run_stays_under_its_reuse_ceiling_and_passes_the_prompt_only_
             "serving.block_size=16"]
     argv = [a for s in sets for a in ("--set", s)]
     reports = {}
-    for name, mode in (("stats", ["--trace-stats"]), ("single", ["--set", "serving.num_gpu_blocks=200000"])):
+    for name, mode in (("stats", ["--trace-stats"]),
+                       ("single", ["--set", "serving.num_gpu_blocks=200000", "--set", "serving.num_instances=1"])):
         out = tmp_path / f"{name}.json"
         status, _, err = run_cli(*mode, *argv, "--quiet", "--no-plot", "--report-json", out)
         assert status == 0, err
