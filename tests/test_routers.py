@@ -97,3 +97,17 @@ def test_a_prefix_aware_decode_router_follows_the_same_rule(sets, decode):
         assert set(bound) == {1, 2} and np.abs(gaps).max() <= 1
     else:
         assert bound == decode
+
+
+@pytest.mark.parametrize("mode", [[], ["--cluster"]], ids=["single", "cluster"])
+def test_session_affinity_on_a_trace_without_sessions_says_it_routes_as_least_loaded(run_cli, caplog, mode):
+    """Azure's trace has no session ids: session-affinity sends every request to the least loaded (README: Routers),
+    the run least-loaded would be; a note says so. A synthetic multi-turn workload has them: no note."""
+    note = "no session ids: every request goes to the least loaded instance"
+    status, _, err = run_cli(*mode, "--preset", "smoke", "--workload-trace", "trace/data/azure_conv_2023.csv",
+                             "--router", "session-affinity", "--no-plot")
+    told = [r.getMessage() for r in caplog.records if note in r.getMessage()]
+    assert status == 0 and len(told) == 1 and "azure_conv_2023.csv" in told[0], err[-2000:]
+    caplog.clear()
+    status, _, err = run_cli(*mode, "--preset", "smoke", "--router", "session-affinity", "--no-plot")
+    assert status == 0 and not [r for r in caplog.records if note in r.getMessage()], err[-2000:]

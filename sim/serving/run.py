@@ -10,6 +10,7 @@ beforehand (``sim.serving.admission.admit``).
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -66,6 +67,8 @@ from sim.specs import model_spec
 from trace.continuations import GeneratedBlocks, check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
 
+LOG = logging.getLogger("kvsim.serving")
+
 
 def check_serving_settings(config: Config) -> None:
     """Refuse the cache settings only the cache-only replay models (the serving modes would ignore them)."""
@@ -82,6 +85,15 @@ def check_serving_settings(config: Config) -> None:
 
 
 
+def _note_sessionless_affinity(trace: Trace, config: Config, routing: str) -> None:
+    """A session-affinity run on a workload without session ids routes every request as least-loaded does: say so
+    (hexplore's F5; the session prefetch is refused there, but a router list may compare several on one trace)."""
+    if routing == "session-affinity" and not (trace.session_id >= 0).any():
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        LOG.warning("kvsim: note: router session-affinity: %s has no session ids: every request goes to the least "
+                    "loaded instance, as least-loaded routes it", source)
+
+
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
@@ -95,6 +107,7 @@ class ServingRun:
         check_state_model(config, "pd" if pd else mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
+        _note_sessionless_affinity(trace, config, config.pd.router if mode == "pd" else config.cluster.router)
         # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
         self.kv_over_gpu_link = kv_link_read(config, mode, self._pd)  # (--cluster --pd on an NVLink board)
         self.shapes = role_shapes(config, self._pd, self.kv_over_gpu_link)
