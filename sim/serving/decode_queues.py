@@ -67,7 +67,7 @@ class DecodeQueues:
         self.queues: dict[int, DecodeQueue] = {}
         self.waiting = 0  # prefilled requests waiting in every queue (the time series' queued count)
         self._ranking = DECODE_ROUTERS[router]  # (a name the config's check took: pd.decode_router)
-        self.thresholds = thresholds  # the prefix-aware rank's thresholds (cluster.*; None: the prefix first always)
+        self.thresholds = thresholds  # the prefix-aware router's thresholds (cluster.*; it needs them)
 
     def choose(self, candidates: Sequence[Instance], job: Job) -> Instance:
         """The decode instance of ``candidates`` ``job`` is bound to (``pd.decode_router``)."""
@@ -148,8 +148,6 @@ def prefix_aware(queues: DecodeQueues, job: Job, candidates: Sequence[Instance])
     cache threshold of the prompt, or a prefix every prompt shares would bind every request to the instances that
     first held it."""
     usable, rank = queues.usable_prefix, queues.rank
-    if queues.thresholds is None:
-        return min(candidates, key=lambda inst: (-usable(inst, job), *rank(inst)))
     return queues.thresholds.choose(candidates, queues._blocks(job), lambda inst: usable(inst, job), rank,
                                     lambda: least_loaded(queues, job, candidates), load=lambda inst: rank(inst)[0])
 

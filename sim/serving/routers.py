@@ -46,8 +46,8 @@ class CacheAwareThresholds:
         more than the cache threshold of the prompt, else ``least_loaded()``."""
         loads = [load(inst) for inst in candidates]
         if prompt_blocks and not self.imbalanced(max(loads), min(loads)):
-            best = min(candidates, key=lambda inst: (-matched(inst), *then(inst)))
-            if matched(best) / prompt_blocks > self.cache:
+            most, best = min(((matched(inst), inst) for inst in candidates), key=lambda m: (-m[0], *then(m[1])))
+            if most / prompt_blocks > self.cache:
                 return best
         return least_loaded()
 
