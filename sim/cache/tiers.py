@@ -15,6 +15,7 @@ from sim.config import Config, TierConfig
 from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.serving.engine_limits import block_size
+from sim.serving.network import write_back_done
 from sim.specs import GIB, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
@@ -115,8 +116,7 @@ class Tier:
         on_device = nbytes / self.shared_read_bw
         backlog, origin = self.write_backlog, self.write_from
         if backlog > 0.0 and origin < begin < origin + backlog:  # a write chunk is in service: the read waits for it
-            chunk = self.write_chunk / self.write_bw
-            done = min(math.ceil((begin - origin) / chunk) * chunk, backlog) if chunk > 0 else begin - origin
+            done = write_back_done(begin - origin, self.write_chunk / self.write_bw, backlog)
             begin = origin + done
             self.write_backlog = backlog - done
         elif backlog > 0.0 and begin >= origin + backlog:

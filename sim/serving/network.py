@@ -192,6 +192,14 @@ def serialization_time(model: NetworkModel, nbytes: float) -> float:
     return max(0.0, model.isolated_time(nbytes) - latency_of(model)) if nbytes > 0 else 0.0
 
 
+def write_back_done(elapsed: float, chunk: float, backlog: float) -> float:
+    """Seconds of a device's write-back of ``backlog`` seconds done once the write in service ``elapsed`` seconds into
+    it ends: whole writes of ``chunk`` seconds (0: none uninterruptible, ``elapsed``), at most the backlog. A read or
+    a transfer waits for that much (``Tier.reserve_read``, ``Link.occupy``)."""
+    done = math.ceil(elapsed / chunk) * chunk if chunk > 0 else elapsed
+    return min(done, backlog)
+
+
 class Link:
     """One link shared max-min fairly by concurrent transfers (processor sharing).
 
@@ -273,7 +281,7 @@ class Link:
             elapsed = start - self._backlog_from
             chunk = self.write_chunk
             if 0.0 < elapsed < self._backlog and chunk > 0:
-                done = min(math.ceil(elapsed / chunk) * chunk, self._backlog)
+                done = write_back_done(elapsed, chunk, self._backlog)
                 self._backlog -= done
                 self._held.append((service, on_done, start))
                 self.engine.after(done - elapsed, self._release)
