@@ -10,6 +10,8 @@ counters live in the arena, as for compiled tiers.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -76,6 +78,18 @@ class HookedMultiTierCache:
         for policy in (self.spanned.policy,) if self.spanned is not None else (self.policies[level],):
             if policy.kind:  # a compiled tier: its pins are in the arena
                 policy.pin(key, on)
+
+    @contextmanager
+    def _hold_where_it_lands(self, key: int, level: int) -> Iterator[None]:
+        """Around a move of ``key`` up from tier ``level``: a held block (a prefix replay's hit met again before its
+        own touch: a repeated id) keeps its pin, on the copy a lookup finds after the move (exclusive: where it
+        went; inclusive: its new top copy, the copies below not held, as ``engine.replay``)."""
+        held = key in self._held[level]
+        if held:  # (off while it moves: back on where it lands)
+            self._hold(key, level, False)
+        yield
+        if held:
+            self._hold(key, self.find(key), True)
 
     def _capacity(self, level: int) -> int:
         return self.tiers[level].capacity
@@ -200,24 +214,17 @@ class HookedMultiTierCache:
     def _move_up(self, level: int, key: int, now: int, kept: int = -1) -> bool:
         """Move (exclusive) or copy (inclusive) ``key`` from tier ``level`` to the top; whether it reached a tier
         above ``level`` (False: every tier above declined it, a policy's ``admit``: it stays where it was).
-        ``kept``: the top tier's history of the block since a running request took it (-1: none). A held block (a
-        prefix replay's hit met again before its own touch: a repeated id) keeps its pin, on the copy a lookup finds
-        (exclusive: where it went; inclusive: its new top copy, the copies below not held, as ``engine.replay``)."""
-        held = key in self._held[level]
-        if held:  # (off while it moves: back on where it lands, below)
-            self._hold(key, level, False)
-        if self.inclusive:
-            self.policies[level].on_access(key, now)
-            copied = [self._insert(upper, key, now, kept=kept if upper == 0 else -1)
-                      for upper in range(level - 1, -1, -1)]
-            moved = any(copied)
-        else:
+        ``kept``: the top tier's history of the block since a running request took it (-1: none). A held block keeps
+        its pin (``_hold_where_it_lands``)."""
+        with self._hold_where_it_lands(key, level):
+            if self.inclusive:
+                self.policies[level].on_access(key, now)
+                copied = [self._insert(upper, key, now, kept=kept if upper == 0 else -1)
+                          for upper in range(level - 1, -1, -1)]
+                return any(copied)
             self.policies[level].on_remove(key)
             self.residents[level].remove(key)
-            moved = self._insert(0, key, now, origin=level, kept=kept)
-        if held:
-            self._hold(key, self.find(key), True)
-        return moved
+            return self._insert(0, key, now, origin=level, kept=kept)
 
     def _insert(self, level: int, key: int, now: int, origin: int = -1, kept: int = -1) -> bool:
         """Admit ``key`` to tier ``level`` (or, declined or of no capacity, the next one down, exclusive), demoting
@@ -475,13 +482,9 @@ class SpanHooks:
             counters[PREFETCHES if prefetch else PROMOTIONS] += 1
             if read:
                 counters[BYTES_READ] += cache._read_bytes
-            held = key in cache._held[level]  # (a prefix replay's hit met again before its own touch: it stays held
-            if held:  # where it lands, as in ``HookedMultiTierCache._move_up``)
-                cache._hold(key, level, False)
-            self._leave(level, key)
-            self._place(key, level, prefetch)
-            if held:
-                cache._hold(key, cache.find(key), True)
+            with cache._hold_where_it_lands(key, level):
+                self._leave(level, key)
+                self._place(key, level, prefetch)
             return level
         if not admit or self._capacity() <= 0:
             return -1
