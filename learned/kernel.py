@@ -185,12 +185,13 @@ def _model_victim(model_slots, n, ints, floats, table, dist, edges, now):
 
 
 @njit(cache=True)
-def _model_child(blocks, pkeys, pstart, at):
-    """The model expert's slot of the block after position ``at`` in its request (-1: none, or not held)."""
+def _child_slot(blocks, column, pkeys, pstart, at):
+    """The slot in ``column`` (``B_MODEL``: the model expert's, ``B_REAL``: the real cache's) of the block after
+    position ``at`` in its request (-1: none, or not held)."""
     q = at + 1
     if q >= len(pstart) or pstart[q] != pstart[at] or pkeys[q] >= blocks.shape[0]:
         return -1
-    return blocks[pkeys[q], B_MODEL]
+    return blocks[pkeys[q], column]
 
 
 @njit(cache=True)
@@ -213,12 +214,12 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     if n >= ints[S_CAP]:
         slot, victim_hd = _model_victim(model_slots, n, ints, floats, table, dist, edges, now)
         if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd and not (
-                prefix and _model_child(blocks, pkeys, pstart, at) >= 0):
+                prefix and _child_slot(blocks, B_MODEL, pkeys, pstart, at) >= 0):
             return False  # admission: the newcomer is worth less than what it would displace
         if prefix:  # leaf first: down the chain that followed the victim at its last access
             p = model_slots[1, slot] >> CLASS_BITS
             while p < len(pstart):
-                child = _model_child(blocks, pkeys, pstart, p)
+                child = _child_slot(blocks, B_MODEL, pkeys, pstart, p)
                 if child < 0:
                     break
                 slot = child
@@ -264,11 +265,8 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pke
             best, best_hd = key, hd
     if len(pstart):
         p = last[best]
-        while p + 1 < len(pstart) and pstart[p + 1] == pstart[p]:
-            child = pkeys[p + 1]
-            if child >= blocks.shape[0] or blocks[child, B_REAL] < 0:
-                break
-            best = child
+        while _child_slot(blocks, B_REAL, pkeys, pstart, p) >= 0:
+            best = pkeys[p + 1]
             p += 1
     return best
 
@@ -378,12 +376,11 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
     real_ids[n] = key
     blocks[key, B_REAL] = n
     ints[S_NREAL] = n + 1
-    not_model = blocks[key, B_MODEL] < 0
-    not_arc = blocks[key, B_ARC] != T1 and blocks[key, B_ARC] != T2
-    not_lru = blocks[key, B_LRU_PREV] == -2
-    not_s3 = blocks[key, B_S3] >> 2 != SMALL and blocks[key, B_S3] >> 2 != MAIN
-    out_set(blocks, ints, key,
-             (1 << MODEL) * not_model + (1 << ARC) * not_arc + (1 << LRU) * not_lru + (1 << S3FIFO) * not_s3, True)
+    out = 0  # the experts that do not hold it
+    for e in range(EXPERTS):
+        if not _holds(blocks, e, key):
+            out |= 1 << e
+    out_set(blocks, ints, key, out, True)
     _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart)
 
 
