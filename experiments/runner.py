@@ -156,19 +156,38 @@ def stops_held_while_forking():
             signal.raise_signal(signum)
 
 
-def worker_start(parent: int) -> None:
+def worker_start(parent: int, forker: int | None = None) -> None:
     """A worker dies with its sweep, never outlives it computing and appending to the journal: SIGTERM is back to
     its default (the parent's handler, inherited by the fork, would raise an exception the pool reports and the
     worker survives), and on Linux the kernel sends it SIGTERM when the parent dies, even by SIGKILL. Ctrl-C, which
-    a terminal sends the whole process group, is left to the parent, which stops its workers itself."""
+    a terminal sends the whole process group, is left to the parent, which stops its workers itself.
+
+    ``forker`` is the thread that makes the pool (``threading.get_ident()``; None: every worker is started by it).
+    The kernel's parent-death signal comes when the THREAD that forked the worker ends (prctl(2)), not the process:
+    a ``multiprocessing.Pool`` forks the workers it starts in place of dead ones from its maintenance thread, which
+    ends at the pool's close, so such a worker got SIGTERM as the pool closed, perhaps inside the task queue's read
+    (it holds the queue's lock while it waits), and died holding it: the other workers waited for ever, the pool's
+    join with them (the overload grid's hang). A worker another thread forked watches for its parent instead."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # (forked with them held: ``stops_held_while_forking``)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    if sys.platform == "linux":
+    if forker is not None and threading.get_ident() != forker:  # (a fork keeps the forking thread's ident)
+        threading.Thread(target=_end_with, args=(parent,), daemon=True, name="kvsim-parent-watch").start()
+    elif sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
+
+
+PARENT_WATCH_S = 0.5  # how often a worker that no parent-death signal covers looks for its parent
+
+
+def _end_with(parent: int) -> None:
+    """End this worker once its parent is gone (its parent-death signal would come at the wrong thread's end)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_S)
+    os._exit(1)
 
 
 # A spawn pool's semaphores are registered with multiprocessing's resource tracker, a process of its own that outlives
@@ -182,8 +201,9 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     context = _context()
     if context.get_start_method() != "fork" and QUIET_RESOURCE_TRACKER not in sys.warnoptions:
         sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
+    forker = threading.get_ident() if context.get_start_method() == "fork" else None  # (a spawned child is new)
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_start,
-                               initargs=(os.getpid(),))
+                               initargs=(os.getpid(), forker))
 
 
 def _submit_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> dict[Future, Task]:

@@ -261,3 +261,55 @@ def test_a_sweep_s_workers_are_forked_with_the_stops_held():
     assert set(runner._submit_all(pool, ["a", "b"]).values()) == {"a", "b"}
     assert all(set(runner.STOP_SIGNALS) <= mask for mask in pool.masks) and len(pool.masks) == 2
     assert not set(runner.STOP_SIGNALS) & set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+# a worker forked by a thread other than the pool's maker (``multiprocessing.Pool`` forks a worker's replacement from
+# its maintenance thread), which ends before the worker: prints the worker's pid and whether it outlived that thread
+FORKED_BY_A_THREAD = """
+import multiprocessing, os, threading, time
+from experiments.runner import worker_start
+maker, parent, forked = threading.get_ident(), os.getpid(), []
+def work():
+    worker_start(parent, maker)
+    time.sleep(60)
+def fork():
+    worker = multiprocessing.get_context("fork").Process(target=work)
+    worker.start()
+    forked.append(worker)
+thread = threading.Thread(target=fork)
+thread.start()
+thread.join()
+time.sleep(1.0)
+print(forked[0].pid, forked[0].is_alive(), flush=True)
+time.sleep(60)
+"""
+
+
+def _ended(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\\tZ" in next(line for line in status.read_text().splitlines() if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal (Linux prctl)")
+def test_a_worker_another_thread_forked_outlives_that_thread_and_ends_with_its_parent():
+    """The kernel sends the parent-death signal when the forking THREAD ends: a pool's replacement worker, forked by
+    the pool's maintenance thread, died as the pool closed, perhaps holding the task queue's lock (the overload grid
+    hung in the pool's join). Such a worker now watches for its parent instead (``experiments.runner._end_with``)."""
+    proc = subprocess.Popen([sys.executable, "-c", FORKED_BY_A_THREAD], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        pid, alive = proc.stdout.readline().split()
+        assert alive == "True"  # (before: False, SIGTERM at the forking thread's end)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while not _ended(int(pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _ended(int(pid))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

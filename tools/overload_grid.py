@@ -44,6 +44,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
 AZURE = str(ROOT / "trace" / "data" / "azure_conv_2023.csv")
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)  # (check_writable took a folder still to be made)
     ctx = multiprocessing.get_context("fork")
     with stops_held_while_forking():  # (a stop as they fork waits for each worker's own handlers: ``worker_start``)
-        pool = ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(),))
+        pool = ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(), threading.get_ident()))
     with pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
             fh.write(json.dumps(rec) + "\n")
