@@ -21,7 +21,7 @@ the plan). Then:
 2. The rest are run (in parallel, on the sweep runner): a max-rate search each for an
    SLO target, a cache-only replay each for a hit-ratio target. When none meets the target and the curve is not
    exact (any SLO target; a hit-ratio target of serving or fleet runs), the pruned ones run the same way, cheapest
-   first, until one meets, at most ``MAX_REVISITS`` of them (``_revisit_pruned``); one that runs is timed.
+   first, until one meets, at most ``MAX_REVISITS`` of them (``revisit_pruned``); one that runs is timed.
 3. The Pareto front (cost vs max rate, or vs hit ratio), the cheapest candidate that
    meets the target, and the runs that prove the boundary: that candidate run at the
    target (meets) and the cheaper timed candidate nearest the target (highest max rate) run at it (fails). A fleet's
@@ -29,7 +29,8 @@ the plan). Then:
    run every request (``exceeds_kv_capacity``: its instances hold fewer KV blocks than a request needs) is no answer.
 
 ``experiments.plan_file`` reads and validates the plan, ``experiments.plan_candidates`` enumerates
-and prunes the candidates (step 1); this module runs them, proves the choice and reports (2, 3).
+and prunes the candidates (step 1); this module runs them and reports (2, 3), ``experiments.plan_proof`` proves the
+choice.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ import argparse
 import sys
 import time
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.outputs import write_csv, write_json
@@ -60,48 +59,25 @@ from experiments.plan_checks import (
     given_settings,
 )
 from experiments.plan_file import load_plan, plan_error
+from experiments.plan_proof import (
+    UNSERVED_REASON,
+    cost_order,
+    pareto,
+    prove_hit,
+    prove_slo,
+    reaches_rate,
+    revisit_pruned,
+    take_record,
+)
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
 from experiments.spec import check_inputs_spared, resolve_layers
 from sim.config import Config, replace
-from sim.errors import InputError
 from sim.mode_settings_rules import learned_tier_policies
-from sim.report.document import build_report, still_filling
+from sim.report.document import build_report
 
 if TYPE_CHECKING:  # the command line's checked output paths
     from sim.cli_outputs import Outputs
-
-
-def _order(c: Candidate) -> tuple:
-    return (c.cost, -(c.measured if c.measured is not None else -np.inf), c.name)
-
-
-def _pareto(timed: list[Candidate]) -> None:
-    """Mark the candidates no cheaper one matches (a zero measure is never on the front)."""
-    best = 0.0
-    for c in sorted(timed, key=_order):
-        if c.measured is not None and c.measured > best:
-            c.pareto, best = True, c.measured
-
-
-# The admission skip that depends on the candidate (its GPU memory, TP, ``serving.num_gpu_blocks``): a request whose KV
-# needs more blocks than one instance holds, which vLLM refuses (``sim.serving.admission.admit``).
-UNSERVED_REASON = "exceeds_kv_capacity"
-
-
-def _unserved(c: Candidate, record: dict) -> bool:
-    """Mark ``c`` infeasible when its run could not serve every request of the workload: an answer measured on the
-    requests it could run (a TTFT attainment over 280 of 300 requests) is not one for the workload. Its measure
-    stays in the table, its run in the report, each with the run's trace section (rows used, skips by reason)."""
-    trace = record.get("trace") or {}
-    skipped = (trace.get("skip_reasons") or {}).get(UNSERVED_REASON, 0)
-    c.trace = trace
-    if not skipped:
-        return False
-    c.status = "infeasible"
-    c.reason = (f"cannot run {skipped:,} of the {skipped + trace.get('rows_used', 0):,} requests ({UNSERVED_REASON}: "
-                f"vLLM refuses them)")
-    return True
 
 
 def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argparse.Namespace) -> dict[str, dict]:
@@ -115,68 +91,6 @@ def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argpa
                                                     jobs=args.jobs or default_jobs(), ray_address=args.ray_address),
                        points_named="candidate of the plan")
     return records
-
-
-def _proof_entry(c: Candidate, run: dict, measured: float, meets: bool, role: str) -> dict:
-    """A proof run's record; one still filling at its last arrival (``still_filling``) is no steady state, and it
-    says so: if it met the target, it met it as a burst the workload was too short to show, not at a rate the
-    deployment sustains; if it failed, its queue was growing as requests arrived (a longer run misses by more, so
-    the failure stands)."""
-    entry = {"role": role, "name": c.name, "overrides": c.overrides, "cost_usd_per_hour": c.cost,
-             "measured": measured, "meets": meets, "metrics": run["metrics"]}
-    filling = still_filling(run["metrics"])
-    if filling is not None:
-        entry["steady_state"] = False
-        held = (f"at least {filling[0]:,} of the {filling[1]:,} requests ({filling[0] / filling[1]:.0%}) were still "
-                f"queued or running when the last arrived: ")
-        entry["note"] = held + ("a burst absorbed, not a sustained rate; replay more requests" if meets else
-                                "overloaded at this rate, its queue growing as requests arrived (a longer run misses "
-                                "by more)")
-    return entry
-
-
-def _reaches(c: Candidate, target_scale: float) -> bool:
-    """Whether ``c``'s searched max rate reaches an SLO target's rate (its proof run at that rate confirms it)."""
-    return (c.metrics.get("max_rate_scale") or 0.0) >= target_scale
-
-
-def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float,
-               cache: dict[str, dict] | None = None) -> tuple[Candidate | None, dict]:
-    """Cheapest candidate whose max rate reaches the target, confirmed by runs at the target rate (kept in ``cache``
-    by name: a proof tried again after ``_revisit_pruned`` timed more candidates does not rerun them)."""
-    order = sorted(timed, key=_order)
-    cache = {} if cache is None else cache
-
-    def at_target(c: Candidate) -> tuple[dict, float, bool]:
-        if c.name not in cache:
-            cfg = replace(c.config, **{"workload.rate_scale": target_scale})
-            record = run_task(Task(c.name, 0, c.name, c.mode, cfg, RunOptions(), c.overrides))
-            if record["error"]:
-                raise InputError(f"proof run of {c.name} failed: {record['error']}")
-            cache[c.name] = record["runs"][0]
-        run = cache[c.name]
-        value = run["metrics"]["slo_attainment"]
-        return run, value, value >= attainment
-
-    reaching = [c for c in order if _reaches(c, target_scale)]
-    for chosen in reaching:
-        run, value, ok = at_target(chosen)
-        if not ok:
-            continue  # its search bracket was off by noise: the next one up
-        proof = {"meets": _proof_entry(chosen, run, value, ok, "meets"), "fails": None}
-        cheaper = [c for c in order if c.cost < chosen.cost - 1e-9]
-        while cheaper:
-            # the cheaper candidate nearest the target (highest searched max rate; the dearer on a tie): the one
-            # whose bracket noise could hide a pass, not whichever sorts last (an equal-cost weaker split)
-            below = max(cheaper, key=lambda c: (c.metrics.get("max_rate_scale") or 0.0, c.cost))
-            run_b, value_b, ok_b = at_target(below)
-            if not ok_b:
-                proof["fails"] = _proof_entry(below, run_b, value_b, ok_b, "fails")
-                break
-            chosen, proof["meets"] = below, _proof_entry(below, run_b, value_b, ok_b, "meets")  # cheaper and meets
-            cheaper = [c for c in order if c.cost < chosen.cost - 1e-9]
-        return chosen, proof
-    return None, {}
 
 
 def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
@@ -238,7 +152,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
               f" on {runs_on(args.backend, args.jobs, args.ray_address)}", file=sys.stderr)
 
     def task_for(c: Candidate, index: int = 0, refused: tuple[str, ...] = ()) -> Task:
-        """A candidate's timing run (a max-rate search, or a replay); one run after the others (``_revisit_pruned``)
+        """A candidate's timing run (a max-rate search, or a replay); one run after the others (``revisit_pruned``)
         refuses no given key: those were read by a candidate of the first runs, or refused there."""
         cfg = c.config if hit_target is not None else replace(c.config, **{"workload.rate_scale": target_scale})
         return Task(c.name, index, c.name, c.mode, cfg, options, c.overrides, refused=refused)
@@ -246,24 +160,24 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     records = _run([task_for(c, i, tuple(given)) for i, c in enumerate(pending)], givens, plan.path, args)
     measure = "hit_ratio" if hit_target is not None else "max_rate_rps"
     for c in pending:
-        _take_record(c, records[c.name], measure)
+        take_record(c, records[c.name], measure)
 
     proven: dict[str, dict] = {}  # an SLO target's proof runs at the target rate, by candidate
 
     def prove(timed: list[Candidate]) -> tuple[Candidate | None, dict]:
         if hit_target is None:
-            return _prove_slo(timed, target_scale, base.slo.attainment, proven)
-        return _prove_hit(candidates, timed, hit_target)
+            return prove_slo(timed, target_scale, base.slo.attainment, proven)
+        return prove_hit(candidates, timed, hit_target)
 
     chosen, proof = prove([c for c in candidates if c.status == "timed"])
     if chosen is None and (hit_target is None or not mrc_is_exact(base, modes[0])):
         reaches = ((lambda c: c.measured is not None and c.measured >= hit_target) if hit_target is not None else
-                   (lambda c: _reaches(c, target_scale)))
-        chosen, proof = _revisit_pruned(candidates, lambda c: run_task(task_for(c)), measure, reaches, prove)
+                   (lambda c: reaches_rate(c, target_scale)))
+        chosen, proof = revisit_pruned(candidates, lambda c: run_task(task_for(c)), measure, reaches, prove)
     if chosen is not None:
         chosen.chosen = True
     timed = [c for c in candidates if c.status == "timed"]  # (with any the curve pruned that ran after all)
-    _pareto(timed)
+    pareto(timed)
 
     report = build_report("plan", base, trace.provenance.to_dict(), [], wall_s=time.perf_counter() - start)
     report["runs"] = _runs(candidates, proof, report["trace"])
@@ -272,8 +186,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
                "rate_rps": target_rate, "rate_scale": target_scale, "workload_rate_rps": base_rate})
     report["plan"] = {
         "plan": str(plan.path), "target": target, "measure": measure, "prices": prices.to_dict(),
-        "candidates": [_candidate_entry(c, measure) for c in sorted(candidates, key=_order)],
-        "pareto": [c.name for c in sorted(timed, key=_order) if c.pareto],
+        "candidates": [_candidate_entry(c, measure) for c in sorted(candidates, key=cost_order)],
+        "pareto": [c.name for c in sorted(timed, key=cost_order) if c.pareto],
         "chosen": _candidate_entry(chosen, measure) if chosen else None,
         "proof": proof,
     }
@@ -302,103 +216,6 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     return 0
 
 
-def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: float) -> tuple[Candidate | None, dict]:
-    """Cheapest replayed candidate at the target hit ratio; the cheaper candidate nearest the target (highest hit
-    ratio, replayed if the curve pruned it) rerun to show it misses; if it meets, it is the cheaper answer, timed
-    (``_ran_after_all``)."""
-    meeting = [c for c in sorted(timed, key=_order) if c.measured is not None and c.measured >= target]
-    if not meeting:
-        return None, {}
-
-    def entry(c: Candidate, role: str) -> dict:
-        return {"role": role, "name": c.name, "overrides": c.overrides, "cost_usd_per_hour": c.cost,
-                "measured": c.measured, "meets": c.measured >= target, "metrics": c.metrics}
-
-    chosen = meeting[0]
-    proof = {"meets": entry(chosen, "meets"), "fails": None}
-    while True:
-        cheaper = [c for c in candidates if c.status in ("timed", "pruned") and c.cost < chosen.cost - 1e-9]
-        if not cheaper:
-            break
-        # nearest the target: its replayed hit ratio, else the curve's (a guide where the curve is not exact)
-        below = max(cheaper, key=lambda c: (c.measured if c.measured is not None else
-                                            (c.mrc_levels[-1] if c.mrc_levels else 0.0), c.cost))
-        if below.status == "pruned" and below.measured is None:  # pruned by the curve: replay it to prove the boundary
-            if not _replay_pruned(below):  # (a fleet's serving run) no answer: the next cheaper one proves the boundary
-                continue
-        if below.measured is None:
-            break
-        if below.measured < target:
-            proof["fails"] = entry(below, "fails")
-            break
-        if below.status == "pruned":  # the answer, run: it is timed, as a candidate run to its measure is
-            _ran_after_all(below, below.reason, "its proof replay met the target")
-        chosen, proof["meets"] = below, entry(below, "meets")  # cheaper and meets: the answer moves down
-    return chosen, proof
-
-
-# Where nothing timed meets the target, at most this many of the candidates the curve pruned are run after all
-# (``_revisit_pruned``): for an SLO target each is a max-rate search of several serving runs.
-MAX_REVISITS = 4
-
-
-def _take_record(c: Candidate, record: dict, measure: str) -> None:
-    """A candidate's timing run (a max-rate search, or a replay) as the table shows it: timed, with its measure and
-    its search's note; failed, with its error's first line; infeasible where it could not run every request."""
-    if record["error"]:
-        c.status, c.reason = "failed", record["error"].splitlines()[0]
-        return
-    c.status, c.metrics = "timed", record["runs"][0]["metrics"]
-    c.measured = c.metrics.get(measure)
-    c.reason = (c.metrics.get("max_rate_search") or {}).get("note", "")
-    _unserved(c, record)
-
-
-def _ran_after_all(c: Candidate, pruned_for: str, why: str) -> None:
-    """A candidate the curve pruned (``pruned_for``: the curve's reason) that ran to its measure: timed, as any
-    candidate run to its measure (on the Pareto front where no cheaper one matches it); its reason keeps the curve's,
-    says why it ran, then its run's own note (a max-rate search's), if any."""
-    c.status = "timed"
-    ran = f"pruned by the miss-ratio curve ({pruned_for.removeprefix('miss-ratio curve: ')}), run as {why}"
-    c.reason = f"{ran}; {c.reason}" if c.reason and c.reason != pruned_for else ran
-
-
-def _revisit_pruned(candidates: list[Candidate], run, measure: str, reaches, prove,
-                    limit: int = MAX_REVISITS) -> tuple[Candidate | None, dict]:
-    """Where no timed candidate meets the target and the curve is not exact (``mrc_is_exact``: any SLO target, and a
-    hit-ratio target of serving or fleet runs, whose instances' HBMs the curve pools), run the candidates it pruned,
-    cheapest first, as the timed ones ran (``run``: a candidate's record), until one ``reaches`` the target and
-    ``prove`` (over every timed candidate) chooses an answer; at most ``limit`` of them. The curve may have pruned a
-    tier mix that gains in the runs (hhunt6: round-robin instances each keep their own HBM, so a rack's EIC gains
-    where the pooled curve shows none). Those left unrun say so in their reason."""
-    pruned = sorted((c for c in candidates if c.status == "pruned" and c.measured is None), key=_order)
-    for c in pruned[:limit]:
-        pruned_for = c.reason
-        _take_record(c, run(c), measure)
-        if c.status != "timed":  # failed, or infeasible
-            c.reason = f"{c.reason} (run after the {pruned_for}, as no timed candidate met the target)"
-            continue
-        _ran_after_all(c, pruned_for, "no timed candidate met the target")
-        if reaches(c):
-            chosen, proof = prove([k for k in candidates if k.status == "timed"])
-            if chosen is not None:
-                return chosen, proof
-    for c in pruned[limit:]:
-        c.reason += f"; not run: at most {limit} pruned candidates are run, cheapest first, when none timed meets"
-    return None, {}
-
-
-def _replay_pruned(c: Candidate) -> bool:
-    """Replay a candidate the curve pruned, for its measured hit ratio; False where its run could not serve every
-    request (``_unserved``: then it is infeasible, no answer)."""
-    record = run_task(Task(c.name, 0, c.name, c.mode, c.config, RunOptions(), c.overrides))
-    if record["error"]:  # as the SLO proof: not "none, it is the cheapest candidate"
-        raise InputError(f"proof run of {c.name} failed: {record['error']}")
-    c.metrics = record["runs"][0]["metrics"]
-    c.measured = c.metrics["hit_ratio"]
-    return not _unserved(c, record)
-
-
 def _candidate_entry(c: Candidate, measure: str) -> dict:
     return {"name": c.name, "overrides": c.overrides, "mode": c.mode, "cost_usd_per_hour": c.cost,
             "status": c.status, **({"reason": c.reason} if c.reason else {}),
@@ -410,7 +227,7 @@ def _runs(candidates: list[Candidate], proof: dict, trace: dict) -> list[dict]:
     """Report runs: every candidate that ran (its max-rate or replay run), then the proof runs; a run whose trace
     section is not the report's (its candidate could not run some requests) carries its own, as a sweep's point does."""
     runs = []
-    for c in sorted(candidates, key=_order):
+    for c in sorted(candidates, key=cost_order):
         if c.status == "timed" or (c.status == "infeasible" and c.metrics):
             runs.append({"name": c.name, "overrides": c.overrides,
                          "metrics": {"cost_usd_per_hour": c.cost, **c.metrics},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import planner
+from experiments import plan_proof, planner
 from experiments.plan_candidates import Candidate
 from sim.config import Config
 from sim.errors import InputError
@@ -27,13 +27,13 @@ def test_slo_proof_runs_the_cheaper_candidate_nearest_the_target(monkeypatch):
         ran.append(task.name)
         return {"error": None, "runs": [{"metrics": {"slo_attainment": at_target[task.name]}}]}
 
-    monkeypatch.setattr(planner, "run_task", fake_run_task)
+    monkeypatch.setattr(plan_proof, "run_task", fake_run_task)
     candidates = []
     for name, cost, scale in (("A", 10.0, 0.99), ("B", 10.0, 0.2), ("C", 20.0, 2.0), ("D", 5.0, 0.1)):
         c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
         c.metrics, c.measured = {"max_rate_scale": scale}, scale * 3.0
         candidates.append(c)
-    chosen, proof = planner._prove_slo(candidates, target_scale=1.0, attainment=0.99)
+    chosen, proof = plan_proof.prove_slo(candidates, target_scale=1.0, attainment=0.99)
     assert chosen.name == "A"
     assert proof["meets"]["name"] == "A" and proof["meets"]["measured"] == 0.995
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
@@ -52,7 +52,7 @@ def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
     def fake_run_task(task):
         return {"error": None, "runs": [{"metrics": {"hit_ratio": replayed[task.name]}}]}
 
-    monkeypatch.setattr(planner, "run_task", fake_run_task)
+    monkeypatch.setattr(plan_proof, "run_task", fake_run_task)
     cands = []
     for name, cost, status, measured, curve in (("T", 20.0, "timed", 0.30, 0.30), ("P", 10.0, "pruned", None, 0.20),
                                                 ("D", 5.0, "timed", 0.10, 0.10)):
@@ -62,13 +62,13 @@ def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
         c.reason = "miss-ratio curve: no tier level gains over D (cheaper)" if status == "pruned" else ""
         cands.append(c)
     timed = [c for c in cands if c.status == "timed"]
-    chosen, proof = planner._prove_hit(cands, timed, 0.25)
+    chosen, proof = plan_proof.prove_hit(cands, timed, 0.25)
     assert chosen.name == "P" and proof["meets"]["name"] == "P" and proof["meets"]["measured"] == 0.26
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
     # the answer ran to its measure: timed, as the others (it kept "pruned", off the front), the curve's reason kept;
     # on the front by cost: D 0.10, P 0.26, T 0.30 each above every cheaper one
     assert chosen.status == "timed" and chosen.reason.startswith("pruned by the miss-ratio curve (no tier level gains")
-    planner._pareto([c for c in cands if c.status == "timed"])
+    plan_proof.pareto([c for c in cands if c.status == "timed"])
     assert [c.name for c in cands if c.pareto] == ["T", "P", "D"]
 
 
@@ -76,7 +76,7 @@ def test_hit_proof_whose_replay_fails_is_named(monkeypatch):
     """The cheaper candidate replayed to prove a hit-ratio boundary fails to run: the plan names it (exit 2, as the
     SLO proof does), not "proof (fails): none, it is the cheapest candidate" beside a dearer choice."""
 
-    monkeypatch.setattr(planner, "run_task", lambda task: {"error": "out of memory", "runs": []})
+    monkeypatch.setattr(plan_proof, "run_task", lambda task: {"error": "out of memory", "runs": []})
     cands = []
     for name, cost, status, measured in (("T", 20.0, "timed", 0.30), ("P", 10.0, "pruned", None)):
         c = Candidate("h100-sxm", 1, 1, None, {}, name=name, mode="cache-only", config=Config(), cost=cost, status=status)
@@ -84,7 +84,7 @@ def test_hit_proof_whose_replay_fails_is_named(monkeypatch):
         c.metrics = {"hit_ratio": measured} if measured is not None else {}
         cands.append(c)
     with pytest.raises(InputError, match="proof run of P failed: out of memory"):
-        planner._prove_hit(cands, [cands[0]], 0.25)
+        plan_proof.prove_hit(cands, [cands[0]], 0.25)
 
 
 def test_a_proof_run_still_filling_at_its_last_arrival_says_so():
@@ -94,15 +94,15 @@ def test_a_proof_run_still_filling_at_its_last_arrival_says_so():
     hold none: no note."""
     candidate = Candidate("h100-sxm", 1, 1, None, {}, name="A", config=Config(), cost=1.0, status="timed")
     filling = {"slo_attainment": 1.0, "timeseries": {"arrivals": [5, 5, 0], "completions": [1, 2, 7]}}
-    entry = planner._proof_entry(candidate, {"metrics": filling}, 1.0, True, "meets")
+    entry = plan_proof.proof_entry(candidate, {"metrics": filling}, 1.0, True, "meets")
     assert entry["steady_state"] is False
     assert entry["note"].startswith("at least 7 of the 10 requests (70%) were still queued or running")
     steady = {"slo_attainment": 1.0, "timeseries": {"arrivals": [5, 5, 0], "completions": [5, 5, 0]}}
-    entry = planner._proof_entry(candidate, {"metrics": steady}, 1.0, True, "meets")
+    entry = plan_proof.proof_entry(candidate, {"metrics": steady}, 1.0, True, "meets")
     assert "steady_state" not in entry and "note" not in entry
     # a failing proof still filling was overloaded, not "a burst absorbed" (hhunt6: plan_azure.yaml at 2,000
     # requests, 2xH100 measured 0.972 < 0.99 and was called a burst absorbed)
-    entry = planner._proof_entry(candidate, {"metrics": filling}, 0.5, False, "fails")
+    entry = plan_proof.proof_entry(candidate, {"metrics": filling}, 0.5, False, "fails")
     assert entry["steady_state"] is False and "burst" not in entry["note"]
     assert entry["note"].startswith("at least 7 of the 10 requests (70%) were still queued or running")
     assert "overloaded at this rate" in entry["note"]
@@ -166,14 +166,14 @@ def test_a_candidate_whose_search_reached_the_target_but_whose_proof_run_misses_
     next candidate reaching the target whose own run meets it, B (8 USD/h, 0.95 >= 0.9), with A as its failing
     cheaper neighbour. Chosen anyway, A was reported as meeting the target beside its own proof's miss."""
     at_target = {"A": 0.5, "B": 0.95}
-    monkeypatch.setattr(planner, "run_task", lambda task: {"error": None, "runs": [
+    monkeypatch.setattr(plan_proof, "run_task", lambda task: {"error": None, "runs": [
         {"metrics": {"slo_attainment": at_target[task.name]}}]})
     candidates = []
     for name, cost, scale in (("A", 5.0, 2.0), ("B", 8.0, 1.5)):
         c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
         c.metrics, c.measured = {"max_rate_scale": scale}, scale
         candidates.append(c)
-    chosen, proof = planner._prove_slo(candidates, target_scale=1.0, attainment=0.9)
+    chosen, proof = plan_proof.prove_slo(candidates, target_scale=1.0, attainment=0.9)
     assert chosen.name == "B" and proof["meets"]["name"] == "B" and proof["meets"]["meets"] is True
     assert proof["fails"]["name"] == "A" and proof["fails"]["measured"] == 0.5
 
@@ -183,7 +183,7 @@ def test_a_hit_ratio_exactly_at_the_target_meets_it():
     the answer with no cheaper one to fail."""
     c = Candidate("h100-sxm", 1, 1, None, {}, name="E", mode="cache-only", config=Config(), cost=3.0, status="timed")
     c.measured, c.metrics, c.mrc_levels = 0.25, {"hit_ratio": 0.25}, (0.0, 0.25)
-    chosen, proof = planner._prove_hit([c], [c], 0.25)
+    chosen, proof = plan_proof.prove_hit([c], [c], 0.25)
     assert chosen is c and proof == {"meets": proof["meets"], "fails": None} and proof["meets"]["meets"] is True
 
 
@@ -195,7 +195,7 @@ def test_the_pareto_front_keeps_each_candidate_no_cheaper_one_matches():
         c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
         c.measured = measured
         timed.append(c)
-    planner._pareto(timed)
+    plan_proof.pareto(timed)
     assert [c.name for c in timed if c.pareto] == ["A", "C"]
 
 
@@ -217,7 +217,7 @@ def _revisit_case(hit_ratios: dict[str, float]) -> tuple[list[Candidate], list[s
         return {"error": None, "runs": [{"metrics": {"hit_ratio": hit_ratios.get(c.name, 0.1)}}]}
 
     def prove(timed):
-        return planner._prove_hit([t, *cands], timed, 0.3)
+        return plan_proof.prove_hit([t, *cands], timed, 0.3)
 
     return [t, *cands], ran, (run, "hit_ratio", lambda c: c.measured >= 0.3, prove)
 
@@ -227,7 +227,7 @@ def test_pruned_candidates_run_cheapest_first_until_one_meets():
     answer, timed (on the front), and P2, the cheaper one nearest the target (0.1, the dearest of the ties), the proof
     that fails, with no further run."""
     cands, ran, args = _revisit_case({"P3": 0.4})
-    chosen, proof = planner._revisit_pruned(cands, *args)
+    chosen, proof = plan_proof.revisit_pruned(cands, *args)
     assert ran == ["P1", "P2", "P3"]
     assert chosen.name == "P3" and proof["meets"]["measured"] == 0.4 and proof["fails"]["name"] == "P2"
     by_name = {c.name: c for c in cands}
@@ -239,9 +239,9 @@ def test_pruned_candidates_run_cheapest_first_until_one_meets():
 def test_at_most_max_revisits_pruned_candidates_run():
     """Only P6 would meet, past the bound: P1..P4 (MAX_REVISITS = 4) run, cheapest first, none meets, and the answer
     is none; P5 and P6 stay pruned, their reason saying they were not run and why."""
-    assert planner.MAX_REVISITS == 4
+    assert plan_proof.MAX_REVISITS == 4
     cands, ran, args = _revisit_case({"P6": 0.5})
-    assert planner._revisit_pruned(cands, *args) == (None, {})
+    assert plan_proof.revisit_pruned(cands, *args) == (None, {})
     assert ran == ["P1", "P2", "P3", "P4"]
     left = [c for c in cands if c.name in ("P5", "P6")]
     assert all(c.status == "pruned" and "; not run: at most 4 pruned candidates are run" in c.reason for c in left)
@@ -255,7 +255,7 @@ def test_a_pruned_candidate_whose_run_fails_is_failed_and_the_next_runs():
     def run_failing_first(c):
         return {"error": "out of memory\ntraceback", "runs": []} if c.name == "P1" else run(c)
 
-    chosen, _ = planner._revisit_pruned(cands, run_failing_first, measure, reaches, prove)
+    chosen, _ = plan_proof.revisit_pruned(cands, run_failing_first, measure, reaches, prove)
     p1 = next(c for c in cands if c.name == "P1")
     assert p1.status == "failed" and p1.reason.startswith("out of memory (run after the miss-ratio curve: no tier")
     assert chosen.name == "P2" and ran == ["P2"]
