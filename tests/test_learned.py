@@ -357,3 +357,10 @@ def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
     assert status == 0, err
     metrics = json.loads((tmp_path / "r.json").read_text())["runs"][0]["metrics"]
     assert metrics["requests_completed"] == 300 and 0 < metrics["hit_ratio"] < 1
+    # the report names the model judged, as a cache-only one does, and whom each learned copy follows: one per
+    # instance's HBM and one per tier the instances share (DRAM and SSD), each counted once
+    assert metrics["learned_model"]["train_request_range"] == [0, 300]
+    assert metrics["learned_model"]["block_tokens"] == 512
+    copies = metrics["learned_policy"]
+    followed = sum(copies[f"leader_{name}"] for name in ("model", "arc", "lru", "s3fifo"))
+    assert copies["copies"] == metrics["instances"]["count"] + len(metrics["tiers"]) == followed

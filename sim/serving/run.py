@@ -138,9 +138,10 @@ class ServingRun:
         self.stream_offsets = stream.offsets
         next_use = next_use_index(stream.blocks) if any(k.needs_future for k in kinds) else None
         # (serving looks blocks up by prefix semantics: the learned policy scores its experts on prefix hits)
-        self._predicted = (stream.classes(learned_predictions(trace, config)[1]).with_requests(stream.blocks,
-                                                                                             stream.offsets)
-                           if any(k.needs_predictions for k in kinds) else None)
+        self._learned_model = self._predicted = None
+        if any(k.needs_predictions for k in kinds):
+            self._learned_model, predicted = learned_predictions(trace, config)
+            self._predicted = stream.classes(predicted).with_requests(stream.blocks, stream.offsets)
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
         self.states = states = state_groups(config)  # (a Gated DeltaNet hybrid's groups cache states too)
         copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else
@@ -489,7 +490,22 @@ class ServingRun:
             "scheduling_delay_s": distribution(table.scheduled - table.arrival),
             "timeseries": self.timeline.series(table),
         })
+        if self._learned_model is not None:  # (as a cache-only report: the model judged, and whom its copies follow)
+            from sim.cache.policies.learned import copies_summary  # (imported with the policy: ``POLICIES``)
+
+            metrics["learned_model"] = self._learned_model.describe()
+            metrics["learned_policy"] = copies_summary(self._cache_policies())
         return metrics
+
+    def _cache_policies(self) -> list:
+        """Every eviction policy object of the run's caches: an instance's spanning one, else its tiers' (shared
+        lower tiers' objects once per instance)."""
+        policies = []
+        for inst in [*self.front, *self.decode]:
+            cache = inst.kv.cache
+            spanned = getattr(cache, "spanned", None)
+            policies += [spanned.policy] if spanned is not None else list(getattr(cache, "policies", ()))
+        return policies
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:

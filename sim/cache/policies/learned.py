@@ -12,6 +12,8 @@ lately, so a wrong model falls back to the best of them instead of making things
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from learned import kernel
@@ -86,3 +88,16 @@ class Learned(EvictionPolicy):
         resident.clear()
         resident.update(s["real_ids"][: self._ints[S_NREAL]].tolist())
         return (np.flatnonzero(hit) + start).tolist(), int(evictions)
+
+
+def copies_summary(policies: Iterable[EvictionPolicy]) -> dict | None:
+    """A serving run's learned copies (one per instance's HBM, per shared lower tier, or one spanning an instance's
+    tiers) at the end: how many follow each expert (``leader_<expert>``), and their leader switches summed; None
+    where none is learned. Each copy judges its experts on its own stream."""
+    copies = list({id(p): p for p in policies if isinstance(p, Learned)}.values())
+    if not copies:
+        return None
+    summaries = [copy.summary() for copy in copies]
+    return {"copies": len(copies), **{f"leader_{name}": sum(s["leader"] == name for s in summaries)
+                                      for name in EXPERT_NAMES},
+            "leader_switches": sum(s["leader_switches"] for s in summaries)}
