@@ -57,6 +57,7 @@ from learned.state_layout import (
     S_ARC_TAIL,
     S_CAP,
     S_CLOCK,
+    S_ELECT_FROM,
     S_LEADER,
     S_LRU_HEAD,
     S_LRU_TAIL,
@@ -341,7 +342,7 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
             floats[d] = floats[d] * decay + (hits[a] and not hits[b])
     leader = ints[S_LEADER]
     best = leader
-    for e in range(EXPERTS):
+    for e in range(ints[S_ELECT_FROM], EXPERTS):
         if floats[X_SCORE + e] > floats[X_SCORE + best]:
             best = e
     # best's lead = accesses only it hit - accesses only the leader hit; under "no difference" each

@@ -25,6 +25,9 @@ class Predictions:
     # first position, so the policy scores its experts on the prefix hits each would have served
     keys: np.ndarray | None = None  # int64 [accesses]
     starts: np.ndarray | None = None  # int64 [accesses]
+    # False: the copy given these sees only part of the stream they predict (an instance's private HBM among
+    # several: a block's next use may come at another instance), so its model expert never leads (``private``)
+    model_leads: bool = True
 
     def with_requests(self, blocks: np.ndarray, offsets: np.ndarray) -> "Predictions":
         """These predictions for a run that looks ``blocks`` up by prefix semantics, request by request (CSR
@@ -32,6 +35,14 @@ class Predictions:
         offsets = np.asarray(offsets, dtype=np.int64)
         starts = np.repeat(offsets[:-1], np.diff(offsets))
         return dataclasses.replace(self, keys=np.asarray(blocks, dtype=np.int64), starts=starts)
+
+    def private(self) -> "Predictions":
+        """These predictions for an instance's own HBM among several instances, whose cache sees only the requests
+        routed to it: a block's predicted next use is anywhere in the stream, perhaps at another instance, and with
+        exclusive tiers a block one HBM keeps is out of the tiers the others read (Belady's caveat in README). Its
+        copy's safety net follows the best of its classic experts; the model leads where a copy sees every lookup
+        of its blocks (a lone instance's tiers, the tiers instances share, a cache-only replay)."""
+        return dataclasses.replace(self, model_leads=False)
 
     @classmethod
     def perfect(cls, next_use: np.ndarray, num_ids: int = 1) -> "Predictions":

@@ -71,7 +71,10 @@ S_S3_EVICTED = S_S3_CAPS + 3  # 1 after the S3-FIFO expert's first eviction
 # expert held when its first touch came (its prefix hits, as a prefix cache that were that expert would serve).
 S_REQ = S_S3_EVICTED + 1
 S_PLEN = S_REQ + 1
-INT_SLOTS = S_PLEN + EXPERTS
+# The first expert that may lead (0: any; ARC: the classic ones only, for a copy whose stream is not the one the
+# model predicts: ``Predictions.model_leads``)
+S_ELECT_FROM = S_PLEN + EXPERTS
+INT_SLOTS = S_ELECT_FROM + 1
 
 # Float scalars.
 X_P = 0  # ARC's target size of T1

@@ -364,3 +364,24 @@ def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
     copies = metrics["learned_policy"]
     followed = sum(copies[f"leader_{name}"] for name in ("model", "arc", "lru", "s3fifo"))
     assert copies["copies"] == metrics["instances"]["count"] + len(metrics["tiers"]) == followed
+    assert copies["leader_model"] <= len(metrics["tiers"])  # (each instance's HBM is private: ``private``)
+
+
+def test_a_private_copy_follows_its_classic_experts_even_against_a_perfect_model():
+    """An instance's HBM among several sees only its own requests, while the model predicts next uses anywhere in
+    the stream (``Predictions.private``): its model expert never leads. A loop of 6 blocks through 4: LRU and ARC
+    miss every access, S3-FIFO hits some, a perfect predictor more; the shared copy follows the model, the private
+    one the best classic expert, S3-FIFO."""
+    from sim.cache.policies import make_policy
+
+    stream = np.tile(np.arange(6), 40)
+    predicted = Predictions.perfect(next_use_index(stream).astype(float), 6)
+    hits, summary = {}, {}
+    for name, given in (("shared", predicted), ("private", predicted.private())):
+        policy = make_policy("learned", 4, predicted=given)
+        hits[name] = len(policy.replay_plain(stream.tolist(), set(), 4, 0)[0])
+        summary[name] = policy.summary()
+    scores = summary["private"]["recent_hits"]
+    assert scores["arc"] == scores["lru"] == 0 < scores["s3fifo"] < scores["model"]
+    assert summary["shared"]["leader"] == "model" and summary["private"]["leader"] == "s3fifo"
+    assert hits["shared"] > hits["private"] > 0

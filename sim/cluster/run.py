@@ -63,6 +63,9 @@ class ClusterRun(PrefixFetch, ServingRun):
     def _lower_tiers(self) -> list:
         return []  # per node and per rack, built lazily
 
+    def _several_instances(self) -> bool:
+        return self.topo.pool_instances > 1
+
     def _build(self) -> None:
         topo, config = self.topo, self.config
         self.front, self.decode = [], []
@@ -143,7 +146,8 @@ class ClusterRun(PrefixFetch, ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted, lanes=1 if kind == HBM else self.lanes,
+                                self._hbm_predicted if kind == HBM else self._predicted,
+                                lanes=1 if kind == HBM else self.lanes,
                                 stored=(0, 0) if kind == HBM else tier_stored_bytes(name, self.store_config))
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link: a shared device's, which its readers share (and its writes)

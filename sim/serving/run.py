@@ -142,6 +142,9 @@ class ServingRun:
         if any(k.needs_predictions for k in kinds):
             self._learned_model, predicted = learned_predictions(trace, config)
             self._predicted = stream.classes(predicted).with_requests(stream.blocks, stream.offsets)
+        # an instance's private HBM among several sees only its own requests: its model expert never leads there
+        self._hbm_predicted = (self._predicted.private() if self._predicted is not None and self._several_instances()
+                               else self._predicted)
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
         self.states = states = state_groups(config)  # (a Gated DeltaNet hybrid's groups cache states too)
         copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else
@@ -213,12 +216,16 @@ class ServingRun:
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router", config.cluster)
 
+    def _several_instances(self) -> bool:
+        """Whether the run has more than one instance, each with its own HBM."""
+        return self._pd or self.config.serving.num_instances > 1
+
     def _instance(self, index: int, role: str, lower: list | None = None) -> Instance:
         """An instance of ``role`` (at its TP: ``self.shapes``) with its own HBM tier over ``lower`` tiers (default:
         the run's shared ones)."""
         shape = self.shapes[role]
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
-                               shape.usable_blocks, self._next_use, self._predicted)
+                               shape.usable_blocks, self._next_use, self._hbm_predicted)
         lower = self.shared_tiers if lower is None else lower
         # it writes into them over its own links, and (a front instance: PD's prefill) loads from them
         for tier in lower:

@@ -18,7 +18,7 @@ import numpy as np
 
 from learned import kernel
 from learned.predictions import Predictions
-from learned.state_layout import EXPERT_NAMES, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
+from learned.state_layout import ARC, EXPERT_NAMES, S_ELECT_FROM, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
 from sim.cache.policies.base import EvictionPolicy, register
 
 
@@ -33,6 +33,8 @@ class Learned(EvictionPolicy):
             predicted = Predictions.perfect(predicted)
         self.klass = predicted.klass
         self.state = kernel.new_state(capacity, predicted.num_ids, predicted.dist, predicted.edges)
+        if not predicted.model_leads:  # (``Predictions.private``)
+            self.state["ints"][S_ELECT_FROM] = self.state["ints"][S_LEADER] = ARC
         # prefix semantics: each position's block and its request's first, to score the experts on prefix hits
         plain = np.zeros(0, dtype=np.int64)
         self._pkeys = predicted.keys if predicted.keys is not None else plain
