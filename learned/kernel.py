@@ -186,17 +186,18 @@ def _model_victim(model_slots, n, ints, floats, table, dist, edges, now):
 
 
 @njit(cache=True)
-def _child_slot(blocks, column, pkeys, pstart, at):
+def _child_slot(blocks, column, pkeys, pnext, at):
     """The slot in ``column`` (``B_MODEL``: the model expert's, ``B_REAL``: the real cache's) of the block after
-    position ``at`` in its request (-1: none, or not held)."""
-    q = at + 1
-    if q >= len(pstart) or pstart[q] != pstart[at] or pkeys[q] >= blocks.shape[0]:
+    position ``at`` in the chain a lookup follows (``pnext``: its request's next position, but past a partial
+    block no later lookup reads; -1: none, or not held)."""
+    q = pnext[at]
+    if q < 0 or pkeys[q] >= blocks.shape[0]:
         return -1
     return blocks[pkeys[q], column]
 
 
 @njit(cache=True)
-def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys, pstart):
+def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys, pstart, pnext):
     """The model expert sees an access to ``key`` at stream position ``at`` (predicted class ``klass``, its
     idle time counted from ``at``) when the clock reads ``now`` (>= ``at``); returns True on a hit.
 
@@ -215,16 +216,16 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     if n >= ints[S_CAP]:
         slot, victim_hd = _model_victim(model_slots, n, ints, floats, table, dist, edges, now)
         if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd and not (
-                prefix and _child_slot(blocks, B_MODEL, pkeys, pstart, at) >= 0):
+                prefix and _child_slot(blocks, B_MODEL, pkeys, pnext, at) >= 0):
             return False  # admission: the newcomer is worth less than what it would displace
         if prefix:  # leaf first: down the chain that followed the victim at its last access
             p = model_slots[1, slot] >> CLASS_BITS
             while p < len(pstart):
-                child = _child_slot(blocks, B_MODEL, pkeys, pstart, p)
+                child = _child_slot(blocks, B_MODEL, pkeys, pnext, p)
                 if child < 0:
                     break
                 slot = child
-                p += 1
+                p = pnext[p]
         victim = model_slots[0, slot]
         floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - (model_slots[1, slot] >> CLASS_BITS)) - floats[X_AGE])
         blocks[victim, B_MODEL] = -1
@@ -246,7 +247,7 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
 
 
 @njit(cache=True)
-def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart):
+def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext):
     """A side-effect-free pick among the real cache's blocks: the lowest hit density in a sample drawn
     from a generator seeded by the clock and the removal count (so a repeated peek gives the same).
 
@@ -266,9 +267,9 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pke
             best, best_hd = key, hd
     if len(pstart):
         p = last[best]
-        while _child_slot(blocks, B_REAL, pkeys, pstart, p) >= 0:
-            best = pkeys[p + 1]
-            p += 1
+        while _child_slot(blocks, B_REAL, pkeys, pnext, p) >= 0:
+            p = pnext[p]
+            best = pkeys[p]
     return best
 
 
@@ -302,7 +303,7 @@ def _prefix_scan(blocks, ints, pkeys, pstart, lo):
 
 
 @njit(cache=True)
-def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart):
+def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext):
     """Every expert sees the access at stream position ``at``; the leader is re-elected on their decayed hit
     counts: the expert with the most hits takes over when its lead is significant (``X_SIGMAS`` of a Poisson count).
 
@@ -323,7 +324,7 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     if prefix and pstart[at] != ints[S_REQ]:
         _prefix_scan(blocks, ints, pkeys, pstart, pstart[at])
     hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys,
-                            pstart)
+                            pstart, pnext)
     hit_arc = arc_step(blocks, ints, floats, key)
     hit_lru = lru_step(blocks, ints, key)
     hit_s3 = s3_step(blocks, ints, key)
@@ -361,17 +362,18 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
 
 
 @njit(cache=True)
-def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart):
+def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext):
     """A hit in the real cache (``pkeys``, ``pstart``: ``_experts_step``)."""
-    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart)
+    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)
 
 
 @njit(cache=True)
-def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart):
+def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart,
+              pnext):
     """``key`` enters the real cache (after any victim left). Already there (a lower tier shared by
     instances receives the same block from two of them): an access."""
     if blocks[key, B_REAL] >= 0:
-        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart)
+        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)
         return
     n = ints[S_NREAL]
     real_ids[n] = key
@@ -382,7 +384,7 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
         if not _holds(blocks, e, key):
             out |= 1 << e
     out_set(blocks, ints, key, out, True)
-    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart)
+    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)
 
 
 @njit(cache=True)
@@ -402,7 +404,7 @@ def on_remove(blocks, real_ids, ints, key):
 
 
 @njit(cache=True)
-def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart):
+def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext):
     """The real cache's victim (a peek): the oldest block it holds that no expert holds, else the oldest
     that the leader does not hold (held by fewer experts first), else the lowest hit density among a
     sample of its blocks."""
@@ -414,7 +416,7 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, psta
         for lst in range(1, OUT_LISTS):
             if lst & bit and _popcount(lst) == EXPERTS - held_by and ints[S_OUT_HEAD + lst - 1] >= 0:
                 return ints[S_OUT_HEAD + lst - 1]
-    return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart)
+    return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext)
 
 
 @njit(cache=True)
@@ -439,13 +441,14 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
         c = klass[now]
         if blocks[key, B_REAL] >= 0:
             hit[i] = True
-            on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain)
+            on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain, plain)
             continue
         if ints[S_NREAL] >= capacity:
-            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain)
+            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain)
             on_remove(blocks, real_ids, ints, v)
             evictions += 1
-        on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain)
+        on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain,
+                  plain)
     return evictions
 
 

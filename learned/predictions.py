@@ -25,16 +25,25 @@ class Predictions:
     # first position, so the policy scores its experts on the prefix hits each would have served
     keys: np.ndarray | None = None  # int64 [accesses]
     starts: np.ndarray | None = None  # int64 [accesses]
+    # each position's child in the lookup chain: the position of the block a later lookup reads right after this one
+    # (-1: none); the next position of its request but where the stream holds a block no lookup reads in between
+    nexts: np.ndarray | None = None  # int64 [accesses]
     # False: the copy given these sees only part of the stream they predict (an instance's private HBM among
     # several: a block's next use may come at another instance), so its model expert never leads (``private``)
     model_leads: bool = True
 
-    def with_requests(self, blocks: np.ndarray, offsets: np.ndarray) -> "Predictions":
+    def with_requests(self, blocks: np.ndarray, offsets: np.ndarray, nexts: np.ndarray | None = None) -> "Predictions":
         """These predictions for a run that looks ``blocks`` up by prefix semantics, request by request (CSR
-        ``offsets``): the policy scores each expert on the longest prefix of a request it held."""
+        ``offsets``): the policy scores each expert on the longest prefix of a request it held, and keeps its
+        holdings closed along each position's child in ``nexts`` (default: the next position of its request;
+        ``CacheStream.chain_next``: a prompt's partial last block is no generated block's parent)."""
         offsets = np.asarray(offsets, dtype=np.int64)
         starts = np.repeat(offsets[:-1], np.diff(offsets))
-        return dataclasses.replace(self, keys=np.asarray(blocks, dtype=np.int64), starts=starts)
+        if nexts is None:
+            nexts = np.arange(1, len(starts) + 1, dtype=np.int64)
+            nexts[np.r_[starts[1:] != starts[:-1], True] if len(starts) else []] = -1  # (each request's last)
+        return dataclasses.replace(self, keys=np.asarray(blocks, dtype=np.int64), starts=starts,
+                                   nexts=np.asarray(nexts, dtype=np.int64))
 
     def private(self) -> "Predictions":
         """These predictions for an instance's own HBM among several instances, whose cache sees only the requests

@@ -18,29 +18,67 @@ SOON, NEVER = 0, 1  # class 0: next use 4-8 accesses after this one; class 1: ne
 NO_REQUESTS = np.zeros(0, dtype=np.int64)  # plain semantics: experts scored on the blocks they hold
 
 
-def _policy(capacity: int, klass, keys=None, offsets=None) -> Learned:
+def _policy(capacity: int, klass, keys=None, offsets=None, nexts=None) -> Learned:
     dist = np.zeros((2, len(EDGES) - 1))
     dist[SOON, 3] = 1.0
     dist[NEVER, -1] = 1.0
     predicted = Predictions(np.asarray(klass, dtype=np.int32), dist, EDGES, num_ids=16)
     if keys is not None:
-        predicted = predicted.with_requests(np.asarray(keys), np.asarray(offsets))
+        predicted = predicted.with_requests(np.asarray(keys), np.asarray(offsets), nexts)
     return Learned(capacity, predicted)
 
 
 def _step(policy: Learned, key: int, at: int, prefix: bool) -> None:
     """Every expert sees ``key`` at position ``at`` (the safety net's step, without the real cache)."""
     s = policy.state
-    pkeys, pstart = (policy._pkeys, policy._pstart) if prefix else (NO_REQUESTS, NO_REQUESTS)
+    pkeys, pstart, pnext = ((policy._pkeys, policy._pstart, policy._pnext) if prefix
+                            else (NO_REQUESTS, NO_REQUESTS, NO_REQUESTS))
     kernel._experts_step(s["blocks"], s["last"], s["model_slots"], s["ints"], s["floats"], s["table"], s["dist"],
-                         s["edges"], key, int(policy.klass[at]), at, pkeys, pstart)
+                         s["edges"], key, int(policy.klass[at]), at, pkeys, pstart, pnext)
 
 
 def test_requests_of_the_stream_give_each_position_its_request_start():
     predicted = _policy(2, [SOON] * 5, keys=[7, 8, 9, 7, 3], offsets=[0, 3, 5])
     assert predicted._pkeys.tolist() == [7, 8, 9, 7, 3]
     assert predicted._pstart.tolist() == [0, 0, 0, 3, 3]
+    assert predicted._pnext.tolist() == [1, 2, -1, 4, -1]  # (by default each request's next position)
     assert len(_policy(2, [SOON] * 5)._pstart) == 0  # plain semantics: none
+
+
+def test_a_prompts_partial_block_is_no_parent_of_the_blocks_its_request_generates():
+    """``CacheStream.chain_next``, test_cache_only_outputs' two turns (16-token blocks): turn 1 is a b p (p: 8 tokens,
+    partial) and generates 30 tokens, completing p as c, then d; turn 2's prompt is a b c d e. The stream is
+    a b p c d | a b c d e: vLLM's next lookup reads b, then c (the completed block), never p, so b's child is c
+    (position 3) and p is a leaf; a turn without a partial block or generated ones keeps its positions in order."""
+    from sim.cache.replay import cache_stream
+    from sim.config import load_config
+    from tests.test_cache_only_outputs import _two_turns
+
+    trace = _two_turns()
+    stream = cache_stream(trace, load_config(None, sets=["cache.insert_outputs=true"]))
+    assert stream.blocks.tolist() == [0, 1, 2, 3, 4, 0, 1, 3, 4, 5]
+    nexts = stream.chain_next()
+    assert nexts.tolist() == [1, 3, -1, 4, -1, 6, 7, 8, 9, -1]
+    # every link is one a later lookup follows: turn 2 reads each linked pair of turn 1 in a row
+    turn2 = stream.blocks[5:].tolist()
+    pairs = {(turn2[i], turn2[i + 1]) for i in range(len(turn2) - 1)}
+    assert all((stream.blocks[p], stream.blocks[q]) in pairs for p, q in enumerate(nexts[:5]) if q >= 0)
+    prompts_only = cache_stream(trace, load_config(None)).chain_next()  # (no generated block: positions in order)
+    assert prompts_only.tolist() == [1, 2, -1, 4, 5, 6, 7, -1]
+
+
+def test_the_model_expert_evicts_a_partial_block_before_the_answer_it_does_not_lead_to():
+    """Hand case, 3-block model expert: request r a p g (p its partial last block, never read again; g the block its
+    answer fills, which completes p: the next turn reads r a g), touched deepest first, fills the expert; r, the
+    last touched, needs room. p has the lowest hit density. Read as the request's next position, g is p's child and
+    the expert evicted g for p (a leaf first); in the chain a lookup follows p is a leaf and goes, and r a g stay."""
+    r, a, p, g = 0, 1, 2, 3
+    klass = [SOON, SOON, NEVER, SOON]
+    for nexts, kept in ((None, [True, True, True, False]), ([1, 3, -1, -1], [True, True, False, True])):
+        policy = _policy(3, klass, keys=[r, a, p, g], offsets=[0, 4], nexts=nexts)
+        for at, key in ((3, g), (2, p), (1, a), (0, r)):
+            _step(policy, key, at, prefix=True)
+        assert [bool(policy.state["blocks"][k, B_MODEL] >= 0) for k in (r, a, p, g)] == kept
 
 
 @pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])

@@ -107,6 +107,26 @@ class CacheStream:
             return None
         return prompt_positions(self.trace.block_offsets, self.generated.offsets)
 
+    def chain_next(self) -> np.ndarray:
+        """Each position's child in the chain a later lookup follows (-1: none): the next position of its request, but
+        a prompt's partial last block is no parent of the blocks its request generates. The first of them completes
+        it (``KVCacheManager._sequence_ids``): a next turn reads the prompt's full blocks, then those; the partial
+        block, never read again (its id holds the prompt's tokens alone), stays a leaf of the last full one."""
+        offsets = self.offsets
+        starts = np.repeat(offsets[:-1], np.diff(offsets))
+        nexts = np.arange(1, len(starts) + 1, dtype=np.int64)
+        nexts[np.r_[starts[1:] != starts[:-1], True] if len(starts) else []] = -1
+        generated, trace = self.generated, self.trace
+        if generated is None:
+            return nexts
+        listed = np.diff(trace.block_offsets)
+        full = np.minimum(trace.input_tokens // trace.provenance.block_tokens, listed)
+        bridged = np.flatnonzero((listed > full) & (full > 0) & (np.diff(generated.offsets) > 0))
+        partial = offsets[bridged] + full[bridged]  # (the generated blocks follow it: ``interleaved``)
+        nexts[partial - 1] = partial + listed[bridged] - full[bridged]
+        nexts[partial] = -1
+        return nexts
+
     def classes(self, predicted):
         """The learned policy's class of every position (``predicted``: the prompt accesses'): a generated block
         takes its request's deepest full prompt block's (both are used again when the conversation goes on), or

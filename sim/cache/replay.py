@@ -120,7 +120,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     positions. Generated blocks are inserted as the misses they are and left out of the hit tiers returned."""
     stream = stream if stream is not None else cache_stream(trace, config)
     if semantics == "prefix" and hasattr(predicted, "with_requests"):  # (the learned policy scores prefix hits)
-        predicted = predicted.with_requests(stream.blocks, stream.offsets)
+        predicted = predicted.with_requests(stream.blocks, stream.offsets, stream.chain_next())
     num_blocks = stream.num_ids
     arena = TierArena(future=next_use, max_keys=num_blocks, few_tiers=True)  # one cache's tiers (and its span)
     tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted,

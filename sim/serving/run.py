@@ -141,7 +141,8 @@ class ServingRun:
         self._learned_model = self._predicted = None
         if any(k.needs_predictions for k in kinds):
             self._learned_model, predicted = learned_predictions(trace, config)
-            self._predicted = stream.classes(predicted).with_requests(stream.blocks, stream.offsets)
+            self._predicted = stream.classes(predicted).with_requests(stream.blocks, stream.offsets,
+                                                                     stream.chain_next())
         # an instance's private HBM among several sees only its own requests: its model expert never leads there
         self._hbm_predicted = (self._predicted.private() if self._predicted is not None and self._several_instances()
                                else self._predicted)

@@ -39,6 +39,7 @@ class Learned(EvictionPolicy):
         plain = np.zeros(0, dtype=np.int64)
         self._pkeys = predicted.keys if predicted.keys is not None else plain
         self._pstart = predicted.starts if predicted.starts is not None else plain
+        self._pnext = predicted.nexts if predicted.nexts is not None else plain
         self._bind()
 
     def _bind(self) -> None:
@@ -53,13 +54,13 @@ class Learned(EvictionPolicy):
     def on_access(self, key: int, now: int) -> None:
         s = self.state
         kernel.on_access(self._blocks, self._last, s["model_slots"], self._ints, s["floats"], s["table"], s["dist"],
-                         s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart)
+                         s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart, self._pnext)
 
     def on_insert(self, key: int, now: int) -> None:
         self._fit(key)
         s = self.state
         kernel.on_insert(self._blocks, self._last, s["real_ids"], s["model_slots"], self._ints, s["floats"], s["table"],
-                         s["dist"], s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart)
+                         s["dist"], s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart, self._pnext)
 
     def on_remove(self, key: int) -> None:
         kernel.on_remove(self._blocks, self.state["real_ids"], self._ints, key)
@@ -67,7 +68,7 @@ class Learned(EvictionPolicy):
     def victim(self, incoming: int) -> int:
         s = self.state
         return int(kernel.victim(self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"],
-                                 s["edges"], self._pkeys, self._pstart))
+                                 s["edges"], self._pkeys, self._pstart, self._pnext))
 
     def summary(self) -> dict:
         """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
