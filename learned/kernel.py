@@ -39,6 +39,7 @@ from learned.state_layout import (
     B_LRU_PREV,
     B_MODEL,
     B_OUT,
+    B_OUT_NEXT,
     B_REAL,
     B_S3,
     BLOCK_FIELDS,
@@ -247,27 +248,44 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
 
 
 @njit(cache=True)
-def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext):
-    """A side-effect-free pick among the real cache's blocks: the lowest hit density in a sample drawn
-    from a generator seeded by the clock and the removal count (so a repeated peek gives the same).
+def _pinned(pins, key):
+    """Whether ``key`` is among ``pins`` (a request's held hits: a few dozen at most, usually none)."""
+    for p in pins:
+        if p == key:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
+    """A side-effect-free pick among the real cache's blocks not in ``pins``: the lowest hit density in a sample
+    drawn from a generator seeded by the clock and the removal count (so a repeated peek gives the same); -1 when
+    every block is pinned.
 
     By prefix semantics (``pstart`` given) the real cache keeps its blocks prefix-closed as the model expert does:
     the deepest block it holds of the chain that followed the pick at its last access (serving, 1 instance, Mooncake:
-    0.3252 -> 0.3284; LRU's least recent block when LRU leads instead: 0.3252)."""
+    0.3252 -> 0.3284; LRU's least recent block when LRU leads instead: 0.3252), short of a pinned one."""
     x = (np.uint64(ints[S_CLOCK] + 2) * np.uint64(0x9E3779B97F4A7C15)
          + np.uint64(ints[S_REMOVALS]) * np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
     n = ints[S_NREAL]
     now = ints[S_CLOCK]
-    best, best_hd = real_ids[0], np.inf
+    best, best_hd = -1, np.inf
     for _ in range(ints[S_SAMPLES]):
         x = _draw(x)
         key = real_ids[np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))]
+        if len(pins) and _pinned(pins, key):
+            continue
         hd = density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
-        if hd < best_hd:
+        if hd < best_hd or best < 0:
             best, best_hd = key, hd
+    if best < 0:  # (every block sampled pinned: the first that is not)
+        for i in range(n):
+            if not _pinned(pins, real_ids[i]):
+                return real_ids[i]
+        return -1
     if len(pstart):
         p = last[best]
-        while _child_slot(blocks, B_REAL, pkeys, pnext, p) >= 0:
+        while _child_slot(blocks, B_REAL, pkeys, pnext, p) >= 0 and not (len(pins) and _pinned(pins, pkeys[pnext[p]])):
             p = pnext[p]
             best = pkeys[p]
     return best
@@ -404,19 +422,31 @@ def on_remove(blocks, real_ids, ints, key):
 
 
 @njit(cache=True)
-def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext):
-    """The real cache's victim (a peek): the oldest block it holds that no expert holds, else the oldest
-    that the leader does not hold (held by fewer experts first), else the lowest hit density among a
+def _out_head(blocks, ints, lst, pins):
+    """The first block of out-list ``lst`` not in ``pins`` (-1: none)."""
+    key = ints[S_OUT_HEAD + lst - 1]
+    while key >= 0 and len(pins) and _pinned(pins, key):
+        key = blocks[key, B_OUT_NEXT]
+    return key
+
+
+@njit(cache=True)
+def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
+    """The real cache's victim (a peek), never one of ``pins`` (the blocks a prefix replay's request holds: its
+    hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
+    oldest that the leader does not hold (held by fewer experts first), else the lowest hit density among a
     sample of its blocks."""
-    head = ints[S_OUT_HEAD + NONE_HOLDS - 1]
+    head = _out_head(blocks, ints, NONE_HOLDS, pins)
     if head >= 0:
         return head
     bit = 1 << ints[S_LEADER]
     for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2, ...
         for lst in range(1, OUT_LISTS):
-            if lst & bit and _popcount(lst) == EXPERTS - held_by and ints[S_OUT_HEAD + lst - 1] >= 0:
-                return ints[S_OUT_HEAD + lst - 1]
-    return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext)
+            if lst & bit and _popcount(lst) == EXPERTS - held_by:
+                head = _out_head(blocks, ints, lst, pins)
+                if head >= 0:
+                    return head
+    return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
 
 
 @njit(cache=True)
@@ -444,7 +474,7 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
             on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain, plain)
             continue
         if ints[S_NREAL] >= capacity:
-            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain)
+            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain, plain)
             on_remove(blocks, real_ids, ints, v)
             evictions += 1
         on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain,

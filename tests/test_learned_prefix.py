@@ -139,3 +139,37 @@ def test_the_real_cache_evicts_a_leaf_when_every_block_it_holds_is_the_leaders(p
         policy.on_insert(key, at)
     assert all(policy.state["blocks"][k, B_MODEL] >= 0 for k in (r, a, b))
     assert policy.victim(x) == (b if prefix else r)
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])
+def test_the_victim_passes_over_pinned_blocks(prefix):
+    """The hooks' protocol (``policies/base``): ``victim`` never names a pinned block (a prefix replay's request holds
+    its hits until their touch), and -1 when every block is. A 4-block cache over a random stream of 10 keys: at
+    each miss of a full cache, a random subset of the resident blocks is pinned; the victim is resident and not one
+    of them. Its out-lists (blocks an expert does not hold) and its sampled fallback are both met: the victim named
+    without pins is pinned in many of the draws."""
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 10, 400)
+    offsets = np.arange(0, 401, 4) if prefix else None
+    policy = _policy(4, rng.choice([SOON, NEVER], 400), keys if prefix else None, offsets)
+    resident, named_pinned = set(), 0
+    for at, key in enumerate(keys.tolist()):
+        if key in resident:
+            policy.on_access(key, at)
+            continue
+        if len(resident) == 4:
+            pinned = set(rng.choice(sorted(resident), int(rng.integers(0, 5)), replace=False).tolist())
+            named_pinned += policy.victim(key) in pinned
+            policy.pinned = pinned
+            victim = policy.victim(key)
+            if len(pinned) == 4:
+                assert victim == -1
+                policy.pinned = set()
+                continue
+            assert victim in resident and victim not in pinned
+            policy.pinned = set()
+            policy.on_remove(victim)
+            resident.discard(victim)
+        policy.on_insert(key, at)
+        resident.add(key)
+    assert named_pinned > 20  # (the case arises: without pins the victim is often a pinned block)

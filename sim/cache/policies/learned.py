@@ -21,6 +21,8 @@ from learned.predictions import Predictions
 from learned.state_layout import ARC, EXPERT_NAMES, S_ELECT_FROM, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
 from sim.cache.policies.base import EvictionPolicy, register
 
+NO_PINS = np.zeros(0, dtype=np.int64)
+
 
 @register
 class Learned(EvictionPolicy):
@@ -66,9 +68,15 @@ class Learned(EvictionPolicy):
         kernel.on_remove(self._blocks, self.state["real_ids"], self._ints, key)
 
     def victim(self, incoming: int) -> int:
+        """The real cache's victim, passing over pinned blocks (-1: every block is): asked again with the pins only
+        where the first answer is one (a prefix replay's request holds a few blocks; most victims are not)."""
         s = self.state
-        return int(kernel.victim(self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"],
-                                 s["edges"], self._pkeys, self._pstart, self._pnext))
+        args = (self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"], s["edges"],
+                self._pkeys, self._pstart, self._pnext)
+        key = int(kernel.victim(*args, NO_PINS))
+        if self.pinned and key in self.pinned:
+            key = int(kernel.victim(*args, np.fromiter(self.pinned, dtype=np.int64, count=len(self.pinned))))
+        return key
 
     def summary(self) -> dict:
         """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
