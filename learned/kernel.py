@@ -31,12 +31,23 @@ from pathlib import Path
 import numpy as np
 
 from learned.hit_density import AGE_BUCKETS, age_bucket, density
-from learned.shadow_experts import arc_step, expert_drops, expert_gains, lru_step, out_set, out_unlink, s3_step
+from learned.shadow_experts import (
+    _append,
+    _unlink,
+    arc_step,
+    expert_drops,
+    expert_gains,
+    lru_step,
+    out_set,
+    out_unlink,
+    s3_step,
+)
 from learned.state_layout import (
     ARC,
     B_ARC,
     B_CLASS,
     B_LRU_PREV,
+    B_MLRU_PREV,
     B_MODEL,
     B_OUT,
     B_OUT_NEXT,
@@ -62,6 +73,7 @@ from learned.state_layout import (
     S_LEADER,
     S_LRU_HEAD,
     S_LRU_TAIL,
+    S_MLRU_HEAD,
     S_NEXT_TABLE,
     S_NMODEL,
     S_NREAL,
@@ -124,6 +136,8 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
     ints[S_OUT_HEAD:S_OUT_HEAD + OUT_LISTS] = -1
     ints[S_OUT_TAIL:S_OUT_TAIL + OUT_LISTS] = -1
     ints[S_LRU_HEAD] = -1
+    ints[S_MLRU_HEAD] = -1
+    ints[S_MLRU_HEAD + 1] = -1
     ints[S_LRU_TAIL] = -1
     ints[S_S3_HEAD:S_S3_HEAD + 3] = -1
     ints[S_S3_TAIL:S_S3_TAIL + 3] = -1
@@ -171,13 +185,27 @@ def _draw(x):
 
 
 @njit(cache=True)
-def _model_victim(model_slots, n, ints, floats, table, dist, edges, now):
-    """Slot of the lowest hit density among SAMPLES random slots of the model expert, and that density."""
+def _model_victim(blocks, model_slots, n, ints, floats, table, dist, edges, now):
+    """Slot of the lowest hit density among SAMPLES random slots of the model expert and, where it is idle past
+    the model's label horizon (the last finite bucket edge), its least recent block; and that density.
+
+    Past the label horizon every class's remaining law is the same (the model says only "not within the horizon",
+    spread log-uniformly beyond: ``learned.model.BEYOND_SPAN``), so there blocks differ only in age and the least
+    recent has the lowest density: near the knee, where the expert's eviction age passes that horizon (Mooncake,
+    33,727 blocks: 43,000-45,000 accesses against 38,251), the oldest of a sample (four age buckets an octave, a tie
+    to the first drawn) is not the oldest block, and LRU, which evicts exactly that one, did better. Short of the
+    horizon a class's law may make an older block the likelier back (a perfect predictor's one-hot buckets):
+    there the sample alone decides."""
     best, best_hd = 0, np.inf
     x = np.uint64(ints[S_RNG])
-    for _ in range(ints[S_SAMPLES]):
-        x = _draw(x)
-        slot = np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))  # Lemire's range reduction
+    for i in range(ints[S_SAMPLES] + 1):
+        if i == 0:  # the least recent block, past the label horizon (first: it wins a tie)
+            slot = np.int64(blocks[ints[S_MLRU_HEAD], B_MODEL])
+            if now - (model_slots[1, slot] >> CLASS_BITS) <= edges[len(edges) - 2]:
+                continue
+        else:
+            x = _draw(x)
+            slot = np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))  # Lemire's range reduction
         meta = model_slots[1, slot]
         hd = density(table, dist, edges, floats, meta & CLASS_MASK, age_bucket(now - (meta >> CLASS_BITS)))
         if hd < best_hd:
@@ -211,11 +239,13 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     slot = blocks[key, B_MODEL]
     if slot >= 0:
         model_slots[1, slot] = meta
+        _unlink(blocks, ints, key, B_MLRU_PREV, S_MLRU_HEAD, 1)
+        _append(blocks, ints, key, B_MLRU_PREV, S_MLRU_HEAD, 1)
         return True
     n = ints[S_NMODEL]
     prefix = at < len(pstart)
     if n >= ints[S_CAP]:
-        slot, victim_hd = _model_victim(model_slots, n, ints, floats, table, dist, edges, now)
+        slot, victim_hd = _model_victim(blocks, model_slots, n, ints, floats, table, dist, edges, now)
         if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd and not (
                 prefix and _child_slot(blocks, B_MODEL, pkeys, pnext, at) >= 0):
             return False  # admission: the newcomer is worth less than what it would displace
@@ -230,6 +260,7 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
         victim = model_slots[0, slot]
         floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - (model_slots[1, slot] >> CLASS_BITS)) - floats[X_AGE])
         blocks[victim, B_MODEL] = -1
+        _unlink(blocks, ints, victim, B_MLRU_PREV, S_MLRU_HEAD, 1)
         expert_drops(blocks, ints, MODEL, victim)
         horizon = floats[X_HORIZON_AGES] * floats[X_AGE]
         if now >= ints[S_NEXT_TABLE] and abs(np.log(horizon / floats[X_HORIZON])) > HORIZON_STEP:
@@ -243,6 +274,7 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     model_slots[0, slot] = key
     model_slots[1, slot] = meta
     blocks[key, B_MODEL] = slot
+    _append(blocks, ints, key, B_MLRU_PREV, S_MLRU_HEAD, 1)
     expert_gains(blocks, ints, MODEL, key)
     return False
 

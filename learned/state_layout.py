@@ -38,7 +38,9 @@ B_LRU_NEXT = 10
 B_S3 = 11  # the S3-FIFO expert's queue << 2 | its 2-bit frequency (queue 0: none)
 B_S3_PREV = 12
 B_S3_NEXT = 13
-BLOCK_FIELDS = 14
+B_MLRU_PREV = 14  # links of the model expert's list of its blocks, least recently accessed first
+B_MLRU_NEXT = 15
+BLOCK_FIELDS = 16
 
 # Integer scalars.
 S_CAP = 0  # capacity of the experts (the policy's nominal capacity)
@@ -71,9 +73,10 @@ S_S3_EVICTED = S_S3_CAPS + 3  # 1 after the S3-FIFO expert's first eviction
 # expert held when its first touch came (its prefix hits, as a prefix cache that were that expert would serve).
 S_REQ = S_S3_EVICTED + 1
 S_PLEN = S_REQ + 1
+S_MLRU_HEAD = S_PLEN + EXPERTS  # that list's least recent block (then its most recent, its length)
 # The first expert that may lead (0: any; ARC: the classic ones only, for a copy whose stream is not the one the
 # model predicts: ``Predictions.model_leads``)
-S_ELECT_FROM = S_PLEN + EXPERTS
+S_ELECT_FROM = S_MLRU_HEAD + 3
 INT_SLOTS = S_ELECT_FROM + 1
 
 # Float scalars.
