@@ -377,8 +377,8 @@ def test_a_private_copy_follows_its_classic_experts_even_against_a_perfect_model
     stream = np.tile(np.arange(6), 40)
     predicted = Predictions.perfect(next_use_index(stream).astype(float), 6)
     hits, summary = {}, {}
-    for name, given in (("shared", predicted), ("private", predicted.private())):
-        policy = make_policy("learned", 4, predicted=given)
+    for name, predictions in (("shared", predicted), ("private", predicted.private())):
+        policy = make_policy("learned", 4, predicted=predictions)
         hits[name] = len(policy.replay_plain(stream.tolist(), set(), 4, 0)[0])
         summary[name] = policy.summary()
     scores = summary["private"]["recent_hits"]
