@@ -69,7 +69,7 @@ def test_the_serving_stream_puts_generated_blocks_after_their_prompt():
 
 
 @pytest.mark.parametrize("outputs_in_next_turn", [True, False])
-def test_a_next_turn_hits_the_blocks_its_previous_turn_generated(outputs_in_next_turn):
+def test_a_next_turn_hits_the_blocks_its_previous_turn_generated(outputs_in_next_turn, caplog):
     """Turn 1 [a b p] (40 tokens, 30 generated) finishes long before turn 2 [a b c d e] (80 tokens) arrives: turn 2
     finds a b c d cached (64 tokens: c d are turn 1's completed partial block and its next one), where caching prompt
     blocks only found a b (32). Prompts replayed as recorded (``workload.outputs_in_next_turn=false``: the server's
@@ -82,9 +82,10 @@ def test_a_next_turn_hits_the_blocks_its_previous_turn_generated(outputs_in_next
     hit = 4 if outputs_in_next_turn else 2
     assert requests.cached_tokens.tolist() == [0, 16 * hit]
     assert (result.metrics["accesses"], result.metrics["hits"]) == (8, hit)
+    assert "arrived before it finished" not in caplog.text  # (turn 2 comes after turn 1's answer)
 
 
-def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself():
+def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself(caplog):
     """Turn 2 arrives while turn 1 still decodes (a server slower than the one traced): turn 1's generated blocks
     become cached prefixes when it lets them go (vLLM: as they fill; a real trace's next turn comes after the answer),
     so turn 2 finds a b only (32 tokens) and computes c d itself. Turn 3 ([a b c d e f], after both) finds every
@@ -95,6 +96,8 @@ def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself():
     config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16", *NO_LOWER_TIERS])
     _, requests = run_serving(trace, config, "single")
     assert requests.cached_tokens.tolist() == [0, 32, 80]
+    # and the run says so (turn 3 continues nothing: turn 2's answer, 200 tokens, is not all in its prompt)
+    assert "kvsim: note: 1 of 1 turns that continue an earlier request arrived before it finished" in caplog.text
 
 
 def test_generated_blocks_take_cache_space_as_prompt_blocks_do():

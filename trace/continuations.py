@@ -45,6 +45,9 @@ class GeneratedBlocks:
     ids: np.ndarray  # int32, as the trace's: request r's are ids[offsets[r]:offsets[r + 1]], shallowest first
     continued: int  # requests whose generated blocks a prompt holds (a later one; for recorded answers, any)
     num_ids: int  # every id, the trace's and the new ones, is below this
+    # int64 [requests]: the request whose prompt holds each one's answer (-1: none; None: recorded answers, or none
+    # inferred)
+    successor: np.ndarray | None = None
 
     def of(self, request: int) -> np.ndarray:
         return self.ids[self.offsets[request]:self.offsets[request + 1]]
@@ -79,11 +82,11 @@ def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bo
                                               trace.answer_ids, id_space)
         check_block_id_space(int(fresh), what)
         return GeneratedBlocks(trace.answer_offsets, ids, int(continued), int(fresh))
-    ids, continued, fresh = _generated_ids(np.asarray(trace.block_offsets, np.int64),
-                                           np.asarray(prompt_ids, dtype=BLOCK_ID_DTYPE), full, counts,
-                                           offsets, id_space)
+    ids, continued, fresh, successor = _generated_ids(np.asarray(trace.block_offsets, np.int64),
+                                                      np.asarray(prompt_ids, dtype=BLOCK_ID_DTYPE), full, counts,
+                                                      offsets, id_space)
     check_block_id_space(int(fresh), what)  # (past it, ids wrapped: refused before anything reads them)
-    return GeneratedBlocks(offsets, ids, int(continued), int(fresh))
+    return GeneratedBlocks(offsets, ids, int(continued), int(fresh), successor)
 
 
 @njit(cache=True)
@@ -133,7 +136,7 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
             for j in range(counts[r]):
                 ids[offsets[r] + j] = fresh
                 fresh += 1
-    return ids, continued, fresh
+    return ids, continued, fresh, successor
 
 
 @njit(cache=True)
