@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,8 +220,11 @@ def _rebased_gpu_prices(prices: Any, path: Path) -> Any:
     return prices | {"gpus": gpus}
 
 
+_RATIO_PART = re.compile(r"\s*[0-9]+\s*")  # ASCII digits: str.isdigit() passes '²' (int() refuses it) and '١'
+
+
 def pd_ratio(text: Any) -> tuple[int, int] | None:
     parts = str(text).split(":")
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if len(parts) == 2 and all(_RATIO_PART.fullmatch(p) and int(p) > 0 for p in parts):
         return int(parts[0]), int(parts[1])
     return None

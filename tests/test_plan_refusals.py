@@ -20,6 +20,12 @@ from tests.test_planner import _plan
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "nodes_per_rack": [0]}}, "search.nodes_per_rack"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
+    # a ratio's parts are ASCII digits: '²' passed str.isdigit and int() raised (exit 1), '١' (Arabic-Indic one) was
+    # read as 1 (hfuzz9)
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["²:1"]}},
+     "'search.pd_split': '²:1' is not 'aggregated', 'all' or a ratio like '1:3'"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["١:1"]}},
+     "'search.pd_split': '١:1' is not 'aggregated', 'all' or a ratio like '1:3'"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
      "prices.gpus.h100-sxm.usd"),
