@@ -341,7 +341,7 @@ def check_ray_address(address: str, named: str) -> None:
     if not colon and rest is not address:  # ray://HOST: Ray Client's default port
         host, port_text = rest, str(RAY_CLIENT_PORT)
     host = host.removeprefix("[").removesuffix("]")  # an IPv6 literal, [::1]:6379
-    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or "/" in host:
+    if not host or not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535 or "/" in host:
         raise InputError(f"{named}: not a Ray cluster address; expected {RAY_ADDRESS_FORMS}")
     try:
         with socket.create_connection((host, int(port_text)), timeout=RAY_CONNECT_TIMEOUT_S):

@@ -56,8 +56,10 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("address", ["foo", "host:", ":6379", "host:0", "host:65536", "host:port", "http://host:80",
-                                     "ray://", ""])
+                                     "ray://", "", "host:²", "host:١٢٣"])
 def test_an_address_of_no_ray_form_is_refused(address):
+    """(A port of non-ASCII digits: '²' passed str.isdigit and int() raised ValueError, exit 1; '١٢٣' was read as
+    port 123: hfuzz9.)"""
     with pytest.raises(InputError, match=r"^--ray-address 'X': not a Ray cluster address; expected HOST:PORT"):
         check_ray_address(address, "--ray-address 'X'")
 
