@@ -108,7 +108,8 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(target, dict):
         raise plan_error(path, "'target' must be a mapping: {hit_ratio: X} or {slo: {ttft_s: ..., attainment: ...}, rate_rps: ...}")
     _check_keys(path, target, TARGET_KEYS, "target.")
-    slo = target.get("slo") or {}
+    slo = target.get("slo")  # (null: none given; [] or 0 were read as none too, beside a hit-ratio target unsaid)
+    slo = {} if slo is None else slo
     if not isinstance(slo, dict):
         raise plan_error(path, "'target.slo' must be a mapping")
     _check_keys(path, slo, SLO_KEYS, "target.slo.")
@@ -165,7 +166,8 @@ def load_plan(path: str | Path) -> Plan:
             raise plan_error(path, f"'search.pd_split': {spelled[lowest]!r} and {str(split)!r} are one ratio ({lowest}): "
                                    "give it once")
         spelled.setdefault(lowest, str(split))
-    tiers = search.get("tiers") or {}
+    tiers = search.get("tiers")  # (null: none searched; [] or false were read as none too)
+    tiers = {} if tiers is None else tiers
     if not isinstance(tiers, dict):
         raise plan_error(path, "'search.tiers' must be a mapping of dram/ssd/eic to lists of GiB")
     _check_keys(path, tiers, TIERS, "search.tiers.")

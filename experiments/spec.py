@@ -152,7 +152,8 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     for key in ("workload", "set"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{what} {path}: '{key}' must be a mapping")
-    overlays = data.get("overlays") or []
+    overlays = data.get("overlays")  # (null: none; {}, 0 or false were read as none too)
+    overlays = [] if overlays is None else overlays
     if not isinstance(overlays, list) or not all(isinstance(o, str) and o.strip() for o in overlays):
         raise ConfigError(f"{what} {path}: 'overlays' must be a list of file paths")
     if data.get("config") is not None and (not isinstance(data["config"], str) or not data["config"].strip()):

@@ -416,6 +416,18 @@ CASES: dict[str, Case] = {
                                    "'prices.tiers'", "mapping"),
     "plan_prices_unknown_key": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n",
                                     "p.yaml: unknown key 'prices.h100-sxm'"),
+    # a falsy value of the wrong shape was read as the key not given, exit 0 (as 'prices: []' was: hfuzz8): an
+    # SLO list beside a hit-ratio target, a tiers list (no tier searched), an overlays mapping or number (none merged)
+    # (hfuzz9)
+    "plan_slo_list_beside_hit_ratio": plan("target: {hit_ratio: 0.5, slo: []}\nsearch: {gpu: [h100-sxm]}\n",
+                                           "'target.slo' must be a mapping"),
+    "plan_slo_zero": plan("target: {hit_ratio: 0.5, slo: 0}\nsearch: {gpu: [h100-sxm]}\n", "'target.slo' must be a mapping"),
+    "plan_tiers_list": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: []}\n", "'search.tiers' must be a mapping"),
+    "plan_tiers_false": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: false}\n", "'search.tiers' must be a mapping"),
+    "plan_overlays_mapping": plan("overlays: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
+                                  "'overlays' must be a list of file paths"),
+    "sweep_overlays_zero": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'overlays' must be a list of file paths"),
+                                files={"s.yaml": "mode: cache-only\noverlays: 0\naxes: {cache.policy: [lru]}\n"}),
 }
 
 
