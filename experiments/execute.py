@@ -101,15 +101,18 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     return {key: f"{prefix}{why}" for key, why in unread.items()}
 
 
-def refuse_unread(points: list[tuple[Iterable[str], dict[str, str]]]) -> None:
+def refuse_unread(points: list[tuple[Iterable[str], dict[str, str]]],
+                  never_read: list[Iterable[str]] | None = None) -> None:
     """Of each point's keys given (``given``) and those it leaves unread (``check_point``'s), refuse the first key
     that no point given it reads, as the first such point says: a key some points read is kept (a fixed threshold
     beside a router axis), and one only some points are given (a leaf of some values of a mapping axis) is judged
-    by those."""
+    by those. ``never_read`` (a plan's, whose candidates run in two modes): each point's given keys its mode never
+    reads, unread there too (an aggregated candidate's pd.decode_router), the message a point of the mode that
+    reads it gives."""
     given_to, unread_by = Counter(), Counter()
-    for given, unread in points:
+    for (given, unread), never in zip(points, never_read or [()] * len(points), strict=True):
         given_to.update(set(given))
-        unread_by.update(unread.keys())
+        unread_by.update(set(unread.keys()) | set(never))
     for _, unread in points:
         for key, why in unread.items():
             if unread_by[key] == given_to[key]:

@@ -121,9 +121,13 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     given = {key: said for said, key in given_settings(plan, args)}
     givens = {c.name: {**learned_tier_policies(c.config, built_too=True), **given}  # (check_point's: a file's too)
               for c in candidates if c.status != "infeasible"}
+    from sim.mode_settings import setting_users
+
+    checked = [c for c in candidates if c.status != "infeasible"]
     refuse_unread([(givens[c.name],
                     check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given))
-                   for c in candidates if c.status != "infeasible"])
+                   for c in checked],  # (a key one mode alone reads, unread by that mode's candidates: refused too)
+                  [[key for key in given if setting_users(key, c.mode) is not None] for c in checked])
     check_inputs_spared(plan.layers, [base, *(c.config for c in candidates if c.config is not None)], outputs,
                         ("--plan", plan.path))
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates

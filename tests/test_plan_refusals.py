@@ -165,3 +165,21 @@ def test_a_plan_whose_target_rate_spreads_its_arrivals_past_34_years_exits_2(run
             "target": {"slo": {"ttft_s": 1}, "rate_rps": 1e-12}}
     status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
     assert status == 2 and "'target.rate_rps' 1e-12 req/s" in err and "spreads its arrivals over" in err, err
+
+
+
+@pytest.mark.parametrize("pd_split, gpus, refused", [(["aggregated", "1:1"], 2, True), (["aggregated", "1:2"], 3, False)])
+def test_a_setting_only_another_modes_candidates_read_and_they_do_not_is_refused(run_cli, tmp_path, pd_split, gpus,
+                                                                                 refused):
+    """pd.decode_router is read by PD runs alone, and there only with two decode instances or more: beside an
+    aggregated split (single-node runs, which never read it) the 1:1 split's one decode instance left it unread in
+    every candidate, and the plan ran both, exit 0 (hfuzz9); 1:2 reads it. A run alone refuses both halves:
+    --pd with pd.num_decode 1, and any single-node run."""
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"slo": {"ttft_s": 1}},
+            "search": {"gpu": ["h100-sxm"], "gpus": [gpus], "pd_split": pd_split},
+            "set": {"pd.decode_router": "prefix-aware"}}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot", "--quiet")
+    if refused:
+        assert status == 2 and "'pd.decode_router' under 'set'/'workload'" in err and "pd.num_decode is 1" in err, err
+    else:
+        assert status == 0, err
