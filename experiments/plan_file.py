@@ -15,6 +15,7 @@ from typing import Any
 
 from experiments.prices import TIERS
 from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
+from sim.config_fields import MAX_CONFIG_FLOAT
 from sim.config_rules import SLO_UNUSUAL_S, slo_unit_warning
 from sim.config_yaml import rebase_setting
 from sim.errors import ConfigError, quote_yaml
@@ -114,8 +115,10 @@ def load_plan(path: str | Path) -> Plan:
         raise plan_error(path, "'target.slo' must be a mapping")
     _check_keys(path, slo, SLO_KEYS, "target.slo.")
     for key, value in slo.items():  # as the slo.* config keys take them, but named here (not as a run's override)
-        if value is not None and (not _finite(value) or value <= 0 or (key == "attainment" and value > 1)):
-            raise plan_error(path, f"'target.slo.{key}' must be a number > 0" + (" and <= 1" if key == "attainment" else "")
+        if value is not None and (not _finite(value) or value <= 0 or value >= MAX_CONFIG_FLOAT
+                                  or (key == "attainment" and value > 1)):
+            raise plan_error(path, f"'target.slo.{key}' must be a number > 0" +
+                             (" and <= 1" if key == "attainment" else f" and < {MAX_CONFIG_FLOAT:.0e}")
                              + f", got {quote_yaml(value)}")
     for key in SLO_UNUSUAL_S:  # (a ms target written as seconds: told, as the slo.* config keys are)
         if (message := slo_unit_warning(f"target.slo.{key}", slo.get(key))) is not None:

@@ -389,6 +389,10 @@ CASES: dict[str, Case] = {
     # ("override: config key 'slo.ttft_s' must be > 0"), naming neither the plan nor its key
     "plan_slo_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.slo.ttft_s'", "-1"),
                               files={"p.yaml": "target: {slo: {ttft_s: -1}}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
+    # a finite target kvsim's config reads as infinite (1e308 or more) was found as a run's override, naming neither
+    # the plan nor its key (hfuzz9)
+    "plan_slo_past_the_largest_config_number": plan("target: {slo: {ttft_s: 1, tpot_s: 1.7e308}}\nsearch: {gpu: [h100-sxm]}\n",
+                                                    "'target.slo.tpot_s'", "1.7e+308"),
     "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
