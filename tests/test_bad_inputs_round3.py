@@ -149,6 +149,19 @@ def test_a_rate_scale_with_no_gap_to_divide_is_refused(run_cli, tmp_path, rows, 
                                                           "(workload.arrivals.process, rate_rps)") + "\n"), err
 
 
+@pytest.mark.parametrize("process", ["poisson", "gamma", "resample"])
+def test_an_arrival_process_over_one_request_is_refused(run_cli, tmp_path, process):
+    # one request has no gap to draw: its arrival stood as the trace's, exit 0, and --seeds N ran N equal runs, a
+    # zero-width "interval" (a trace at its own times is refused there for that), where --rate-scale is refused (hfuzz9)
+    trace = tmp_path / "t.csv"
+    trace.write_text(AZURE_HEADER + "2023-11-16 18:15:50,300,10\n")
+    for seeds in ([], ["--seeds", "3"]):
+        status, _, err = run_cli("--workload-trace", trace, "--set", f"workload.arrivals.process={process}", *seeds,
+                                 "--no-plot", "--quiet")
+        assert status == 2 and err == (f"kvsim: error: config key 'workload.arrivals.process'={process} changes "
+                                       "nothing: the workload holds one request, which has no gap to draw; drop it\n"), err
+
+
 def test_a_rate_scale_over_drawn_arrivals_still_scales(run_cli, tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text(AZURE_HEADER + "2023-11-16 18:15:50,300,10\n" * 3)

@@ -54,6 +54,26 @@ def test_rate_scale_beside_a_limit_axis_runs_the_one_request_point(run_cli, tmp_
     assert [row["requests_completed"] for row in rows] == ["1", "20"] and not any(row.get("error") for row in rows)
 
 
+def test_an_arrival_process_beside_a_limit_axis_runs_the_one_request_point_as_the_trace(run_cli, tmp_path):
+    # one request has no gap to draw (hfuzz9): that point runs at the trace's own time, its rate left unread first
+    # (process=trace beside a rate is no config); the other point draws its arrivals
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "single", "workload": {"trace": str(BUNDLED_AZURE)},
+                                    "set": {"workload.arrivals.process": "poisson", "workload.arrivals.rate_rps": 3.0},
+                                    "axes": {"workload.limit": [1, 20]}}))
+    out = tmp_path / "s.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert report["sweep"]["left_unread"] == {"workload.arrivals.rate_rps": ["1"], "workload.arrivals.process": ["1"]}
+    assert [run["metrics"]["requests_completed"] for run in report["runs"]] == [1, 20]
+    alone = tmp_path / "alone.json"
+    status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "1", "--report-json", alone,
+                             "--no-plot", "--quiet")
+    assert status == 0, err
+    assert report["runs"][0]["metrics"]["ttft_s"] == json.loads(alone.read_text())["runs"][0]["metrics"]["ttft_s"]
+
+
 # A key the command line gives that no point reads is refused, as a lone run refuses it (a sweep ran every point at
 # the neutral value and exited 0); one only some points leave unread is kept, and the report names those points.
 

@@ -56,6 +56,15 @@ def draw_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, rng: np.rando
 def apply_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, seed: int) -> np.ndarray:
     """The configured arrival process, then ``rate_scale`` (inter-arrival times divided by it). Domains and
     which settings apply to which process are checked with the config (``sim.config``, ``sim.config_rules``)."""
+    arrivals = workload.arrivals
+    if arrivals.process != "trace" and len(arrival_s) < 2:  # (as rate_scale below: a run alike)
+        # the keys that go with the process first, so that each left unread (a sweep's point) leaves a valid config
+        for key, value, neutral in (("cv", arrivals.cv, 1.0), ("rate_rps", arrivals.rate_rps, None),
+                                    ("process", arrivals.process, "trace")):
+            if value != neutral:
+                raise UnreadSetting(f"config key 'workload.arrivals.{key}'={value if key == 'process' else f'{value:g}'} "
+                                    "changes nothing: the workload holds one request, which has no gap to draw; drop it",
+                                    f"workload.arrivals.{key}", neutral)
     out = draw_arrivals(arrival_s, workload, np.random.default_rng([seed, ARRIVALS_STREAM]))
     if workload.rate_scale != 1.0 and not (len(out) > 1 and out[-1] > out[0]):  # no gap to divide: a run alike
         which = ("holds one request; drop it" if len(out) < 2 else f"has {len(out):,} requests that all arrive at "
