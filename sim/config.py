@@ -378,16 +378,22 @@ def load_config(
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _file_layer(Path(path), "config file")
+    replaced: dict[str, str] = {}  # a preset an overlay's presets replaced (a new set): by which overlay
     for overlay in overlays:
         layer = _file_layer(Path(overlay), "calibration profile")
         if layers is not None:
             layers[Path(overlay)] = layer
+        if isinstance(layer.get("presets"), dict):
+            before = raw.get("presets") if isinstance(raw.get("presets"), dict) else {}
+            replaced |= {str(name): f"calibration profile {overlay}" for name in before if name not in layer["presets"]}
         raw = _merge_layer(raw, layer)
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
         if preset not in presets or "@" in preset:  # (PRESET@MODE is a part of PRESET, applied in MODE with it)
             names = sorted(str(name) for name in presets if "@" not in str(name))
-            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(names)}")
+            why = (f" ({replaced[preset]}'s 'presets:' replaced those before it, {preset!r} among them: a file's "
+                   "presets are a new set; copy it there)" if preset in replaced and "@" not in preset else "")
+            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(names) or 'none'}{why}")
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue

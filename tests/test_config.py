@@ -181,6 +181,19 @@ def test_an_overlays_presets_replace_the_bases_while_other_sections_merge(tmp_pa
         load_config(base, overlays=[overlay], preset="a")
 
 
+def test_a_preset_an_overlays_presets_replaced_is_refused_naming_the_overlay(tmp_path):
+    """--preset smoke beside an overlay whose presets define only another (or only PRESET@MODE parts) was refused as
+    "unknown preset 'smoke'; valid presets: " (an empty list), naming neither the overlay nor why config.yaml's
+    smoke was gone (hfuzz9)."""
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("presets:\n  mine@cache-only: {workload.limit: 5}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT / "config.yaml", overlays=[overlay], preset="smoke")
+    assert str(error.value) == (f"unknown preset 'smoke'; valid presets: none (calibration profile {overlay}'s "
+                                "'presets:' replaced those before it, 'smoke' among them: a file's presets are a new "
+                                "set; copy it there)")
+
+
 def test_whole_config_rules_see_every_layer_together(tmp_path):
     """A rule relating two keys judges the resolved config, not each layer: an overlay that sets TP=2
     with a model whose heads it divides passes, though TP=2 alone is fine and the model alone too."""
