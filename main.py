@@ -44,6 +44,7 @@ try:  # Ctrl-C or SIGTERM while the libraries load is a stop too, not a tracebac
     from sim.cli_config import check_config_for_mode, given_on_command_line, resolve_config
     from sim.cli_outputs import plan_outputs
     from sim.command import Terminated, command_status, end_process
+    from sim.errors import lines_escaped, one_line
     from sim.mode_runs import RUNNERS, Run, run_reading_given
     from sim.mode_settings import EXPERIMENTS
     from sim.progress import show_progress
@@ -125,9 +126,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                     draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
                                     html_path=run.outputs.html, notes=run.notes, cluster_pd=run.cluster_pd)
     if not args.quiet:
-        print(run.summary if run.summary is not None else console_summary(report))
+        # (a path or name the summary echoes: one line, no escape sequence reaching the terminal, as errors are)
+        print(lines_escaped(run.summary if run.summary is not None else console_summary(report)))
         for note in run.notes:
-            print(note)
+            print(one_line(note))
     return 0
 
 

@@ -39,7 +39,7 @@ from experiments.spec import (
     resolve_layers,
 )
 from sim.cli_config import command_line_settings, given_on_command_line
-from sim.errors import ConfigError, quote
+from sim.errors import ConfigError, one_line, quote
 from sim.report.document import NO_REPEAT_PREFIX_CACHE, answer_caveats, build_report, flatten, no_repeat_note
 
 if TYPE_CHECKING:  # the command line's checked output paths
@@ -250,6 +250,8 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
     """The table of points, headed by the keys whose values name them, as the CSV's columns are: a point named
     '25/1/3' under 'point' said nothing of which key took which value."""
     wanted = ("offered_rps", "hit_ratio", "ttft_s.p99", "tpot_s.p99", "slo_attainment", "goodput_rps", "max_rate_rps")
+    # (a point named by a path with a newline or an escape sequence: one line, as errors name it)
+    report = {**report, "runs": [{**run, "name": one_line(run["name"])} for run in report["runs"]]}
     flat = [flatten(run.get("metrics") or {}) for run in report["runs"]]
     columns = [k for k in wanted if any(k in f for f in flat)]
     named = "/".join(axis_keys)

@@ -50,6 +50,12 @@ def one_line(message: str) -> str:
                    for c in message)
 
 
+def lines_escaped(text: str) -> str:
+    """``text`` (a summary on standard output) with each line's control characters escaped (``one_line``): a path
+    or a name it echoes neither splits its line nor reaches the terminal as an escape sequence."""
+    return "\n".join(one_line(line) for line in text.split("\n"))
+
+
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr`` of user input for an error message, cut to ``limit`` characters.
 

@@ -285,3 +285,20 @@ def test_an_errors_control_characters_are_escaped_and_nothing_else():
 
     assert one_line("t/a\nb\r\tc\x1b[0m\x85\u2028.csv") == "t/a\\nb\\r\\tc\\x1b[0m\\x85\\u2028.csv"
     assert one_line("données/追踪 v\u00a01.csv: row 2") == "données/追踪 v\u00a01.csv: row 2"
+
+
+def test_a_paths_control_characters_are_escaped_on_standard_output_too(run_cli, tmp_path):
+    """The summary's trace line and a sweep's table name the trace as errors do (one line, ``one_line``): a newline in
+    the file's name split the line in two, an escape sequence in it reached the terminal (hfuzz9; errors: hfuzz8)."""
+    rows = AZURE_HEADER + "".join(f"2023-11-16 18:15:{10 + i},300,10\n" for i in range(3))
+    for name in ("nl\nname.csv", "e\x1b[2Jx.csv"):
+        (tmp_path / name).write_text(rows)
+    status, out, err = run_cli("--cache-only", "--workload-trace", tmp_path / "nl\nname.csv", "--no-plot")
+    assert status == 0, err
+    assert out.splitlines()[0].startswith(f"trace {tmp_path}/nl\\nname.csv (azure): 3 requests used"), out
+    spec = tmp_path / "s.yaml"
+    spec.write_text('mode: cache-only\naxes: {workload.trace: ["nl\\nname.csv", "e\\e[2Jx.csv"]}\n')
+    status, out, err = run_cli("--sweep", spec, "--jobs", "1", "--report-json", tmp_path / "s.json", "--no-plot")
+    assert status == 0, err
+    assert "\x1b" not in out and "nl\\nname " in out and "e\\x1b[2Jx " in out, out
+    assert [line.split()[0] for line in out.splitlines()[:3]] == ["workload.trace", "nl\\nname", "e\\x1b[2Jx"], out

@@ -8,6 +8,7 @@ SHAPE_LINES = ("cluster",)  # metrics of nested counters whose plain numbers sti
 
 def console_summary(report: dict) -> str:
     """The report as the terminal shows it: the trace line, each run's metrics a line each, and its caveats."""
+    from sim.errors import one_line
     from sim.report.document import answer_caveats
 
     lines = []
@@ -16,13 +17,13 @@ def console_summary(report: dict) -> str:
         # (--seeds: the counts are means over the seeds, experiments/confidence.aggregate_trace)
         seeded = " (means over the seeds)" if any("metrics_ci95" in run for run in report["runs"]) else ""
         skipped = ", ".join(f"{k}: {fmt(v)}" for k, v in trace["skip_reasons"].items()) or "none"
-        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {fmt(trace['rows_used'])} requests "
+        lines.append(f"trace {one_line(trace['path'] or trace['format'])} ({trace['format']}): {fmt(trace['rows_used'])} requests "
                      f"used, {fmt(trace['rows_skipped'])} skipped ({skipped}){seeded}"
                      + (f", {fmt(trace['rows_reordered'])} out of time order (sorted by arrival)"
                         if trace.get("rows_reordered") else "")
                      + f"; block ids: {trace['block_ids']}, {trace['block_tokens']} tokens a block")
     for run in report["runs"]:
-        lines.append(f"[{run['name']}]")
+        lines.append(f"[{one_line(run['name'])}]")
         for key, value in run["metrics"].items():
             if key == "mrc":
                 lines.append(f"  {key:<30} {value['method']} over {value['sampled_accesses']:,} accesses, "
