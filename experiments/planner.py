@@ -332,7 +332,9 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
             continue
         extra = ""
         if measure == "max_rate_rps":
-            extra = f", TTFT p99 {p['metrics']['ttft_s']['p99']:.4g} s, TPOT p99 {p['metrics']['tpot_s']['p99']:.4g} s"
+            ttft, tpot = (p["metrics"][k]["p99"] for k in ("ttft_s", "tpot_s"))  # (a null TPOT: no request has one)
+            extra = ", ".join(["", *(f"{name} p99 {'–' if v is None else f'{v:.4g}'} s"
+                                     for name, v in (("TTFT", ttft), ("TPOT", tpot)))])
         lines.append(f"proof ({role}): {p['name']} at {p['cost_usd_per_hour']:.2f} USD/h: {quantity} "
                      f"{p['measured']:.4f}{extra}")
         if p.get("note"):

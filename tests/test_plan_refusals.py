@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,22 @@ def test_a_setting_only_another_modes_candidates_read_and_they_do_not_is_refused
         assert status == 2 and "'pd.decode_router' under 'set'/'workload'" in err and "pd.num_decode is 1" in err, err
     else:
         assert status == 0, err
+
+
+def _one_token_trace(tmp_path) -> str:
+    """The bundled Azure trace's first 60 requests, each generating one token: no request has a TPOT."""
+    rows = Path(BUNDLED_AZURE).read_text().splitlines()[:61]
+    path = tmp_path / "one_token.csv"
+    path.write_text("\n".join([rows[0], *(row.rsplit(",", 1)[0] + ",1" for row in rows[1:])]) + "\n")
+    return str(path)
+
+
+def test_a_ttft_plan_over_a_workload_with_no_tpot_prints_its_proof(run_cli, tmp_path):
+    """The proof's line formatted the proof run's TPOT p99, null where no request has a TPOT: a TypeError after the
+    report was written (exit 1) for a valid TTFT target (hfuzz9). A dash, as the run summary prints a null."""
+    body = {"workload": {"trace": _one_token_trace(tmp_path)}, "target": {"slo": {"ttft_s": 1}, "rate_rps": 5},
+            "search": {"gpu": ["h100-sxm"], "gpus": [1]}}
+    status, out, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
+    assert status == 0, err
+    proof = next(line for line in out.splitlines() if line.startswith("proof (meets)"))
+    assert ", TPOT p99 – s" in proof and ", TTFT p99 " in proof, out
