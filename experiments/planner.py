@@ -134,6 +134,11 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
                           if c.status != "infeasible"], options)  # (may load the workload: writes its cache)
 
     trace = load_workload(replace(base, **{"workload.rate_scale": 1.0}))
+    if plan.slo.get("tpot_s") is not None and hit_target is None and not (trace.output_tokens > 1).any():
+        # (a run's own check, sim.report.metrics.check_tpot_target_read, left it unread at each candidate: dropped)
+        raise plan_error(plan.path, f"'target.slo.tpot_s' {plan.slo['tpot_s']:g} judges nothing: no request of "
+                                    f"{base.workload.trace or 'the synthetic workload'} generates more than one token, "
+                                    "so none has a TPOT")
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
     base_rate = len(trace) / duration if duration > 0 else None
     target_rate = target_scale = None

@@ -194,6 +194,20 @@ def _one_token_trace(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("slo", [{"tpot_s": 0.05}, {"ttft_s": 1, "tpot_s": 0.05}])
+def test_a_tpot_target_over_a_workload_with_no_tpot_is_refused_before_any_candidate_runs(run_cli, tmp_path, slo):
+    """No request generates a second token: a TPOT target judges nothing (a lone --max-rate run refuses it). The plan
+    dropped it at each candidate's run: alone, every candidate failed 'needs a latency target: set slo.ttft_s and/or
+    slo.tpot_s' (the plan sets one), chosen none, exit 0; beside a TTFT target the plan answered on TTFT alone, unsaid
+    (hfuzz9)."""
+    body = {"workload": {"trace": _one_token_trace(tmp_path)}, "target": {"slo": slo, "rate_rps": 5},
+            "search": {"gpu": ["h100-sxm"], "gpus": [1]}}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot", "--quiet")
+    assert (status, err) == (2, f"kvsim: error: plan {tmp_path / 'plan.yaml'}: 'target.slo.tpot_s' 0.05 judges nothing: "
+                                f"no request of {tmp_path / 'one_token.csv'} generates more than one token, so none "
+                                "has a TPOT\n")
+
+
 def test_a_ttft_plan_over_a_workload_with_no_tpot_prints_its_proof(run_cli, tmp_path):
     """The proof's line formatted the proof run's TPOT p99, null where no request has a TPOT: a TypeError after the
     report was written (exit 1) for a valid TTFT target (hfuzz9). A dash, as the run summary prints a null."""
