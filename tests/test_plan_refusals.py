@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -217,3 +218,17 @@ def test_a_ttft_plan_over_a_workload_with_no_tpot_prints_its_proof(run_cli, tmp_
     assert status == 0, err
     proof = next(line for line in out.splitlines() if line.startswith("proof (meets)"))
     assert ", TPOT p99 – s" in proof and ", TTFT p99 " in proof, out
+
+
+def test_a_plans_target_says_every_latency_target_its_runs_judge(run_cli, tmp_path):
+    """slo.tpot_s under 'set' (or from a config file) beside target.slo.ttft_s: every run judged TPOT too, while the
+    plan's target, printed and in the report, said TTFT alone (hfuzz9). The target is the runs' resolved SLO."""
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 30}, "set": {"slo.tpot_s": 0.05},
+            "target": {"slo": {"ttft_s": 1}, "rate_rps": 5}, "search": {"gpu": ["h100-sxm"], "gpus": [1]}}
+    out = tmp_path / "p.json"
+    status, stdout, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot", "--report-json", out)
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert report["config"]["slo"] == {"ttft_s": 1.0, "tpot_s": 0.05, "attainment": 0.9}
+    assert report["plan"]["target"]["slo"] == {"ttft_s": 1.0, "tpot_s": 0.05, "attainment": 0.9}
+    assert "target: ttft_s=1, tpot_s=0.05, attainment=0.9 at 5 req/s" in stdout, stdout
