@@ -219,7 +219,8 @@ def resolve_layers(layers: ConfigLayers, args, mode: str | None, rules: bool = T
     layered.config = args.config or layers.config
     layered.calibration_profile = [*layers.overlays, *args.calibration_profile]
     layered.sets = [*layers.assignments(), *args.sets]
-    return resolve_config(layered, mode=mode, rules=rules)
+    return resolve_config(layered, mode=mode, rules=rules,
+                          config_said="--config" if args.config else f"{layers.source}'s 'config'")
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -65,19 +65,22 @@ def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: bool = True,
-                   layers: dict[Path, dict] | None = None) -> Config:
+                   layers: dict[Path, dict] | None = None, config_said: str = "--config") -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
     whole config once (``sim.config_rules.validate``; not with ``rules`` False). ``mode``: the mode whose
     ``PRESET@mode`` applies (default: the command line's; a sweep's or a plan's is the mode its runs have);
-    ``layers``: ``load_config``'s."""
+    ``layers``: ``load_config``'s; ``config_said``: what gave ``args.config`` (a spec's or plan's 'config')."""
     path = Path(args.config) if args.config else default_config_path()
+    said = f"{config_said} {quote(str(path))}"
     try:
         missing = args.config and not path.is_file()
     except OSError as exc:  # a name too long, a loop of links, no permission
-        raise InputError(f"--config {quote(str(path))}: {exc.strerror or exc}") from None
+        raise InputError(f"{said}: {exc.strerror or exc}") from None
+    if missing and path.is_symlink() and not path.exists():  # (pathlib's is_file says False for a loop of links)
+        raise InputError(f"{said} is a symbolic link to nothing that exists (or a loop of links)")
     if missing:
-        raise InputError(f"--config {quote(str(path))}: not a file (a directory or device)" if path.exists()
-                         else f"config file not found: {path}")
+        raise InputError(f"{said}: not a file (a directory or device)" if path.exists()
+                         else f"config file not found: {path}" + (f" ({config_said})" if config_said != "--config" else ""))
     flags = [(flag_name(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:

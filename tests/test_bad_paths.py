@@ -120,6 +120,29 @@ def test_an_input_that_is_a_loop_of_links_says_so(run_cli, tmp_path):
                                            "link to nothing that exists (or a loop of links)")
 
 
+@pytest.mark.parametrize("flag, named", [("--sweep", "sweep spec"), ("--plan", "plan"), ("--config", None)])
+def test_a_spec_plan_or_config_that_is_a_loop_of_links_says_so(flag, named, run_cli, tmp_path):
+    """loop1 -> loop2 -> loop1 as --sweep or --plan: the check that no output is an input resolved it with pathlib,
+    whose RuntimeError was a traceback and "internal error" (exit 1, hfuzz9); --config said "not found"."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    argv = [flag, str(tmp_path / "loop1")] + (["--trace-stats", "--no-plot"] if flag == "--config" else [])
+    status, _, err = run_cli(*argv)
+    said = (f"--config '{tmp_path}/loop1' is a symbolic link to nothing that exists (or a loop of links)"
+            if flag == "--config" else f"cannot read {named} {tmp_path}/loop1: Too many levels of symbolic links")
+    assert (status, err) == (2, f"kvsim: error: {said}\n"), err
+
+
+def test_a_spec_config_that_is_no_file_is_named_as_the_specs(run_cli, tmp_path):
+    """A sweep spec's 'config: FOLDER' was refused as "--config 'FOLDER': not a file", naming a flag the command line
+    did not give and not the spec (hfuzz9)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"mode: cache-only\nconfig: {tmp_path}\naxes: {{cache.capacity_blocks: [100, 200]}}\n")
+    status, _, err = run_cli("--sweep", spec, "--no-plot")
+    assert (status, err) == (2, f"kvsim: error: sweep spec {spec}'s 'config' '{tmp_path}': not a file (a directory or "
+                                "device)\n"), err
+
+
 @pytest.mark.parametrize("flag, name", [("--report-csv", "config.json"), ("--report-json", "config.json")])
 def test_no_output_goes_inside_a_folder_the_run_reads(flag, name, run_cli, tmp_path):
     """A folder input (a Hugging Face model folder, a profile bundle: its files are read) is an input like a file:

@@ -150,10 +150,10 @@ def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tu
     of None is not given): ``--report-json TRACE`` would overwrite the trace. Nor is an output inside a folder read
     (a profile bundle, a Hugging Face model folder): ``--report-csv PROFILE/mlp.csv`` overwrote the measured table.
     One line naming both."""
-    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
+    seen: dict[Path, str] = {_resolved(p): name for name, p in inputs if p}
     folders = [(key, name) for key, name in seen.items() if key.is_dir()]
     for flag, path in outputs:
-        key = Path(path).resolve()
+        key = _resolved(path)
         if key in seen:
             raise InputError(f"{flag} {quote(str(path))} is also the path of {seen[key]}")
         for folder, name in folders:
@@ -163,13 +163,22 @@ def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tu
         seen[key] = flag
 
 
+def _resolved(path: str | Path) -> Path:
+    """``path`` resolved, or made absolute where it cannot be: pathlib raises RuntimeError on a loop of links (an
+    input's reader names it: "Too many levels of symbolic links"), which is no file an output could be."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
 def check_plot_folder(plot_dir: Path, inputs: list[tuple[str, str | Path | None]],
                       outputs: list[tuple[str, Path]]) -> None:
     """The plot folder's .png files are kvsim's to write (their names follow the mode and the trace): a file read
     or another output there named ``*.png`` could be overwritten by a plot. One line naming it."""
-    folder = Path(plot_dir).resolve()
+    folder = _resolved(plot_dir)
     for name, path in [*inputs, *outputs]:
-        if path and Path(path).suffix.lower() == ".png" and Path(path).resolve().parent == folder:
+        if path and Path(path).suffix.lower() == ".png" and _resolved(path).parent == folder:
             raise InputError(f"{name} {quote(str(path))} is a .png file in the plot folder {quote(str(plot_dir))}, "
                              "where kvsim writes its plots: give --plot-dir another folder, or --no-plot")
 
