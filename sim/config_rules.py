@@ -309,6 +309,8 @@ def _workload_cache_usable(c: Config) -> None:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc.strerror or exc}") from None
     except RuntimeError:  # a loop of links, as pathlib's resolve (Python < 3.13) says it
         raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {os.strerror(errno.ELOOP)}") from None
+    except ValueError as exc:  # a NUL byte in it (a YAML file's "\0"): "embedded null byte"
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc}") from None
     if same:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
     if is_dir:

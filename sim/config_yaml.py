@@ -277,6 +277,8 @@ def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # a path holding a NUL byte (a YAML file's "\0"): pathlib's "embedded null byte"
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:

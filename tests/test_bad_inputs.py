@@ -430,6 +430,20 @@ CASES: dict[str, Case] = {
     "plan_tiers_false": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: false}\n", "'search.tiers' must be a mapping"),
     "plan_overlays_mapping": plan("overlays: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
                                   "'overlays' must be a list of file paths"),
+    # a NUL byte in a path a YAML file gives ("\0" in YAML): pathlib's ValueError was an internal error (exit 1) where
+    # a file was opened (an overlay, a GPU spec) or the cache path resolved (hfuzz9)
+    "sweep_overlay_path_with_a_nul": Case(["--sweep", "{tmp}/s.yaml"],
+                                          names=("cannot read calibration profile", "a\\x00b.yaml", "embedded null byte"),
+                                          files={"s.yaml": 'mode: cache-only\noverlays: ["a\\0b.yaml"]\n'
+                                                           "axes: {cache.policy: [lru]}\n"}),
+    "plan_gpu_spec_path_with_a_nul": plan(HIT_TARGET + 'search: {gpu: ["./a\\0b"]}\n', "cannot read GPU spec",
+                                          "a\\x00b", "embedded null byte"),
+    "workload_cache_path_with_a_nul": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"],
+                                           names=("config key 'workload.cache'", "x\\x00y.bin", "embedded null byte"),
+                                           files={"c.yaml": "workload:\n  trace: t.csv\n"
+                                                            '  cache: "x\\0y.bin"\n',
+                                                  "t.csv": "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                                           "2023-11-16 18:15:46,374,44\n"}),
     "sweep_overlays_zero": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'overlays' must be a list of file paths"),
                                 files={"s.yaml": "mode: cache-only\noverlays: 0\naxes: {cache.policy: [lru]}\n"}),
 }
