@@ -133,6 +133,15 @@ def test_a_spec_plan_or_config_that_is_a_loop_of_links_says_so(flag, named, run_
     assert (status, err) == (2, f"kvsim: error: {said}\n"), err
 
 
+@pytest.mark.parametrize("flag, named", [("--sweep", "sweep spec"), ("--plan", "plan")])
+def test_a_spec_or_plan_whose_name_is_too_long_says_so(flag, named, run_cli, tmp_path):
+    """A file name past the system's 255 bytes as --sweep or --plan: the check that no output is an input asked
+    pathlib whether it is a folder, whose OSError (ENAMETOOLONG) was a traceback and internal error (exit 1, hfuzz9)."""
+    path = tmp_path / ("x" * 300)
+    status, _, err = run_cli(flag, str(path))
+    assert (status, err) == (2, f"kvsim: error: cannot read {named} {path}: File name too long\n"), err
+
+
 def test_a_spec_config_that_is_no_file_is_named_as_the_specs(run_cli, tmp_path):
     """A sweep spec's 'config: FOLDER' was refused as "--config 'FOLDER': not a file", naming a flag the command line
     did not give and not the spec (hfuzz9)."""

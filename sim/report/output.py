@@ -151,7 +151,7 @@ def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tu
     (a profile bundle, a Hugging Face model folder): ``--report-csv PROFILE/mlp.csv`` overwrote the measured table.
     One line naming both."""
     seen: dict[Path, str] = {_resolved(p): name for name, p in inputs if p}
-    folders = [(key, name) for key, name in seen.items() if key.is_dir()]
+    folders = [(key, name) for key, name in seen.items() if _is_dir(key)]
     for flag, path in outputs:
         key = _resolved(path)
         if key in seen:
@@ -161,6 +161,15 @@ def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tu
                 raise InputError(f"{flag} {quote(str(path))} is inside {quote(str(folder))}, the folder of {name}, "
                                  "whose files the run reads: write it elsewhere")
         seen[key] = flag
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; not where the system cannot say (a name too long: ENAMETOOLONG, which pathlib's
+    is_dir raises; the input's reader names it)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _resolved(path: str | Path) -> Path:
