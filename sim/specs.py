@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -269,7 +270,8 @@ def _spellings(filename: str) -> dict[str, str | None]:
 def canonical_model(value: object) -> str | None:
     """The profiles/models.yaml entry that ``value`` names however it is spelled or aliased (a Hugging Face id such
     as ``meta-llama/Llama-3.1-8B``), or None. A value that names an existing path is the path (a config.json)."""
-    if not isinstance(value, str) or (names_a_path(value) and Path(value).exists()):
+    # (os.path.exists: False where the system cannot say, a name too long among them; pathlib's raised OSError)
+    if not isinstance(value, str) or (names_a_path(value) and os.path.exists(value)):
         return None
     return _spellings("models.yaml").get(_spelling(value))
 

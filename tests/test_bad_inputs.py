@@ -444,6 +444,11 @@ CASES: dict[str, Case] = {
                                                             '  cache: "x\\0y.bin"\n',
                                                   "t.csv": "TIMESTAMP,ContextTokens,GeneratedTokens\n"
                                                            "2023-11-16 18:15:46,374,44\n"}),
+    # a name too long for the system (ENAMETOOLONG) where a model is looked for as a path or a models.yaml name:
+    # pathlib's exists() raised OSError, an internal error (exit 1) for --set model=./NAME (and a plan's GPU spec:
+    # test_plan_refusals) (hfuzz9)
+    "model_path_name_too_long": Case([*TRACE_STATS, "--set", "model=./" + "x" * 300],
+                                     names=("config key 'model'", "File name too long")),
     "sweep_overlays_zero": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'overlays' must be a list of file paths"),
                                 files={"s.yaml": "mode: cache-only\noverlays: 0\naxes: {cache.policy: [lru]}\n"}),
 }

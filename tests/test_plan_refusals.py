@@ -232,3 +232,14 @@ def test_a_plans_target_says_every_latency_target_its_runs_judge(run_cli, tmp_pa
     assert report["config"]["slo"] == {"ttft_s": 1.0, "tpot_s": 0.05, "attainment": 0.9}
     assert report["plan"]["target"]["slo"] == {"ttft_s": 1.0, "tpot_s": 0.05, "attainment": 0.9}
     assert "target: ttft_s=1, tpot_s=0.05, attainment=0.9 at 5 req/s" in stdout, stdout
+
+
+def test_a_gpu_spec_name_too_long_is_refused_naming_the_key(run_cli, tmp_path):
+    """search.gpu ['./NAME'] of a name past the system's 255 bytes: looking it up as a models.yaml name asked pathlib
+    whether it exists, whose OSError (ENAMETOOLONG) was a traceback and internal error (exit 1, hfuzz9)."""
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"hit_ratio": 0.2},
+            "search": {"gpu": ["./" + "x" * 300]}}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"kvsim: error: plan {tmp_path}/plan.yaml: search.gpu: cannot read GPU spec ") and \
+        err.endswith(": File name too long\n"), err
