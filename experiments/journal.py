@@ -87,7 +87,10 @@ class Journal:
                               "(beside its report): move it, or name the report otherwise")
         if resume:  # (a report renamed since moves the journal: every point would run again, unsaid)
             LOG.warning(f"kvsim: note: --resume: no journal at {self.path}, so every point runs")
-        atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
+        try:  # (a loop of links there, or one to a folder that is not: the atomic writer's OSError)
+            atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
+        except OSError as exc:
+            raise InputError(f"cannot write journal {self.path}: {exc.strerror or exc}") from None
         return {}
 
     def _read(self, keys: Container[str] | None = None) -> dict[str, dict]:

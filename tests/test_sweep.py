@@ -359,6 +359,20 @@ def test_a_file_at_the_journals_path_that_is_no_journal_is_kept(run_cli, tmp_pat
         assert run_cli(*argv)[0] == 0 and run_cli(*argv)[0] == 0  # an earlier sweep's journal: started afresh
 
 
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_a_journal_path_that_is_a_loop_of_links_is_named(run_cli, tmp_path, resume):
+    """r.journal.jsonl -> loop -> r.journal.jsonl: writing the journal's header raised OSError (ELOOP) from the
+    atomic writer, a traceback and internal error (exit 1, hfuzz9). Refused naming the journal, before any point runs."""
+    journal = tmp_path / "r.journal.jsonl"
+    (tmp_path / "loop").symlink_to(journal)
+    journal.symlink_to(tmp_path / "loop")
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru"]})
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--no-plot", "--quiet", "--report-json",
+                             str(tmp_path / "r.json"), *resume)
+    assert (status, err) == (2, f"kvsim: error: cannot write journal {journal}: Too many levels of symbolic links\n")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_spec_config_and_overlays_from_the_home_folder(tmp_path, monkeypatch):
     """A spec is read by no shell: 'config: ~/c.yaml' and 'overlays: [~/o.yaml]' name files in the home folder, as a
     config key's path does (was "config file not found: ~/c.yaml"); a ~ inside a path is a name like any other."""
