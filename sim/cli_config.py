@@ -79,8 +79,9 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
     if missing and path.is_symlink() and not path.exists():  # (pathlib's is_file says False for a loop of links)
         raise InputError(f"{said} is a symbolic link to nothing that exists (or a loop of links)")
     if missing:
+        given_by = f" ({config_said})" if config_said != "--config" else ""
         raise InputError(f"{said}: not a file (a directory or device)" if path.exists()
-                         else f"config file not found: {path}" + (f" ({config_said})" if config_said != "--config" else ""))
+                         else f"config file not found: {path}{given_by}")
     flags = [(flag_name(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:

@@ -391,8 +391,8 @@ CASES: dict[str, Case] = {
                               files={"p.yaml": "target: {slo: {ttft_s: -1}}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     # a finite target kvsim's config reads as infinite (1e308 or more) was found as a run's override, naming neither
     # the plan nor its key (hfuzz9)
-    "plan_slo_past_the_largest_config_number": plan("target: {slo: {ttft_s: 1, tpot_s: 1.7e308}}\nsearch: {gpu: [h100-sxm]}\n",
-                                                    "'target.slo.tpot_s'", "1.7e+308"),
+    "plan_slo_past_the_largest_config_number": plan("target: {slo: {ttft_s: 1, tpot_s: 1.7e308}}\n"
+                                                    "search: {gpu: [h100-sxm]}\n", "'target.slo.tpot_s'", "1.7e+308"),
     "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
@@ -425,15 +425,18 @@ CASES: dict[str, Case] = {
     # (hfuzz9)
     "plan_slo_list_beside_hit_ratio": plan("target: {hit_ratio: 0.5, slo: []}\nsearch: {gpu: [h100-sxm]}\n",
                                            "'target.slo' must be a mapping"),
-    "plan_slo_zero": plan("target: {hit_ratio: 0.5, slo: 0}\nsearch: {gpu: [h100-sxm]}\n", "'target.slo' must be a mapping"),
+    "plan_slo_zero": plan("target: {hit_ratio: 0.5, slo: 0}\nsearch: {gpu: [h100-sxm]}\n",
+                          "'target.slo' must be a mapping"),
     "plan_tiers_list": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: []}\n", "'search.tiers' must be a mapping"),
-    "plan_tiers_false": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: false}\n", "'search.tiers' must be a mapping"),
+    "plan_tiers_false": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: false}\n",
+                             "'search.tiers' must be a mapping"),
     "plan_overlays_mapping": plan("overlays: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
                                   "'overlays' must be a list of file paths"),
     # a NUL byte in a path a YAML file gives ("\0" in YAML): pathlib's ValueError was an internal error (exit 1) where
     # a file was opened (an overlay, a GPU spec) or the cache path resolved (hfuzz9)
     "sweep_overlay_path_with_a_nul": Case(["--sweep", "{tmp}/s.yaml"],
-                                          names=("cannot read calibration profile", "a\\x00b.yaml", "embedded null byte"),
+                                          names=("cannot read calibration profile", "a\\x00b.yaml",
+                                                 "embedded null byte"),
                                           files={"s.yaml": 'mode: cache-only\noverlays: ["a\\0b.yaml"]\n'
                                                            "axes: {cache.policy: [lru]}\n"}),
     "plan_gpu_spec_path_with_a_nul": plan(HIT_TARGET + 'search: {gpu: ["./a\\0b"]}\n', "cannot read GPU spec",
@@ -449,7 +452,8 @@ CASES: dict[str, Case] = {
     # test_plan_refusals) (hfuzz9)
     "model_path_name_too_long": Case([*TRACE_STATS, "--set", "model=./" + "x" * 300],
                                      names=("config key 'model'", "File name too long")),
-    "sweep_overlays_zero": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'overlays' must be a list of file paths"),
+    "sweep_overlays_zero": Case(["--sweep", "{tmp}/s.yaml"],
+                                names=("s.yaml", "'overlays' must be a list of file paths"),
                                 files={"s.yaml": "mode: cache-only\noverlays: 0\naxes: {cache.policy: [lru]}\n"}),
 }
 

@@ -159,7 +159,8 @@ def test_an_arrival_process_over_one_request_is_refused(run_cli, tmp_path, proce
         status, _, err = run_cli("--workload-trace", trace, "--set", f"workload.arrivals.process={process}", *seeds,
                                  "--no-plot", "--quiet")
         assert status == 2 and err == (f"kvsim: error: config key 'workload.arrivals.process'={process} changes "
-                                       "nothing: the workload holds one request, which has no gap to draw; drop it\n"), err
+                                       "nothing: the workload holds one request, which has no gap to draw; "
+                                       "drop it\n"), err
 
 
 def test_a_rate_scale_over_drawn_arrivals_still_scales(run_cli, tmp_path):

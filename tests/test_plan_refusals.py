@@ -170,7 +170,8 @@ def test_a_plan_whose_target_rate_spreads_its_arrivals_past_34_years_exits_2(run
 
 
 
-@pytest.mark.parametrize("pd_split, gpus, refused", [(["aggregated", "1:1"], 2, True), (["aggregated", "1:2"], 3, False)])
+@pytest.mark.parametrize("pd_split, gpus, refused", [(["aggregated", "1:1"], 2, True),
+                                                     (["aggregated", "1:2"], 3, False)])
 def test_a_setting_only_another_modes_candidates_read_and_they_do_not_is_refused(run_cli, tmp_path, pd_split, gpus,
                                                                                  refused):
     """pd.decode_router is read by PD runs alone, and there only with two decode instances or more: beside an
@@ -204,9 +205,9 @@ def test_a_tpot_target_over_a_workload_with_no_tpot_is_refused_before_any_candid
     body = {"workload": {"trace": _one_token_trace(tmp_path)}, "target": {"slo": slo, "rate_rps": 5},
             "search": {"gpu": ["h100-sxm"], "gpus": [1]}}
     status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot", "--quiet")
-    assert (status, err) == (2, f"kvsim: error: plan {tmp_path / 'plan.yaml'}: 'target.slo.tpot_s' 0.05 judges nothing: "
-                                f"no request of {tmp_path / 'one_token.csv'} generates more than one token, so none "
-                                "has a TPOT\n")
+    assert (status, err) == (2, f"kvsim: error: plan {tmp_path / 'plan.yaml'}: 'target.slo.tpot_s' 0.05 judges "
+                                f"nothing: no request of {tmp_path / 'one_token.csv'} generates more than one token, "
+                                "so none has a TPOT\n")
 
 
 def test_a_ttft_plan_over_a_workload_with_no_tpot_prints_its_proof(run_cli, tmp_path):

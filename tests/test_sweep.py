@@ -362,7 +362,8 @@ def test_a_file_at_the_journals_path_that_is_no_journal_is_kept(run_cli, tmp_pat
 @pytest.mark.parametrize("resume", [[], ["--resume"]])
 def test_a_journal_path_that_is_a_loop_of_links_is_named(run_cli, tmp_path, resume):
     """r.journal.jsonl -> loop -> r.journal.jsonl: writing the journal's header raised OSError (ELOOP) from the
-    atomic writer, a traceback and internal error (exit 1, hfuzz9). Refused naming the journal, before any point runs."""
+    atomic writer, a traceback and internal error (exit 1, hfuzz9). Refused naming the journal, before any point
+    runs."""
     journal = tmp_path / "r.journal.jsonl"
     (tmp_path / "loop").symlink_to(journal)
     journal.symlink_to(tmp_path / "loop")

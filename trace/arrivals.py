@@ -62,9 +62,10 @@ def apply_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, seed: int) -
         for key, value, neutral in (("cv", arrivals.cv, 1.0), ("rate_rps", arrivals.rate_rps, None),
                                     ("process", arrivals.process, "trace")):
             if value != neutral:
-                raise UnreadSetting(f"config key 'workload.arrivals.{key}'={value if key == 'process' else f'{value:g}'} "
-                                    "changes nothing: the workload holds one request, which has no gap to draw; drop it",
-                                    f"workload.arrivals.{key}", neutral)
+                shown = value if key == "process" else f"{value:g}"
+                raise UnreadSetting(f"config key 'workload.arrivals.{key}'={shown} changes nothing: the workload "
+                                    "holds one request, which has no gap to draw; drop it", f"workload.arrivals.{key}",
+                                    neutral)
     out = draw_arrivals(arrival_s, workload, np.random.default_rng([seed, ARRIVALS_STREAM]))
     if workload.rate_scale != 1.0 and not (len(out) > 1 and out[-1] > out[0]):  # no gap to divide: a run alike
         which = ("holds one request; drop it" if len(out) < 2 else f"has {len(out):,} requests that all arrive at "

@@ -17,7 +17,8 @@ def console_summary(report: dict) -> str:
         # (--seeds: the counts are means over the seeds, experiments/confidence.aggregate_trace)
         seeded = " (means over the seeds)" if any("metrics_ci95" in run for run in report["runs"]) else ""
         skipped = ", ".join(f"{k}: {fmt(v)}" for k, v in trace["skip_reasons"].items()) or "none"
-        lines.append(f"trace {one_line(trace['path'] or trace['format'])} ({trace['format']}): {fmt(trace['rows_used'])} requests "
+        named = one_line(trace["path"] or trace["format"])  # (a path's newline or escape: one line, as errors)
+        lines.append(f"trace {named} ({trace['format']}): {fmt(trace['rows_used'])} requests "
                      f"used, {fmt(trace['rows_skipped'])} skipped ({skipped}){seeded}"
                      + (f", {fmt(trace['rows_reordered'])} out of time order (sorted by arrival)"
                         if trace.get("rows_reordered") else "")
