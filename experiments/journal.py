@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,9 +81,10 @@ class Journal:
     def start(self, resume: bool, keys: Container[str] | None = None) -> dict[str, dict]:
         """Open for this sweep: the finished records by point key (``resume``), or a fresh journal. ``keys``: the
         sweep's point keys, where every record must name one (``_read``)."""
-        if resume and self.path.is_file():
+        # (os.path: False where the system cannot say, a name too long among them; the write below names it)
+        if resume and os.path.isfile(self.path):
             return self._read(keys)
-        if self.path.exists() and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
+        if os.path.exists(self.path) and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
             raise ConfigError(f"{self.path} exists and is not a kvsim sweep journal, which this sweep writes there "
                               "(beside its report): move it, or name the report otherwise")
         if resume:  # (a report renamed since moves the journal: every point would run again, unsaid)

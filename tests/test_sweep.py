@@ -374,6 +374,17 @@ def test_a_journal_path_that_is_a_loop_of_links_is_named(run_cli, tmp_path, resu
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_a_journal_name_too_long_is_named(run_cli, tmp_path, resume):
+    """A report of a 250-byte name (the system's bound: 255) puts its journal, '<report>.journal.jsonl', past it:
+    pathlib's exists() raised OSError (ENAMETOOLONG), a traceback and internal error (exit 1, hfuzz9)."""
+    report = tmp_path / ("x" * 245 + ".json")
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru"]})
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--no-plot", "--quiet", "--report-json", report, *resume)
+    journal = tmp_path / ("x" * 245 + ".journal.jsonl")
+    assert (status, err) == (2, f"kvsim: error: cannot write journal {journal}: File name too long\n")
+
+
 def test_spec_config_and_overlays_from_the_home_folder(tmp_path, monkeypatch):
     """A spec is read by no shell: 'config: ~/c.yaml' and 'overlays: [~/o.yaml]' name files in the home folder, as a
     config key's path does (was "config file not found: ~/c.yaml"); a ~ inside a path is a name like any other."""
