@@ -38,9 +38,13 @@ class Run:
     summary: str | None = None  # printed instead of the generic metrics summary
 
 
+PLOT_STEM_BYTES = 200  # a trace's stem in a plot's name, cut so that '<kind>_<stem>.png' stays within 255 bytes
+
+
 def _stem(trace) -> str:
     prov = trace.provenance
-    return Path(prov.path).stem if prov.path else prov.format.replace(":", "-")
+    stem = Path(prov.path).stem if prov.path else prov.format.replace(":", "-")
+    return stem.encode()[:PLOT_STEM_BYTES].decode(errors="ignore")  # (a 240-byte name: the plot's was too long)
 
 
 def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:

@@ -6,6 +6,7 @@ other. A table of command lines and their outcomes, as ``tests/test_bad_inputs.p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,19 @@ def test_a_spec_or_plan_whose_name_is_too_long_says_so(flag, named, run_cli, tmp
     path = tmp_path / ("x" * 300)
     status, _, err = run_cli(flag, str(path))
     assert (status, err) == (2, f"kvsim: error: cannot read {named} {path}: File name too long\n"), err
+
+
+@pytest.mark.parametrize("mode, prefix", [(["--trace-stats"], "trace_stats_"), (["--cache-only", "--mrc"], "mrc_exact_")])
+def test_a_long_trace_name_still_names_its_plot(mode, prefix, run_cli, tmp_path):
+    """A trace of a 240-byte name (the system's bound: 255) made its plot's name, '<kind>_<trace stem>.png', too long:
+    the run's work was done, then 'cannot write .../trace_stats_zzz...png: File name too long', exit 2 (hfuzz9). The
+    stem in a plot's name is cut to 200 bytes."""
+    trace = tmp_path / ("z" * 240 + ".csv")
+    trace.write_bytes(Path(BUNDLED_AZURE).read_bytes())
+    status, _, err = run_cli(*mode, "--workload-trace", trace, "--workload-limit", "50", "--quiet",
+                             "--plot-dir", tmp_path / "plots")
+    assert status == 0, err
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == [prefix + "z" * 200 + ".png"]
 
 
 def test_a_spec_config_that_is_no_file_is_named_as_the_specs(run_cli, tmp_path):
