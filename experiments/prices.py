@@ -19,6 +19,9 @@ TIERS = ("dram", "ssd", "eic")
 # bounds on a price file's numbers (NaN and 1e308 passed a ">= 0" check: a 300-digit cost and matplotlib's overflow)
 MAX_PRICE_USD = 1e6  # a GPU-hour, or a GiB of a tier bought: far beyond any hardware's price
 MAX_AMORTIZATION_YEARS = 100
+# and at least an hour: a denormal period (1e-310 years) passed "> 0" and priced a GiB-hour at inf (the report's JSON
+# writer refused it); shorter than the hour a price is per, amortising means nothing
+MIN_AMORTIZATION_YEARS = 1 / HOURS_PER_YEAR
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,10 @@ def _validated(data: dict[str, Any], fail: Callable[[str], ConfigError], at: str
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise fail(f"'{at}{key}' must be a mapping, got {data[key]!r}"[:200])
     years = data.get("amortization_years")
-    if not isinstance(years, (int, float)) or isinstance(years, bool) or not 0 < years <= MAX_AMORTIZATION_YEARS:
-        raise fail(f"{at}amortization_years must be a number above 0 and at most {MAX_AMORTIZATION_YEARS}, "
-                   f"got {years!r}")
+    if not isinstance(years, (int, float)) or isinstance(years, bool) or \
+            not MIN_AMORTIZATION_YEARS <= years <= MAX_AMORTIZATION_YEARS:
+        raise fail(f"{at}amortization_years must be a number of at least one hour ({MIN_AMORTIZATION_YEARS:.3g}) "
+                   f"and at most {MAX_AMORTIZATION_YEARS}, got {years!r}")
     for gpu, entry in (data.get("gpus") or {}).items():
         _check_price(entry, "usd_per_gpu_hour", f"{at}gpus.{gpu}", fail)
     tiers = data.get("tiers") or {}

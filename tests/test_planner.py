@@ -107,6 +107,10 @@ def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
     ({"gpus": {"h100-sxm": {"usd_per_gpu_hour": 1e308}}}, "prices.gpus.h100-sxm.usd_per_gpu_hour"),
     ({"tiers": {"dram": {"usd_per_gib": float("inf")}}}, "prices.tiers.dram.usd_per_gib"),
     ({"amortization_years": float("nan")}, "prices.amortization_years"),
+    # a denormal period (1e-310 years) passed "> 0": a GiB-hour of 6.25 / (1e-310 x 8,766) USD, a cost of inf, and
+    # the report's JSON writer refused it: ValueError, exit 1 (hfuzz9). At least an hour
+    ({"amortization_years": 1e-310}, "prices.amortization_years must be a number of at least one hour"),
+    ({"amortization_years": 1 / 8766 / 2}, "prices.amortization_years must be a number of at least one hour"),
 ])
 def test_a_price_beyond_any_hardwares_is_refused(prices, named):
     """NaN and 1e308 passed a ">= 0" check: a 300-digit cost per hour, matplotlib's overflow warning."""
@@ -114,6 +118,11 @@ def test_a_price_beyond_any_hardwares_is_refused(prices, named):
 
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_prices(prices)
+
+
+def test_an_amortization_of_one_hour_is_kept():
+    """The shortest period: a GiB of a tier costs its price per hour (by hand: 6.25 USD a GiB of DRAM, 6.25 USD/h)."""
+    assert load_prices({"amortization_years": 1 / 8766}).gib_hour("dram") == pytest.approx(6.25)
 
 
 def _cluster_hit_ratio(run_cli, tmp_path, base: list[str], overrides: dict) -> float:
