@@ -4,6 +4,8 @@ vllm/v1/core/kv_cache_manager.py; ``BlockPool.free_blocks`` keeps hashed blocks,
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,7 @@ def test_a_next_turn_hits_the_blocks_its_previous_turn_generated(outputs_in_next
     trace = make_trace([0.0, 100.0], [40, 80], [30, 1], block_lists=[[a, b, p], [a, b, c, d, e]])
     config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16", *NO_LOWER_TIERS,
                                      f"workload.outputs_in_next_turn={str(outputs_in_next_turn).lower()}"])
+    caplog.set_level(logging.WARNING, logger="kvsim")
     result, requests = run_serving(trace, config, "single")
     hit = 4 if outputs_in_next_turn else 2
     assert requests.cached_tokens.tolist() == [0, 16 * hit]
@@ -94,6 +97,7 @@ def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself(caplog):
     trace = make_trace([0.0, 0.01, 100.0], [40, 80, 96], [30, 200, 1],
                        block_lists=[[a, b, p], [a, b, c, d, e], [a, b, c, d, e, f]])
     config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16", *NO_LOWER_TIERS])
+    caplog.set_level(logging.WARNING, logger="kvsim")  # (an in-process main --quiet earlier leaves it at ERROR)
     _, requests = run_serving(trace, config, "single")
     assert requests.cached_tokens.tolist() == [0, 32, 80]
     # and the run says so (turn 3 continues nothing: turn 2's answer, 200 tokens, is not all in its prompt)
