@@ -85,7 +85,7 @@ def test_a_next_turn_hits_the_blocks_its_previous_turn_generated(outputs_in_next
     hit = 4 if outputs_in_next_turn else 2
     assert requests.cached_tokens.tolist() == [0, 16 * hit]
     assert (result.metrics["accesses"], result.metrics["hits"]) == (8, hit)
-    assert "arrived before it finished" not in caplog.text  # (turn 2 comes after turn 1's answer)
+    assert "turns that continue an earlier request" not in caplog.text  # (turn 2 comes after turn 1's answer)
 
 
 def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself(caplog):
@@ -101,7 +101,23 @@ def test_a_next_turn_before_the_answer_ends_computes_the_answer_itself(caplog):
     _, requests = run_serving(trace, config, "single")
     assert requests.cached_tokens.tolist() == [0, 32, 80]
     # and the run says so (turn 3 continues nothing: turn 2's answer, 200 tokens, is not all in its prompt)
-    assert "kvsim: note: 1 of 1 turns that continue an earlier request arrived before it finished" in caplog.text
+    assert "kvsim: note: 1 of 1 turns that continue an earlier request were looked up before it finished" in caplog.text
+
+
+def test_a_next_turn_that_waits_for_its_turn_finds_the_answer_and_is_not_noted(caplog):
+    """Turn 2 arrives while turn 1 still decodes, but one sequence at a time (serving.max_num_seqs=1) keeps it
+    waiting until turn 1 has finished and let its blocks go: its lookup, when it is scheduled, finds a b c d (64
+    tokens, as if it had come later). It arrived early, yet lost nothing: the note counts the turns looked up before
+    the answer they hold was cached, not those that merely arrived before it (it said this one was computed)."""
+    a, b, p, c, d, e = range(6)
+    trace = make_trace([0.0, 0.01], [40, 80], [30, 1], block_lists=[[a, b, p], [a, b, c, d, e]])
+    config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16", "serving.max_num_seqs=1",
+                                     *NO_LOWER_TIERS])
+    caplog.set_level(logging.WARNING, logger="kvsim")
+    _, requests = run_serving(trace, config, "single")
+    assert requests.arrival[1] < requests.last_token[0] <= requests.scheduled[1]
+    assert requests.cached_tokens.tolist() == [0, 64]
+    assert "turns that continue an earlier request" not in caplog.text
 
 
 def test_generated_blocks_take_cache_space_as_prompt_blocks_do():
