@@ -385,3 +385,16 @@ def test_a_private_copy_follows_its_classic_experts_even_against_a_perfect_model
     assert scores["arc"] == scores["lru"] == 0 < scores["s3fifo"] < scores["model"]
     assert summary["shared"]["leader"] == "model" and summary["private"]["leader"] == "s3fifo"
     assert hits["shared"] > hits["private"] > 0
+
+
+def test_the_readme_s_state_layout_gives_the_arrays_sizes():
+    """learned/README.md's table of the state arrays: each one's size as ``learned.state_layout`` makes it (the
+    README said ints int64 [92] once S_ELECT_FROM, the first expert that may lead, had made them 93)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "learned" / "README.md").read_text()
+    fields = re.search(r"\| `blocks` \| int32 \[ids, (\d+)\]", text)
+    ints, floats = re.search(r"\| `ints`, `floats` \| int64 \[(\d+)\], float64 \[(\d+)\]", text).groups()
+    assert (int(fields.group(1)), int(ints), int(floats)) == (state_layout.BLOCK_FIELDS, state_layout.INT_SLOTS,
+                                                              state_layout.FLOAT_SLOTS)
