@@ -10,7 +10,6 @@ beforehand (``sim.serving.admission.admit``).
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from typing import Any
 
@@ -58,6 +57,7 @@ from sim.serving.network import Link, latency_of, network_model
 from sim.serving.paths import Path
 from sim.serving.roles import kv_link_read, kv_transfer_plan, role_shapes
 from sim.serving.routers import CacheAwareThresholds, router
+from sim.serving.run_notes import note_early_turns, note_sessionless_affinity
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.state_transfer import prefill_tokens, state_transfer_bytes
@@ -66,8 +66,6 @@ from sim.serving.utilization import batch_metrics, instance_metrics, time_share,
 from sim.specs import model_spec
 from trace.continuations import GeneratedBlocks, check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
-
-LOG = logging.getLogger("kvsim.serving")
 
 
 def check_serving_settings(config: Config) -> None:
@@ -85,34 +83,6 @@ def check_serving_settings(config: Config) -> None:
 
 
 
-def _note_sessionless_affinity(trace: Trace, config: Config, routing: str) -> None:
-    """A session-affinity run on a workload without session ids routes every request as least-loaded does: say so
-    (hexplore's F5; the session prefetch is refused there, but a router list may compare several on one trace)."""
-    if routing == "session-affinity" and not (trace.session_id >= 0).any():
-        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
-        LOG.warning("kvsim: note: router session-affinity: %s has no session ids: every request goes to the least "
-                    "loaded instance, as least-loaded routes it", source)
-
-
-def _note_early_turns(generated: GeneratedBlocks | None, table: RequestTable) -> None:
-    """Say how many turns looked their prompt up before the request whose answer it holds had finished (hexplore2's
-    S1: at --rate-scale 50, 13 of 18 follow-up turns arrived before it, and hits fell from 1,780 to 1,375 with no
-    word): such a turn is served as recorded, its prompt's copy of that answer computed as prompt tokens, since the
-    answer is not yet generated. A rate scale compresses think times so; a deployment slower than the trace's server
-    does too. The lookup is at the turn's first admission (``scheduled``), or before the fetch a cluster's connector
-    made for it (``fetch``): a turn that arrived early but waited for a slot until the answer was cached found it."""
-    if generated is None or generated.successor is None:
-        return
-    asked = np.flatnonzero(generated.successor >= 0)
-    turns = generated.successor[asked]
-    early = int(np.count_nonzero(table.scheduled[turns] - table.fetch[turns] < table.last_token[asked]))
-    if early:
-        LOG.warning("kvsim: note: %s of %s turns that continue an earlier request were looked up before it finished "
-                    "(their prompt holds its answer, not yet generated: computed as prompt tokens, not found cached); "
-                    "a rate scale above 1, or a deployment slower than the trace's, shortens the think time between "
-                    "turns", f"{early:,}", f"{len(asked):,}")
-
-
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
@@ -126,7 +96,7 @@ class ServingRun:
         check_state_model(config, "pd" if pd else mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
-        _note_sessionless_affinity(trace, config, config.pd.router if mode == "pd" else config.cluster.router)
+        note_sessionless_affinity(trace, config, config.pd.router if mode == "pd" else config.cluster.router)
         # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
         self.kv_over_gpu_link = kv_link_read(config, mode, self._pd)  # (--cluster --pd on an NVLink board)
         self.shapes = role_shapes(config, self._pd, self.kv_over_gpu_link)
@@ -462,7 +432,7 @@ class ServingRun:
         self.progress.close()
         if self.completed != len(self.trace):
             raise RuntimeError(f"{len(self.trace) - self.completed} requests never completed (scheduler stall)")
-        _note_early_turns(self.generated, self.table)
+        note_early_turns(self.generated, self.table)
         return RunResult(name=self.mode, metrics=self.metrics(), overrides={})
 
     def lower_tier_copies(self) -> list[Tier]:
