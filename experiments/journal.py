@@ -4,7 +4,9 @@ The first line identifies the sweep (a fingerprint of its mode, resolved base co
 options and point list); ``--resume`` refuses a journal of another sweep. A killed run
 leaves whole lines and at most one torn last line, which is dropped (and cut off
 before anything is appended after it). A point's last line wins, so a point that
-failed and was re-run on resume counts once.
+failed and was re-run on resume counts once. Each record carries a checksum of its contents and the sweep's
+fingerprint (``checksum``): a record edited by hand, or copied from another sweep's journal, is refused by its line,
+as a damaged one is, rather than resumed as written.
 """
 
 from __future__ import annotations
@@ -128,11 +130,26 @@ class Journal:
                 raise ConfigError(f"journal {self.path} line {number:,} is the record of a point this sweep does not "
                                   f"have ({quote(record['key'])}): written by another sweep, or edited; delete the "
                                   "journal or drop --resume")
+            given = record.pop("checksum", None)
+            if given != self._checksum(record):  # (checked past the shape, so that damage is named as damage)
+                raise ConfigError(f"journal {self.path} line {number:,} is not the record this sweep wrote "
+                                  f"({'no checksum' if given is None else 'its checksum differs'}: edited, another "
+                                  "sweep's or an older kvsim's); delete the journal or drop --resume")
             records[record["key"]] = record
         return records
 
     def append(self, record: dict) -> None:
-        append_line(self.path, json.dumps(record, separators=(",", ":"), allow_nan=False))
+        """Appends ``record`` as one line, with its checksum (``_checksum``) as its last field."""
+        value = json.loads(json.dumps(record, allow_nan=False))  # (as it reads back: tuples lists, keys strings)
+        line = json.dumps({**value, "checksum": self._checksum(value)}, separators=(",", ":"), allow_nan=False)
+        append_line(self.path, line)
+
+    def _checksum(self, value: dict) -> str:
+        """A record's sha256 over this sweep's fingerprint and its JSON (keys sorted: as written and as read back, a
+        float's shortest repr round-trips): every field the writer wrote, the metrics of each run among them (a
+        hit ratio edited to "x" was resumed, and reported, as written; an index of 99 was ignored)."""
+        blob = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(f"{self.fingerprint}\n{blob}".encode()).hexdigest()
 
 
 def _holds_a_journal(path: Path) -> bool:

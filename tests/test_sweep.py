@@ -300,8 +300,15 @@ def test_runner_flags_outside_sweeps_exit_2(run_cli, argv, needle):
     # to this report's journal, or an edit): it was ignored, unsaid
     (lambda header, record: header + record + _edited(record, key='{"cache.policy":"arc"}'),
      ("line 3", "a point this sweep does not have", "cache.policy")),
+    # a record of the right shape whose fields are not what the sweep wrote: resumed as written, exit 0 (a hit ratio
+    # of "x" reported as such and printed as a dash, an index of 99 ignored, an edited figure reported as measured)
+    (lambda header, record: header + _edited(record, hit_ratio="x"), ("line 2", "its checksum differs")),
+    (lambda header, record: header + _edited(record, index=99), ("line 2", "its checksum differs")),
+    (lambda header, record: header + _edited(record, hit_ratio=0.99), ("line 2", "its checksum differs")),
+    (lambda header, record: header + _edited(record, checksum=None), ("line 2", "no checksum")),
 ], ids=["header-a-list", "not-utf8", "record-not-json", "record-a-list", "record-without-runs", "trace-an-int",
-        "run-overrides-a-list", "metric-nan", "record-of-no-point"])
+        "run-overrides-a-list", "metric-nan", "record-of-no-point", "metric-a-string", "index-edited",
+        "metric-edited", "no-checksum"])
 def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names):
     """A journal edited or damaged between runs: --resume names it and the line (exit 2); each was a traceback."""
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
@@ -317,9 +324,12 @@ def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names
     assert "\n" not in message and str(journal) in message and all(n in message for n in names), message
 
 
-def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None, key=None) -> bytes:
-    """A journal record with its trace, its point's key, or its first run's overrides or hit ratio, replaced."""
+def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None, key=None, **fields) -> bytes:
+    """A journal record with its trace, its point's key, or its first run's overrides or hit ratio, replaced; other
+    top-level ``fields`` set (None: removed)."""
     value = json.loads(record)
+    for name, given in fields.items():
+        value.pop(name, None) if given is None else value.__setitem__(name, given)
     if key is not None:
         value["key"] = key
     if trace is not None:

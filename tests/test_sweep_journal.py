@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import BUNDLED_AZURE
@@ -101,3 +102,24 @@ def test_resume_cuts_a_torn_last_line_and_keeps_every_whole_record(tmp_path):
         fh.write(b'{"key": "b", "trace": nu')
     assert Journal(path, "fp").start(resume=True, keys={"a", "b"}) == {"a": record}
     assert path.read_bytes() == whole
+
+
+def test_resume_refuses_a_record_another_sweep_wrote(tmp_path):
+    """A record of the right shape, for a point key this sweep has, copied from another sweep's journal (another
+    base config, so other figures) was resumed as this sweep's. Its checksum covers the sweep's fingerprint: the
+    record reads back from its own journal and is refused, by its line, in this one."""
+    from experiments.journal import Journal
+    from sim.errors import ConfigError
+
+    record = {"key": "a", "index": 0, "name": "a", "overrides": {}, "trace": None,
+              "runs": [{"name": "a", "overrides": {}, "metrics": {"hit_ratio": 0.5}}], "error": None}
+    theirs, ours = tmp_path / "theirs.journal.jsonl", tmp_path / "ours.journal.jsonl"
+    Journal(theirs, "their sweep").start(resume=False)
+    Journal(theirs, "their sweep").append(record)
+    assert Journal(theirs, "their sweep").start(resume=True, keys={"a"}) == {"a": record}
+    Journal(ours, "our sweep").start(resume=False)
+    with ours.open("ab") as fh:
+        fh.write(theirs.read_bytes().splitlines(keepends=True)[1])
+    with pytest.raises(ConfigError, match=r"ours.journal.jsonl line 2 is not the record this sweep wrote "
+                                          r"\(its checksum differs"):
+        Journal(ours, "our sweep").start(resume=True, keys={"a"})
