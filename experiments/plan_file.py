@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.prices import TIERS
-from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
+from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping, refuse_empty_section
 from sim.config_fields import MAX_CONFIG_FLOAT
 from sim.config_rules import SLO_UNUSUAL_S, slo_unit_warning
 from sim.config_yaml import rebase_setting
@@ -113,6 +113,7 @@ def load_plan(path: str | Path) -> Plan:
     slo = {} if slo is None else slo
     if not isinstance(slo, dict):
         raise plan_error(path, "'target.slo' must be a mapping")
+    refuse_empty_section(f"plan {path}", "target.slo", target.get("slo"))  # ({} beside a hit ratio: unsaid)
     _check_keys(path, slo, SLO_KEYS, "target.slo.")
     for key, value in slo.items():  # as the slo.* config keys take them, but named here (not as a run's override)
         if value is not None and (not _finite(value) or value <= 0 or value >= MAX_CONFIG_FLOAT
@@ -173,6 +174,7 @@ def load_plan(path: str | Path) -> Plan:
     tiers = {} if tiers is None else tiers
     if not isinstance(tiers, dict):
         raise plan_error(path, "'search.tiers' must be a mapping of dram/ssd/eic to lists of GiB")
+    refuse_empty_section(f"plan {path}", "search.tiers", search.get("tiers"))  # (as none searched, unsaid)
     _check_keys(path, tiers, TIERS, "search.tiers.")
     return Plan(
         path=path, layers=layers, hit_ratio=float(hit) if hit is not None else None,
@@ -196,8 +198,8 @@ def _plan_prices(prices: Any, path: Path) -> Any:
     is refused as a spec's {} is; any other shape is left to ``load_prices`` to check (``[]`` was read as none)."""
     if prices is None:
         return {}
-    if prices == {}:
-        raise plan_error(path, "'prices' is an empty mapping, which sets nothing: give the prices under it or drop it")
+    if isinstance(prices, dict):  # ([] is refused by load_prices: no mapping)
+        refuse_empty_section(f"plan {path}", "prices", prices)
     return prices
 
 

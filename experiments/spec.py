@@ -125,6 +125,14 @@ def _sets_nothing(value: Any) -> bool:
     return isinstance(value, dict) and all(_sets_nothing(inner) for inner in value.values())
 
 
+def refuse_empty_section(source: str, key: str, value: Any) -> None:
+    """A section given as an empty mapping or list (``set: {}``, ``zip: []``) sets nothing: refused naming ``key``, as
+    a plan's ``prices: {}`` is (it was read as the key not given, unsaid); null stays none given."""
+    if value == {} or value == []:
+        kind = "mapping" if isinstance(value, dict) else "list"
+        raise ConfigError(f"{source}: '{key}' is an empty {kind}, which sets nothing: give its entries or drop it")
+
+
 def _value_list(path: Path, where: str, key: str, values: Any) -> list:
     if not isinstance(values, list):
         raise _fail(path, f"{where} '{key}' must be a list of values, got {quote(values)}")
@@ -152,10 +160,12 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     for key in ("workload", "set"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{what} {path}: '{key}' must be a mapping")
+        refuse_empty_section(f"{what} {path}", key, data.get(key))
     overlays = data.get("overlays")  # (null: none; {}, 0 or false were read as none too)
     overlays = [] if overlays is None else overlays
     if not isinstance(overlays, list) or not all(isinstance(o, str) and o.strip() for o in overlays):
         raise ConfigError(f"{what} {path}: 'overlays' must be a list of file paths")
+    refuse_empty_section(f"{what} {path}", "overlays", data.get("overlays"))
     if data.get("config") is not None and (not isinstance(data["config"], str) or not data["config"].strip()):
         raise ConfigError(f"{what} {path}: 'config' must be a file path")  # '' read as "not given": the default config
     sets = {**_flatten(data.get("workload") or {}, "workload"), **_flatten(data.get("set") or {}, "")}
@@ -236,9 +246,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     layers = parse_layers(data, path, "sweep spec")
     if data.get("axes") is not None and not isinstance(data["axes"], dict):
         raise _fail(path, "'axes' must be a mapping of dotted keys to lists of values")
+    refuse_empty_section(f"sweep spec {path}", "axes", data.get("axes"))  # (beside a zip: ran as without it)
     axes = {str(k): _value_list(path, "axis", str(k), v) for k, v in (data.get("axes") or {}).items()}
     if data.get("zip") is not None and not isinstance(data["zip"], list):
         raise _fail(path, "'zip' must be a list of groups")
+    refuse_empty_section(f"sweep spec {path}", "zip", data.get("zip"))
     zips = []
     for i, group in enumerate(data.get("zip") or [], start=1):
         if not isinstance(group, dict) or not group:

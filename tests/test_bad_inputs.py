@@ -44,6 +44,12 @@ def plan(text: str, *names: str) -> Case:
     return Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", *names), files={"p.yaml": text})
 
 
+def sweep_section(text: str, *names: str) -> Case:
+    """A sweep spec of one axis with ``text`` beside it, refused (exit 2) with a line naming the spec and ``names``."""
+    return Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", *names),
+                files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\n" + text})
+
+
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
     "block_size_zero": setting("serving.block_size=0", "0"),
@@ -432,6 +438,24 @@ CASES: dict[str, Case] = {
                              "'search.tiers' must be a mapping"),
     "plan_overlays_mapping": plan("overlays: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
                                   "'overlays' must be a list of file paths"),
+    # a section given as an empty mapping or list set nothing and was read as the key not given, exit 0, where a
+    # plan's 'prices: {}' was refused (hfuzz8): refused as it is, null staying none given (hfuzz9's leftovers)
+    "sweep_set_empty": sweep_section("set: {}\n", "'set' is an empty mapping, which sets nothing"),
+    "sweep_workload_empty": sweep_section("workload: {}\n", "'workload' is an empty mapping, which sets nothing"),
+    "sweep_zip_empty": sweep_section("zip: []\n", "'zip' is an empty list, which sets nothing"),
+    "sweep_axes_empty_beside_a_zip": Case(["--sweep", "{tmp}/s.yaml"],
+                                          names=("s.yaml", "'axes' is an empty mapping, which sets nothing"),
+                                          files={"s.yaml": "mode: cache-only\naxes: {}\n"
+                                                           "zip: [{cache.policy: [lru, fifo]}]\n"}),
+    "sweep_overlays_empty": sweep_section("overlays: []\n", "'overlays' is an empty list, which sets nothing"),
+    "plan_set_empty": plan("set: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
+                           "'set' is an empty mapping, which sets nothing"),
+    "plan_workload_empty": plan("workload: {}\n" + HIT_TARGET + "search: {gpu: [h100-sxm]}\n",
+                                "'workload' is an empty mapping, which sets nothing"),
+    "plan_tiers_empty": plan(HIT_TARGET + "search: {gpu: [h100-sxm], tiers: {}}\n",
+                             "'search.tiers' is an empty mapping, which sets nothing"),
+    "plan_slo_empty_beside_hit_ratio": plan("target: {hit_ratio: 0.5, slo: {}}\nsearch: {gpu: [h100-sxm]}\n",
+                                            "'target.slo' is an empty mapping, which sets nothing"),
     # a NUL byte in a path a YAML file gives ("\0" in YAML): pathlib's ValueError was an internal error (exit 1) where
     # a file was opened (an overlay, a GPU spec) or the cache path resolved (hfuzz9)
     "sweep_overlay_path_with_a_nul": Case(["--sweep", "{tmp}/s.yaml"],
