@@ -454,12 +454,22 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
     except ConfigError:
         _refuse_other_kind(path, source, layer)
         raise
-    for name, keys in (layer.get("presets") or {}).items():
+    presets = layer.get("presets") or {}
+    names = {str(name) for name in presets}
+    for name, keys in presets.items():
         _checked_layer(keys, f"preset {name!r} of {source}")
-        mode = str(name).partition("@")[2]
-        if "@" in str(name) and mode not in PRESET_MODES:  # (a typo's preset was never applied)
+        whole, at, mode = str(name).partition("@")
+        if at and mode not in PRESET_MODES:  # (a typo's preset was never applied)
             raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
                               f"PRESET@MODE takes one of {', '.join(PRESET_MODES)}")
+        if at and whole not in names:  # (a file's presets are a new set: --preset WHOLE is unknown, the part never ran)
+            raise ConfigError(f"{source}: preset {str(name)!r} is a part of preset {whole!r}, which this file does not "
+                              f"define (a file's presets are a new set): define {whole!r} beside it")
+        if keys == {} and (at or not any(other.startswith(f"{whole}@") for other in names)):
+            # (a part, or a preset with none, that sets nothing: --preset ran it, unsaid; PRESET: {} beside a part
+            # is a preset for that mode alone)
+            raise ConfigError(f"{source}: preset {str(name)!r} is an empty mapping, which sets nothing: give its keys "
+                              "or drop it")
     return resolve_paths(layer, path.parent)
 
 

@@ -373,6 +373,18 @@ CASES: dict[str, Case] = {
     "unused_preset_unknown_key": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"],
                                       names=("c.yaml", "preset 'mine'", "cache.polcy"),
                                       files={"c.yaml": "presets:\n  mine:\n    cache.polcy: lru\n"}),
+    # a file's presets are a new set: a part whose preset the file does not define passed the file check and never
+    # ran (--preset mine: "unknown preset"), and a preset (or part) of no keys ran as none, exit 0 (hfuzz9's leftovers)
+    "preset_part_of_no_preset": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"],
+                                     names=("c.yaml", "preset 'mine@cache-only' is a part of preset 'mine', which "
+                                                      "this file does not define"),
+                                     files={"c.yaml": "presets:\n  mine@cache-only: {cache.policy: fifo}\n"}),
+    "preset_empty": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--preset", "mine"],
+                         names=("c.yaml", "preset 'mine' is an empty mapping, which sets nothing"),
+                         files={"c.yaml": "presets:\n  mine: {}\n"}),
+    "preset_part_empty": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/c.yaml"],
+                              names=("c.yaml", "preset 'mine@single' is an empty mapping, which sets nothing"),
+                              files={"c.yaml": "presets:\n  mine: {seed: 1}\n  mine@single: {}\n"}),
     "report_json_dash": Case([*TRACE_STATS, "--report-json", "-"], names=("--report-json -", "/dev/stdout")),
     "sweep_axis_value_repeated": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 repeats point 1", "lru"),
                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru, lru]}\n"}),

@@ -182,16 +182,29 @@ def test_an_overlays_presets_replace_the_bases_while_other_sections_merge(tmp_pa
 
 
 def test_a_preset_an_overlays_presets_replaced_is_refused_naming_the_overlay(tmp_path):
-    """--preset smoke beside an overlay whose presets define only another (or only PRESET@MODE parts) was refused as
-    "unknown preset 'smoke'; valid presets: " (an empty list), naming neither the overlay nor why config.yaml's
-    smoke was gone (hfuzz9)."""
+    """--preset smoke beside an overlay whose presets define only another was refused as "unknown preset 'smoke';
+    valid presets: " (an empty list where the overlay had PRESET@MODE parts alone, now refused as the file is read:
+    test_bad_inputs' preset_part_of_no_preset), naming neither the overlay nor why config.yaml's smoke was gone
+    (hfuzz9)."""
     overlay = tmp_path / "o.yaml"
-    overlay.write_text("presets:\n  mine@cache-only: {workload.limit: 5}\n")
+    overlay.write_text("presets:\n  mine: {seed: 1}\n  mine@cache-only: {workload.limit: 5}\n")
     with pytest.raises(ConfigError) as error:
         load_config(ROOT / "config.yaml", overlays=[overlay], preset="smoke")
-    assert str(error.value) == (f"unknown preset 'smoke'; valid presets: none (calibration profile {overlay}'s "
+    assert str(error.value) == (f"unknown preset 'smoke'; valid presets: mine (calibration profile {overlay}'s "
                                 "'presets:' replaced those before it, 'smoke' among them: a file's presets are a new "
                                 "set; copy it there)")
+    overlay.write_text("presets: {}\n")  # (a new set of none)
+    with pytest.raises(ConfigError, match=r"^unknown preset 'smoke'; valid presets: none \(calibration profile"):
+        load_config(ROOT / "config.yaml", overlays=[overlay], preset="smoke")
+
+
+def test_a_preset_for_one_mode_alone_applies_in_that_mode(tmp_path):
+    """PRESET: {} beside a PRESET@MODE part is a preset for that mode alone (the file check refuses a preset that sets
+    nothing only where no part of it is given): its part applies in its mode, nothing in another."""
+    path = tmp_path / "c.yaml"
+    path.write_text("presets:\n  mine: {}\n  mine@cache-only: {seed: 7}\n")
+    assert load_config(path, preset="mine", mode="cache-only").seed == 7
+    assert load_config(path, preset="mine", mode="single").seed == load_config(path).seed == 0
 
 
 def test_whole_config_rules_see_every_layer_together(tmp_path):
