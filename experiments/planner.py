@@ -73,6 +73,7 @@ from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
 from experiments.spec import check_inputs_spared, resolve_layers
 from sim.config import Config, replace
+from sim.errors import lines_escaped, one_line
 from sim.mode_settings_rules import learned_tier_policies
 from sim.report.document import build_report
 
@@ -160,9 +161,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base, modes[0]))
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:
-        print(f"plan {plan.path}: {len(candidates)} candidates, {sum(c.status == 'pruned' for c in candidates)} pruned by "
-              f"the miss-ratio curve, {sum(c.status == 'infeasible' for c in candidates)} infeasible; running {len(pending)}"
-              f" on {runs_on(args.backend, args.jobs, args.ray_address)}", file=sys.stderr)
+        pruned, infeasible = (sum(c.status == status for c in candidates) for status in ("pruned", "infeasible"))
+        print(one_line(f"plan {plan.path}: {len(candidates)} candidates, {pruned} pruned by the miss-ratio curve, "
+                       f"{infeasible} infeasible; running {len(pending)} on "
+                       f"{runs_on(args.backend, args.jobs, args.ray_address)}"), file=sys.stderr)
 
     def task_for(c: Candidate, index: int = 0, refused: tuple[str, ...] = ()) -> Task:
         """A candidate's timing run (a max-rate search, or a replay); one run after the others (``revisit_pruned``)
@@ -225,9 +227,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         notes += [f"plot: {p}" for p in plots]
     notes += render_outputs(report, [], "plan", outputs.plot_dir, draw_plots=False, html_path=outputs.html, notes=notes)
     if not args.quiet:
-        print(_summary(report["plan"], candidates, chosen))
+        # (a candidate's GPU spec file, a failed run's reason, a report's path: one line each, as errors name them)
+        print(lines_escaped(_summary(report["plan"], candidates, chosen)))
         for note in notes:
-            print(note)
+            print(one_line(note))
     return 0
 
 

@@ -168,6 +168,9 @@ def worker_start(parent: int, forker: int | None = None) -> None:
     ends at the pool's close, so such a worker got SIGTERM as the pool closed, perhaps inside the task queue's read
     (it holds the queue's lock while it waits), and died holding it: the other workers waited for ever, the pool's
     join with them (the overload grid's hang). A worker another thread forked watches for its parent instead."""
+    from sim.errors import notes_one_line
+
+    notes_one_line()  # (a spawned worker's notes: one line each, as the sweep's own are; a forked one has it already)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # (forked with them held: ``stops_held_while_forking``)

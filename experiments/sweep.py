@@ -259,7 +259,7 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
     print(f"{named:<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
     for run, f in zip(report["runs"], flat, strict=True):
         if run.get("error"):
-            print(f"{run['name']:<{width}}  FAILED: {run['error'].splitlines()[0][:100]}")
+            print(f"{run['name']:<{width}}  FAILED: {one_line(run['error'].splitlines()[0][:100])}")
             continue
         cells = [f"{f[c]:>14.4g}" if isinstance(f.get(c), (int, float)) else f"{'–':>14}" for c in columns]
         print(f"{run['name']:<{width}}  " + "  ".join(cells))
@@ -354,9 +354,10 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     backend, jobs = args.backend or "local", args.jobs or default_jobs()
     if not args.quiet:
         done = len(points) - len(todo)
-        print(f"sweep {spec.path}: {len(points)} points ({spec.mode})" + (f", {done} already done" if done else "")
-              + f"; running {len(todo)} on {runs_on(args.backend, args.jobs, args.ray_address)}; journal {journal.path}",
-              file=sys.stderr)
+        print(one_line(f"sweep {spec.path}: {len(points)} points ({spec.mode})"
+                       + (f", {done} already done" if done else "")
+                       + f"; running {len(todo)} on {runs_on(args.backend, args.jobs, args.ray_address)}; journal "
+                       f"{journal.path}"), file=sys.stderr)
     bar = tqdm(total=len(points), initial=len(points) - len(todo), unit="point", desc="sweep",
                disable=args.quiet or not sys.stderr.isatty())
 
@@ -397,7 +398,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     if not args.quiet:
         _print_summary(report, spec.axis_keys)
         for note in notes:
-            print(note)
+            print(one_line(note))  # (a report's or a plot's path: one line, as main.py prints a run's notes)
     if failed:
         kinds = {records[p.key].get("error_kind") for p in points if records[p.key]["error"]}
         first = next(p for p in points if records[p.key]["error"])

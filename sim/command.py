@@ -14,7 +14,7 @@ import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator, NoReturn
 
-from sim.errors import InputError, ReaderGone, one_line
+from sim.errors import InputError, ReaderGone, notes_one_line, one_line
 from sim.std_streams import WatchedStdout, flush_printed, reader_gone, stdout_unwritable
 
 
@@ -197,6 +197,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     ``sys.exit`` gives: argparse's --help 0, its usage error 2), 2 for bad input (one line naming what to fix), 130
     for Ctrl-C, 143 for SIGTERM, 1 for an internal error (the only case that prints a traceback)."""
     global _stop_signal, _commands_running, _answering, _second_sigterm_ignored
+    notes_one_line()  # (its notes one line each, as its errors and its standard output are)
     previous, stdout, unraisable_hook = None, sys.stdout, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

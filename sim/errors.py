@@ -6,6 +6,8 @@ How a command's end becomes its exit status, and the stop signals (Ctrl-C, SIGTE
 from __future__ import annotations
 
 import datetime
+import logging
+import sys
 import unicodedata
 
 QUOTE_LIMIT = 100  # characters of user input a message may echo (Contract: at most ~100)
@@ -48,6 +50,36 @@ def one_line(message: str) -> str:
         return message
     return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
                    for c in message)
+
+
+class OneLineNotes(logging.Handler):
+    """kvsim's notes (``kvsim: note: ...``, logged under the "kvsim" logger) on standard error, each one line as
+    errors are (``one_line``): a note naming a path with a newline split in two, an escape sequence in one reached the
+    terminal. It writes where Python's last resort would have (the message alone, at WARNING and above, to the
+    standard error of the moment), and only where that would: a program or a test that handles the record itself
+    (a handler of its own on the way to the root) formats it as it chooses."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:  # (Logger.callHandlers' walk: where another handler takes it, it is theirs)
+            if any(handler is not self for handler in logger.handlers):
+                return
+            logger = logger.parent if logger.propagate else None
+        try:
+            sys.stderr.write(one_line(record.getMessage()) + "\n")
+            sys.stderr.flush()
+        except Exception:  # (as logging's own handlers: a note that cannot be written never ends the run)
+            self.handleError(record)
+
+
+def notes_one_line() -> None:
+    """Install ``OneLineNotes`` on the "kvsim" logger, once a process (a command run again in it finds it there)."""
+    logger = logging.getLogger("kvsim")
+    if not any(isinstance(handler, OneLineNotes) for handler in logger.handlers):
+        logger.addHandler(OneLineNotes())
 
 
 def lines_escaped(text: str) -> str:

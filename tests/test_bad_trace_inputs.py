@@ -302,3 +302,55 @@ def test_a_paths_control_characters_are_escaped_on_standard_output_too(run_cli, 
     assert status == 0, err
     assert "\x1b" not in out and "nl\\nname " in out and "e\\x1b[2Jx " in out, out
     assert [line.split()[0] for line in out.splitlines()[:3]] == ["workload.trace", "nl\\nname", "e\\x1b[2Jx"], out
+
+
+def test_a_sweeps_and_a_plans_own_lines_and_notes_name_paths_in_one_line(run_cli, tmp_path, monkeypatch):
+    """The lines a sweep and a plan print themselves, 'sweep PATH: N points ...' and 'plan PATH: N candidates ...' on
+    standard error, their 'report: PATH' and the plan's table, and kvsim's logged notes ('kvsim: note: --resume: no
+    journal at PATH'), printed paths as written: a newline in one split the line, an escape sequence reached the
+    terminal (hfuzz9's leftovers; errors and the run summary: hfuzz8, hfuzz9)."""
+    import logging
+
+    import yaml
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # (as in a program: no handler but kvsim's own; pytest's gone)
+    rows = AZURE_HEADER + "".join(f"2023-11-16 18:15:{10 + i},300,10\n" for i in range(3))
+    (tmp_path / "t.csv").write_text(rows)
+    spec = tmp_path / "s\ne\x1b[2J.yaml"
+    spec.write_text('mode: cache-only\nworkload: {trace: t.csv}\naxes: {cache.policy: [lru, fifo]}\n')
+    status, out, err = run_cli("--sweep", spec, "--jobs", "1", "--report-json", tmp_path / "r\nx.json", "--no-plot",
+                               "--resume")
+    assert status == 0, err
+    assert err.splitlines() == [
+        f"kvsim: note: --resume: no journal at {tmp_path}/r\\nx.journal.jsonl, so every point runs",
+        f"sweep {tmp_path}/s\\ne\\x1b[2J.yaml: 2 points (cache-only); running 2 on local with 1 job; journal "
+        f"{tmp_path}/r\\nx.journal.jsonl"], err
+    assert out.splitlines()[-1] == f"report: {tmp_path}/r\\nx.json" and "\x1b" not in out, out
+    plan = tmp_path / "p\ne\x1b[2J.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": "t.csv"}, "target": {"hit_ratio": 0.01},
+                                    "search": {"gpu": ["h100-sxm"]}}))
+    status, out, err = run_cli("--plan", plan, "--jobs", "1", "--report-json", tmp_path / "q\ny.json", "--no-plot")
+    assert status == 0, err
+    assert err.splitlines()[0].startswith(f"plan {tmp_path}/p\\ne\\x1b[2J.yaml: 1 candidates, "), err
+    assert out.splitlines()[-1] == f"report: {tmp_path}/q\\ny.json" and "\x1b" not in out + err, out
+
+
+def test_a_note_is_one_line_where_kvsim_writes_it_and_left_to_a_handler_that_takes_it(monkeypatch, capsys, caplog):
+    """kvsim's notes go through the "kvsim" logger; with no handler of the program's own, Python's last resort wrote
+    them as logged. Its handler (``sim.errors.OneLineNotes``) writes them where that would, each one line; once a
+    handler of the program's takes them (pytest's here), it writes nothing: no note twice."""
+    import logging
+
+    from sim.errors import notes_one_line
+
+    caplog.set_level(logging.NOTSET, logger="kvsim")  # (an in-process --quiet run before left it at ERROR)
+    notes_one_line()
+    notes_one_line()  # (once a process: a second command in it adds none)
+    logger = logging.getLogger("kvsim.trace")
+    with monkeypatch.context() as patch:
+        patch.setattr(logging.root, "handlers", [])
+        logger.warning("kvsim: note: %s: read", "a\nb\x1b[0m.csv")
+        logger.info("kvsim: info")  # (below WARNING: as the last resort, not written)
+    assert capsys.readouterr().err == "kvsim: note: a\\nb\\x1b[0m.csv: read\n"
+    logger.warning("kvsim: note: taken by pytest's handler")
+    assert capsys.readouterr().err == ""
