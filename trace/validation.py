@@ -26,6 +26,7 @@ REASONS = (
     "missing_value",
     "non_numeric",
     "nan_value",
+    "infinite_value",  # infinite, or too large for a float ("1e400")
     "negative_value",
     "non_integer",
     "bad_timestamp",
@@ -48,7 +49,8 @@ CODE = {name: i for i, name in enumerate(REASONS)}
 # but not bad input, so never --strict-workload-validation's error (BurstGPT_1.csv's 21st row is one)
 RECORDED = frozenset({CODE["failed_request"]})
 
-_NAN_WORDS = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity")
+_NAN_WORDS = ("nan", "+nan", "-nan")
+_INF_WORDS = ("inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
 
 
 def _plain_digits(raw: pd.Series) -> np.ndarray | None:
@@ -79,7 +81,8 @@ def numeric_values(values: np.ndarray, integer: bool = True, missing: np.ndarray
     reason = np.zeros(n, dtype=np.int8)
     for name, mask in (
         ("missing_value", missing),
-        ("nan_value", ~missing & ~finite),  # infinite, or too large for a float ("1e400")
+        ("nan_value", ~missing & np.isnan(values)),
+        ("infinite_value", np.isinf(values)),  # infinite, or too large for a float ("1e400")
         ("negative_value", finite & (values < 0)),
         ("non_integer", finite & (values != np.floor(values)) if integer else None),
     ):
@@ -132,20 +135,24 @@ def numeric_column(raw: Any, integer: bool = True) -> tuple[np.ndarray, np.ndarr
     absent = obj.isna().to_numpy()
     text = obj.where(~absent, "").astype(str).str.strip()
     missing = absent | (text == "").to_numpy()
-    nan_value = text.str.lower().isin(_NAN_WORDS).to_numpy()
+    words = text.str.lower()
+    nan_word, inf_word = words.isin(_NAN_WORDS).to_numpy(), words.isin(_INF_WORDS).to_numpy()
     # Only JSON columns (object dtype) can hold booleans; CSV text columns never do.
     is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool) if raw.dtype == object else np.zeros(n, bool)
-    values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-    non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
+    named = nan_word | inf_word
+    values = pd.to_numeric(text.where(~(missing | named), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    non_numeric = (~missing & ~named & np.isnan(values)) | is_bool
     values[non_numeric] = np.nan
     finite = np.isfinite(values)
-    nan_value = nan_value | (~missing & ~non_numeric & ~finite)  # NaN, infinite, or too large for a float ("1e400")
+    infinite = (inf_word | np.isinf(values)) & ~is_bool  # "inf", or a number too large for a float ("1e400")
+    nan_value = (nan_word | (~missing & ~non_numeric & ~inf_word & np.isnan(values))) & ~is_bool
     negative = finite & (values < 0)
     non_integer = finite & (values != np.floor(values)) if integer else np.zeros(n, dtype=bool)
     for name, mask in (
         ("missing_value", missing),
         ("non_numeric", non_numeric),
         ("nan_value", nan_value),
+        ("infinite_value", infinite),
         ("negative_value", negative),
         ("non_integer", non_integer),
     ):
