@@ -454,10 +454,18 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
     except ConfigError:
         _refuse_other_kind(path, source, layer)
         raise
+    empty = _empty_mapping_in({k: v for k, v in layer.items() if k != "presets"})  # (presets: {} is a new set of none)
+    if empty is not None:  # (merged over the section as it is: as --set KEY={}, it set nothing)
+        raise ConfigError(f"{source}: config key {empty!r} is an empty mapping, which sets nothing: set the keys under "
+                          "it or drop it")
     presets = layer.get("presets") or {}
     names = {str(name) for name in presets}
     for name, keys in presets.items():
         _checked_layer(keys, f"preset {name!r} of {source}")
+        empty = _empty_mapping_in(keys)
+        if empty is not None:
+            raise ConfigError(f"{source}: preset {str(name)!r}: {empty!r} is an empty mapping, which sets nothing: set "
+                              "the keys under it or drop it")
         whole, at, mode = str(name).partition("@")
         if at and mode not in PRESET_MODES:  # (a typo's preset was never applied)
             raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
@@ -471,6 +479,17 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: preset {str(name)!r} is an empty mapping, which sets nothing: give its keys "
                               "or drop it")
     return resolve_paths(layer, path.parent)
+
+
+def _empty_mapping_in(tree: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The dotted key of the first empty mapping in ``tree`` (a layer's sections, or a preset's dotted keys), if any."""
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found = dotted if not value else _empty_mapping_in(value, f"{dotted}.")
+            if found is not None:
+                return found
+    return None
 
 
 def _refuse_other_kind(path: Path, source: str, data: dict[str, Any] | None) -> None:
