@@ -394,6 +394,13 @@ def load_config(
             why = (f" ({replaced[preset]}'s 'presets:' replaced those before it, {preset!r} among them: a file's "
                    "presets are a new set; copy it there)" if preset in replaced and "@" not in preset else "")
             raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(names) or 'none'}{why}")
+        if not presets[preset] and f"{preset}@{mode}" not in presets:  # (a preset for another mode alone: a file's
+            # 'P: {}' beside its parts, each applied in its mode; here it ran as none, unsaid)
+            parts = sorted(str(name) for name in presets if str(name).startswith(f"{preset}@"))
+            raise ConfigError(f"--preset {preset} sets nothing in {mode or 'these'} runs: {preset!r} sets no key, and "
+                              f"its part{'s' if len(parts) > 1 else ''} {', '.join(parts)} appl"
+                              f"{'y' if len(parts) > 1 else 'ies'} in {'those modes' if len(parts) > 1 else 'that mode'} "
+                              "alone")
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue

@@ -200,11 +200,14 @@ def test_a_preset_an_overlays_presets_replaced_is_refused_naming_the_overlay(tmp
 
 def test_a_preset_for_one_mode_alone_applies_in_that_mode(tmp_path):
     """PRESET: {} beside a PRESET@MODE part is a preset for that mode alone (the file check refuses a preset that sets
-    nothing only where no part of it is given): its part applies in its mode, nothing in another."""
+    nothing only where no part of it is given): its part applies in its mode; in another, --preset is refused."""
     path = tmp_path / "c.yaml"
     path.write_text("presets:\n  mine: {}\n  mine@cache-only: {seed: 7}\n")
     assert load_config(path, preset="mine", mode="cache-only").seed == 7
-    assert load_config(path, preset="mine", mode="single").seed == load_config(path).seed == 0
+    # in another mode it sets nothing, and ran as none, unsaid: refused, naming the part and its mode
+    with pytest.raises(ConfigError, match=r"^--preset mine sets nothing in single runs: 'mine' sets no key, and its "
+                                          r"part mine@cache-only applies in that mode alone$"):
+        load_config(path, preset="mine", mode="single")
 
 
 def test_whole_config_rules_see_every_layer_together(tmp_path):
