@@ -292,7 +292,9 @@ def _pinned(pins, key):
 def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
     """A side-effect-free pick among the real cache's blocks not in ``pins``: the lowest hit density in a sample
     drawn from a generator seeded by the clock and the removal count (so a repeated peek gives the same); -1 when
-    every block is pinned.
+    every block is pinned. A copy whose model never leads (``Predictions.private``) takes the sample's least recent
+    block instead: the model's densities are not of its stream (hexplore3: another workload's model in 4 workers'
+    HBMs, 0.4043 against ARC's 0.4262, though no copy followed the model).
 
     By prefix semantics (``pstart`` given) the real cache keeps its blocks prefix-closed as the model expert does:
     the deepest block it holds of the chain that followed the pick at its last access (serving, 1 instance, Mooncake:
@@ -307,7 +309,9 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pke
         key = real_ids[np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))]
         if len(pins) and _pinned(pins, key):
             continue
-        hd = density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
+        # a copy whose model never leads (``S_ELECT_FROM``) follows a classic expert: the oldest of the sample
+        hd = (density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
+              if ints[S_ELECT_FROM] == MODEL else float(last[key]))
         if hd < best_hd or best < 0:
             best, best_hd = key, hd
     if best < 0:  # (every block sampled pinned: the first that is not)
