@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
-from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
+from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search, shared_instants
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -163,13 +163,18 @@ def _workload_key(config: Config) -> str:
                        context_tokens(config) if synthetic else None], sort_keys=True, default=str)
 
 
+def _arrivals(config: Config):
+    """The workload's arrival times at ``rate_scale`` 1."""
+    from trace.workload import load_workload
+
+    return load_workload(replace(config, **{"workload.rate_scale": 1.0})).arrival_s
+
+
 def base_rate_rps(config: Config) -> float:
     """Mean request rate of the workload at ``rate_scale`` 1 (requests / duration, as ``--trace-stats``). Requests that
     all arrive at once have none, and no rate scale changes their run: ``--max-rate`` is refused for them (it doubled
     the scale 24 times over runs alike and answered a scale of 2^24 with no rate)."""
-    from trace.workload import load_workload
-
-    arrival = load_workload(replace(config, **{"workload.rate_scale": 1.0})).arrival_s
+    arrival = _arrivals(config)
     duration = float(arrival[-1] - arrival[0]) if len(arrival) else 0.0
     if not duration > 0:
         source = config.workload.trace or f"the synthetic workload ({config.workload.synthetic.kind})"
@@ -186,6 +191,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     routers = options.routers or (config.cluster.router,)
     runs, trace = [], {}
     base = base_rate_rps(config)
+    shared = shared_instants(_arrivals(config))
     for policy in policies:
         for router in routers:
             cfg = replace(config, **{"cache.policy": policy, "cluster.router": router})
@@ -197,7 +203,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
                 return out.runs[0]
 
             result = search(run_at, cfg.slo, start=cfg.workload.rate_scale, tolerance=options.tolerance)
-            run = max_rate_run(result, base, cfg.slo, options.tolerance)
+            run = max_rate_run(result, base, cfg.slo, options.tolerance, shared)
             name_run(run, mode, policy, router, len(policies), len(routers))
             runs.append(run)
             trace = outputs[0].trace

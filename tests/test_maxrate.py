@@ -282,3 +282,24 @@ def test_the_search_stops_halving_when_less_load_changes_nothing():
     result = _search_over(lambda s: 0.5)
     assert [p.scale for p in result.steps] == [1.0, 0.5, 0.25]
     assert result.meets is None and result.fails.scale == 0.25
+
+
+def test_a_search_that_met_no_rate_names_the_arrivals_no_scale_spreads():
+    """Mooncake's arrivals share instants (12,031 requests at 1,180; up to 28 at once): a rate scale divides the gaps,
+    so the lowest load tried still serves those bursts, and "no rate meets even at the lowest load" read as an idle
+    system missing (hexplore3: a plan said 1 H100 cannot serve 0.06 req/s). The note counts them; arrivals 0, 0, 0,
+    1, 2, 2: five share an instant, three at most."""
+    from experiments.maxrate import MaxRateResult, Probe, max_rate_run, shared_instants
+    from sim.config import SLOConfig
+
+    shared = shared_instants(np.array([0.0, 0.0, 0.0, 1.0, 2.0, 2.0]))
+    assert (shared.requests, shared.most, shared.total) == (5, 3, 6)
+    assert shared_instants(np.array([0.0, 1.0, 2.0])).requests == 0
+    slo = SLOConfig(ttft_s=2.0, attainment=0.9)
+    run = _probe(0.0, 300, 10.0).run
+    low = Probe(0.031875, 0.5233, False, run)
+    note = max_rate_run(MaxRateResult(None, low, [low]), 2.941, slo, shared=shared).metrics["max_rate_search"]["note"]
+    assert note.endswith("; 5 of the 6 requests arrive at an instant they share with others (up to 3 at once), which "
+                         "no rate scale spreads: the lowest load tried still serves those bursts")
+    quiet = max_rate_run(MaxRateResult(None, low, [low]), 2.941, slo, shared=shared_instants(np.array([0.0, 1.0])))
+    assert "share" not in quiet.metrics["max_rate_search"]["note"]
