@@ -15,6 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def request_chains(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a stream of requests (CSR ``offsets``): each position's request start, and its next position in the
+    request (-1: the request's last)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    starts = np.repeat(offsets[:-1], np.diff(offsets))
+    nexts = np.arange(1, len(starts) + 1, dtype=np.int64)
+    nexts[np.r_[starts[1:] != starts[:-1], True] if len(starts) else []] = -1
+    return starts, nexts
+
+
 @dataclass
 class Predictions:
     klass: np.ndarray  # int32 [accesses]: class of each access (stream position)
@@ -37,13 +47,9 @@ class Predictions:
         ``offsets``): the policy scores each expert on the longest prefix of a request it held, and keeps its
         holdings closed along each position's child in ``nexts`` (default: the next position of its request;
         ``CacheStream.chain_next``: a prompt's partial last block is no generated block's parent)."""
-        offsets = np.asarray(offsets, dtype=np.int64)
-        starts = np.repeat(offsets[:-1], np.diff(offsets))
-        if nexts is None:
-            nexts = np.arange(1, len(starts) + 1, dtype=np.int64)
-            nexts[np.r_[starts[1:] != starts[:-1], True] if len(starts) else []] = -1  # (each request's last)
+        starts, in_request = request_chains(offsets)
         return dataclasses.replace(self, keys=np.asarray(blocks, dtype=np.int64), starts=starts,
-                                   nexts=np.asarray(nexts, dtype=np.int64))
+                                   nexts=np.asarray(in_request if nexts is None else nexts, dtype=np.int64))
 
     def private(self) -> "Predictions":
         """These predictions for an instance's own HBM among several instances, whose cache sees only the requests

@@ -112,10 +112,10 @@ class CacheStream:
         a prompt's partial last block is no parent of the blocks its request generates. The first of them completes
         it (``KVCacheManager._sequence_ids``): a next turn reads the prompt's full blocks, then those; the partial
         block, never read again (its id holds the prompt's tokens alone), stays a leaf of the last full one."""
+        from learned.predictions import request_chains  # (the learned policy's: imported only where it runs)
+
         offsets = self.offsets
-        starts = np.repeat(offsets[:-1], np.diff(offsets))
-        nexts = np.arange(1, len(starts) + 1, dtype=np.int64)
-        nexts[np.r_[starts[1:] != starts[:-1], True] if len(starts) else []] = -1
+        nexts = request_chains(offsets)[1]
         generated, trace = self.generated, self.trace
         if generated is None:
             return nexts
