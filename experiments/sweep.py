@@ -40,7 +40,7 @@ from experiments.spec import (
 )
 from sim.cli_config import command_line_settings, given_on_command_line
 from sim.errors import ConfigError, one_line, quote
-from sim.report.document import NO_REPEAT_PREFIX_CACHE, answer_caveats, build_report, flatten, no_repeat_note
+from sim.report.document import build_report, flatten, sweep_point_notes
 
 if TYPE_CHECKING:  # the command line's checked output paths
     from sim.cli_outputs import Outputs
@@ -263,45 +263,8 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
             continue
         cells = [f"{f[c]:>14.4g}" if isinstance(f.get(c), (int, float)) else f"{'–':>14}" for c in columns]
         print(f"{run['name']:<{width}}  " + "  ".join(cells))
-    for run in report["runs"]:  # after the table: what qualifies a point's answer (--max-rate's notes)
-        for caveat in answer_caveats(run.get("metrics") or {}):
-            print(f"! {run['name']}: {caveat}")
-    for name, block_ids in _not_repeating(report):  # a hit_ratio column of zeros that says nothing of the cache
-        print(f"! {name}: {no_repeat_note(block_ids)}")
-    for name, trace in _skipping(report):  # requests a point's metrics leave out (an instance too small for them)
-        reasons = ", ".join(f"{k}: {v:,}" for k, v in trace["skip_reasons"].items())
-        print(f"! {name}: {trace['rows_skipped']:,} of {trace['rows_read']:,} requests skipped ({reasons}): "
-              f"{'their' if name == 'every point' else 'its'} metrics are the other {trace['rows_used']:,}'s")
-
-
-def _not_repeating(report: dict) -> list[tuple[str, str]]:
-    """(who, block ids) for the points whose workload repeats no block, so that nothing can hit: a serving run says
-    so in its ``prefix_cache`` metric, a cache-only one by its trace's block ids ("unique": no two requests share
-    one) and its hits; every point at once when all of them are such (one line, not one per point)."""
-    runs = [r for r in report["runs"] if not r.get("error")]
-    shared = report.get("trace") or {}
-
-    def block_ids(run: dict) -> str | None:
-        ids = (run.get("trace") or shared).get("block_ids") or "unknown"
-        metrics = run.get("metrics") or {}
-        if metrics.get("prefix_cache") == NO_REPEAT_PREFIX_CACHE:
-            return ids
-        return ids if report.get("mode") == "cache-only" and ids == "unique" and metrics.get("hits") == 0 else None
-
-    found = [(r["name"], ids) for r in runs if (ids := block_ids(r)) is not None]
-    if found and len(found) == len(runs) and len({ids for _, ids in found}) == 1:
-        return [("every point", found[0][1])]
-    return found
-
-
-def _skipping(report: dict) -> list[tuple[str, dict]]:
-    """(who, trace section) for the points whose run skipped requests: every point at once when none has a trace
-    section of its own (the report's is all of theirs), else each point by its name."""
-    runs = [r for r in report["runs"] if not r.get("error")]
-    shared = report.get("trace") or {}
-    if not any("trace" in r for r in runs):
-        return [("every point", shared)] if runs and shared.get("rows_skipped") else []
-    return [(r["name"], r.get("trace", shared)) for r in runs if r.get("trace", shared).get("rows_skipped")]
+    for name, note in sweep_point_notes(report):  # after the table: what qualifies a point's answer or its hits
+        print(f"! {name}: {note}")
 
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:

@@ -438,7 +438,10 @@ def test_a_rate_scale_sweep_shows_requests_per_second_and_a_no_repeat_note(run_c
     each point now carries offered_rps = the trace's mean arrival rate (requests over the span of their timestamps,
     computed here from the CSV) x its scale, in the table, the CSV beside the scale and a top axis of the latency plot.
     The bundled Azure trace is token counts only (no block repeats): its PD sweep's hit_ratio column of zeros is said
-    to mean nothing, once for every point, as --cache-only says it."""
+    to mean nothing, once for every point, as --cache-only says it; the HTML page says it under its runs table (it
+    showed the zeros alone, hexplore2)."""
+    import html
+
     import pandas as pd
 
     import sim.report.sweep_plots as sweep_plots
@@ -460,6 +463,10 @@ def test_a_rate_scale_sweep_shows_requests_per_second_and_a_no_repeat_note(run_c
     assert header.split()[:2] == ["workload.rate_scale", "offered_rps"] and float(four.split()[1]) == pytest.approx(4 * own, rel=1e-3)
     notes = [line for line in stdout.splitlines() if "no block of this workload repeats" in line]
     assert notes == [notes[0]] and notes[0].startswith("! every point: ") and "(block ids: unique)" in notes[0]
+    page = tmp_path / "r.html"
+    assert run_cli("--sweep", spec, "--preset", "smoke", "--jobs", "1", "--no-plot", "--html", page)[0] == 0
+    said = notes[0][len("! every point: "):]
+    assert f"<li><b>every point</b>: {html.escape(said)}</li>" in page.read_text()
     tops = [child for fig in figures for ax in fig.axes for child in ax.child_axes]
     assert tops and all(t.get_xlabel() == "offered load (requests/s)" for t in tops)
     for top in tops:  # the top axis spans the bottom's scales in requests/s

@@ -130,6 +130,50 @@ def answer_caveats(metrics: dict[str, Any]) -> list[str]:
     return [f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
 
 
+def sweep_point_notes(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(who, note) for what qualifies a sweep's points, said after its table on the terminal and under it in the
+    HTML: each point's answer caveats, the points whose workload repeats no block (a hit_ratio column of zeros that
+    says nothing of the cache) and those whose run skipped requests. "every point" where one note is all of theirs."""
+    notes = [(run["name"], caveat) for run in report["runs"] for caveat in answer_caveats(run.get("metrics") or {})]
+    notes += [(name, no_repeat_note(block_ids)) for name, block_ids in _not_repeating(report)]
+    for name, trace in _skipping(report):  # requests a point's metrics leave out (an instance too small for them)
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in trace["skip_reasons"].items())
+        notes.append((name, f"{trace['rows_skipped']:,} of {trace['rows_read']:,} requests skipped ({reasons}): "
+                            f"{'their' if name == 'every point' else 'its'} metrics are the other "
+                            f"{trace['rows_used']:,}'s"))
+    return notes
+
+
+def _not_repeating(report: dict) -> list[tuple[str, str]]:
+    """(who, block ids) for the points whose workload repeats no block, so that nothing can hit: a serving run says
+    so in its ``prefix_cache`` metric, a cache-only one by its trace's block ids ("unique": no two requests share
+    one) and its hits; every point at once when all of them are such (one line, not one per point)."""
+    runs = [r for r in report["runs"] if not r.get("error")]
+    shared = report.get("trace") or {}
+
+    def block_ids(run: dict) -> str | None:
+        ids = (run.get("trace") or shared).get("block_ids") or "unknown"
+        metrics = run.get("metrics") or {}
+        if metrics.get("prefix_cache") == NO_REPEAT_PREFIX_CACHE:
+            return ids
+        return ids if report.get("mode") == "cache-only" and ids == "unique" and metrics.get("hits") == 0 else None
+
+    found = [(r["name"], ids) for r in runs if (ids := block_ids(r)) is not None]
+    if found and len(found) == len(runs) and len({ids for _, ids in found}) == 1:
+        return [("every point", found[0][1])]
+    return found
+
+
+def _skipping(report: dict) -> list[tuple[str, dict]]:
+    """(who, trace section) for the points whose run skipped requests: every point at once when none has a trace
+    section of its own (the report's is all of theirs), else each point by its name."""
+    runs = [r for r in report["runs"] if not r.get("error")]
+    shared = report.get("trace") or {}
+    if not any("trace" in r for r in runs):
+        return [("every point", shared)] if runs and shared.get("rows_skipped") else []
+    return [(r["name"], r.get("trace", shared)) for r in runs if r.get("trace", shared).get("rows_skipped")]
+
+
 def _arrival_series(metrics: dict[str, Any], *names: str) -> tuple[np.ndarray, list[np.ndarray], int, int] | None:
     """The run's time series of arrivals, its columns ``names`` and the intervals of the first and last arrival;
     None without a series that has both (each column as long as the arrivals) and an arrival."""

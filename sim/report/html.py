@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sim.report.document import answer_caveats, flatten
+from sim.report.document import answer_caveats, flatten, sweep_point_notes
 from sim.report.output import atomic_write_text
 
 # The runs table's columns, each shown where some run has it: the answer to the mode's question first
@@ -99,8 +99,10 @@ def _runs(report: dict) -> str:
             for r, f in zip(runs, flat, strict=True)]
     note = ('<p class="small">--seeds: each value is the mean over the seeds, its 95% interval in brackets.</p>'
             if any(r.get("metrics_ci95") for r in runs) else "")
-    caveats = [f"<li><b>{html.escape(r['name'])}</b>: {html.escape(c)}</li>"
-               for r in runs for c in answer_caveats(r.get("metrics") or {})]
+    # a sweep's notes as its terminal says them after the table; a run's, its answer's caveats
+    said = (sweep_point_notes(report) if report.get("sweep")
+            else [(r["name"], c) for r in runs for c in answer_caveats(r.get("metrics") or {})])
+    caveats = [f"<li><b>{html.escape(name)}</b>: {html.escape(note)}</li>" for name, note in said]
     warn = f'<ul class="warn">{"".join(caveats)}</ul>' if caveats else ""
     return note + _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs]) + warn
 
