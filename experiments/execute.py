@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
-from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search, shared_instants
+from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -21,6 +21,7 @@ from sim.errors import ConfigError, InputError
 from sim.mode_checks import check_mode_settings
 from sim.mode_runs import name_run
 from sim.report.document import RunResult
+from trace.stats import shared_instants
 
 
 @dataclass(frozen=True)

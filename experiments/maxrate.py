@@ -15,11 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from sim.config import SLOConfig
 from sim.errors import ConfigError
 from sim.report.document import RunResult, still_filling
+from trace.stats import SharedInstants
 
 TOLERANCE = 0.01  # relative width of the final bracket
 MAX_EXPANSIONS = 24  # doublings (or halvings) before giving up: scales 2^-24 .. 2^24 of the start
@@ -91,21 +90,6 @@ def search(run_at: Callable[[float], RunResult], slo: SLOConfig, start: float = 
             and result.fails.scale / result.meets.scale - 1.0 > tolerance:
         probe(math.sqrt(result.meets.scale * result.fails.scale))
     return result
-
-
-@dataclass(frozen=True)
-class SharedInstants:
-    requests: int  # arriving at an instant another request shares
-    most: int  # the most arriving at one instant
-    total: int
-
-
-def shared_instants(arrival: np.ndarray) -> SharedInstants:
-    """How many of the requests arrive at an instant another one shares, and the most at one instant: a rate scale
-    divides the gaps between arrivals, so it never spreads those (Mooncake's traces: 12,031 requests at 1,180
-    instants, up to 28 at once)."""
-    _, counts = np.unique(np.asarray(arrival), return_counts=True)
-    return SharedInstants(int(counts[counts > 1].sum()), int(counts.max()) if len(counts) else 0, int(counts.sum()))
 
 
 def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOConfig,

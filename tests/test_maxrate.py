@@ -289,8 +289,9 @@ def test_a_search_that_met_no_rate_names_the_arrivals_no_scale_spreads():
     so the lowest load tried still serves those bursts, and "no rate meets even at the lowest load" read as an idle
     system missing (hexplore3: a plan said 1 H100 cannot serve 0.06 req/s). The note counts them; arrivals 0, 0, 0,
     1, 2, 2: five share an instant, three at most."""
-    from experiments.maxrate import MaxRateResult, Probe, max_rate_run, shared_instants
+    from experiments.maxrate import MaxRateResult, Probe, max_rate_run
     from sim.config import SLOConfig
+    from trace.stats import shared_instants
 
     shared = shared_instants(np.array([0.0, 0.0, 0.0, 1.0, 2.0, 2.0]))
     assert (shared.requests, shared.most, shared.total) == (5, 3, 6)

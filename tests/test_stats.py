@@ -44,6 +44,16 @@ def test_rates_and_distributions_by_hand():
     assert s["input_tokens"]["mean"] == 30.0 and s["input_tokens"]["p50"] == 30.0
     assert s["input_tokens"]["max"] == 50.0
     assert s["input_tokens"]["p99"] == 40 + 0.96 * 10  # numpy linear interpolation
+    assert s["requests_at_shared_instants"] == 0 and s["requests_at_one_instant_max"] == 1
+
+
+def test_requests_sharing_an_arrival_instant_are_counted_with_the_largest_group():
+    # arrivals 0, 0, 0, 4, 7, 7, 9: five of the seven share an instant (3 at 0, 2 at 7), three at most; a rate scale
+    # never spreads those (--max-rate's note names them)
+    s = trace_stats(_trace([0, 0, 0, 4, 7, 7, 9], [1] * 7, list(range(7))))
+    assert s["requests_at_shared_instants"] == 5 and s["requests_at_one_instant_max"] == 3
+    empty = trace_stats(_trace([], [], []))
+    assert empty["requests_at_shared_instants"] == 0 and empty["requests_at_one_instant_max"] == 0
 
 
 def test_a_span_under_a_bin_and_a_partial_last_bin_rate_over_the_time_they_cover():
