@@ -48,8 +48,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
     from sim.mode_settings_rules import learned_tier_policies
-    from trace.formats import check_rows_after_header, check_time_unit, sniff_format
     from trace.readers import first_line
+    from trace.sniff import check_rows_after_header, check_time_unit, sniff_format
 
     prefix = f"{where}: " if where else ""
     try:

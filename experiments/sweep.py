@@ -82,7 +82,7 @@ def check_block_size_varies(spec: SweepSpec, configs: list[Config]) -> None:
     the Contract's default) runs every point at the trace's block size: refused, naming the setting that cuts them."""
     from pathlib import Path
 
-    from trace.formats import carries_hash_ids
+    from trace.sniff import carries_hash_ids
 
     if "serving.block_size" not in spec.axis_keys:
         return

@@ -109,7 +109,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     """Flags and settings that only make sense together with others, judged on the resolved config
     (``overlay_tables``: what --check-calibration's overlay provides, ``sim.serving.calibration.overlay_tables``)."""
     from sim.mode_settings_rules import learned_tier_policies
-    from trace.formats import check_time_unit
+    from trace.sniff import check_time_unit
 
     given = {**learned_tier_policies(config), **given_on_command_line(args)}  # (--set's own wording where given)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)

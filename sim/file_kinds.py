@@ -132,8 +132,8 @@ _TABLES = (
 def _table_kind(path: Path) -> Kind | None:
     """A trace (its format sniffed as the loader sniffs it) or a profile table, by its first line."""
     from sim.errors import InputError
-    from trace.formats import sniff_format
     from trace.readers import first_line
+    from trace.sniff import sniff_format
 
     try:
         return Kind("trace", f"a trace ({sniff_format(path)} format)", "pass it as --workload-trace")

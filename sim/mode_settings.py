@@ -262,7 +262,7 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
     if config.workload.trace is not None and "workload.block_mismatch" in given:
         from pathlib import Path
 
-        from trace.formats import carries_hash_ids
+        from trace.sniff import carries_hash_ids
 
         if carries_hash_ids(Path(config.workload.trace), config.workload.format) is False:
             yield "workload.block_mismatch", (f"the trace {config.workload.trace} has no block ids (hash_ids) whose "

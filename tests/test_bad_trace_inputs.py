@@ -277,7 +277,7 @@ def test_bad_trace_input(name, run_cli, tmp_path):
 
 
 def test_a_file_of_no_known_format_or_of_the_format_given_gets_no_other_format_hint(tmp_path):
-    from trace.formats import other_format_hint
+    from trace.sniff import other_format_hint
 
     (tmp_path / "m.jsonl").write_text('{"timestamp": 0, "input_length": 5, "output_length": 1}\n')  # no hash_ids
     (tmp_path / "t.csv").write_text(AZURE_OK)

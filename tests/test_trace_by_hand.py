@@ -10,7 +10,8 @@ import pytest
 
 from sim.errors import ConfigError
 from tests.loader_helpers import load, write
-from trace.formats import BLOCK_TOKEN_CANDIDATES, block_token_counts, check_time_unit
+from trace.formats import BLOCK_TOKEN_CANDIDATES, block_token_counts
+from trace.sniff import check_time_unit
 
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 

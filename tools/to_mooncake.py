@@ -80,7 +80,8 @@ EXAMPLE = """example:
 
 def main() -> int:
     from sim.config import load_config
-    from trace.formats import FORMATS, sniff_format
+    from trace.formats import FORMATS
+    from trace.sniff import sniff_format
     from trace.workload import load_workload
 
     parser = OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,

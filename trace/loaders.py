@@ -30,18 +30,12 @@ from trace import blocks as bm
 from trace.answers import answer_hashes, intern_with_answers
 from trace.arrow import numpy_view, valid
 from trace.chats import chat_sessions, children_before_parents
-from trace.formats import (
-    FORMATS,
-    TIME_UNITS,
-    TraceFormat,
-    check_time_unit,
-    sniff_format,
-    variant_of,
-)
+from trace.formats import FORMATS, TIME_UNITS, TraceFormat, variant_of
 from trace.jsonl_reader import first_record_with, keys_in_records
 from trace.readers import IdLists, first_line
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.scan import Established, collect
+from trace.sniff import check_time_unit, sniff_format
 from trace.validation import SkipLedger, no_usable_requests
 
 LOG = logging.getLogger("kvsim.trace")

@@ -27,11 +27,11 @@ from trace.formats import (
     TraceFormat,
     block_token_counts,
     hash_ids_mismatch,
-    other_format_hint,
     pick_block_tokens,
 )
 from trace.jsonl_reader import jsonl_chunks, jsonl_line, malformed_record
 from trace.readers import RawChunk, first_line
+from trace.sniff import other_format_hint
 from trace.validation import CODE, SkipLedger, combine
 
 
