@@ -12,7 +12,7 @@ import pytest
 from sim.cluster.run import ClusterRun, run_cluster
 from sim.config import load_config
 from tests.test_cluster import ONE_GPU_CLUSTER, _mooncake_file, _trace_and_config
-from tests.test_tier_traffic import KV_BYTES_PER_TOKEN
+from tests.tier_traffic_helpers import KV_BYTES_PER_TOKEN
 
 
 @pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])
