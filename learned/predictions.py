@@ -55,8 +55,9 @@ class Predictions:
         """These predictions for an instance's own HBM among several instances, whose cache sees only the requests
         routed to it: a block's predicted next use is anywhere in the stream, perhaps at another instance, and with
         exclusive tiers a block one HBM keeps is out of the tiers the others read (Belady's caveat in README). Its
-        copy's safety net follows the best of its classic experts; the model leads where a copy sees every lookup
-        of its blocks (a lone instance's tiers, the tiers instances share, a cache-only replay)."""
+        copy runs no model expert (its holdings would still order the real cache's victims, "held by fewer experts
+        first") and follows the best of its classic experts; the model leads where a copy sees every lookup of its
+        blocks (a lone instance's tiers, the tiers instances share, a cache-only replay)."""
         return dataclasses.replace(self, model_leads=False)
 
     @classmethod

@@ -75,7 +75,7 @@ S_REQ = S_S3_EVICTED + 1
 S_PLEN = S_REQ + 1
 S_MLRU_HEAD = S_PLEN + EXPERTS  # that list's least recent block (then its most recent, its length)
 # The first expert that may lead (0: any; ARC: the classic ones only, for a copy whose stream is not the one the
-# model predicts: ``Predictions.model_leads``)
+# model predicts: ``Predictions.model_leads``; such a copy runs no model expert)
 S_ELECT_FROM = S_MLRU_HEAD + 3
 INT_SLOTS = S_ELECT_FROM + 1
 
