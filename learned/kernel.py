@@ -16,7 +16,8 @@ The policy is five caches of the same capacity fed the same accesses:
   linked list), so it converges to the leader's contents and its hit ratio to the leader's. A weak
   model therefore costs at most the switching lag against the best classic expert, and a good one
   is followed. A copy that sees only part of the stream the model predicts (``Predictions.private``: an
-  instance's HBM among several) runs the classic experts alone.
+  instance's HBM among several) runs the classic experts alone, and where every block it holds is its leader's it
+  evicts them in the leader's own order, so that following a classic expert is being it.
 
 The model expert's hit densities come from ``learned.hit_density``, the classic experts are
 ``learned.shadow_experts``, the arrays' layout is ``learned.state_layout``. Hooks follow the tier protocol
@@ -46,6 +47,7 @@ from learned.shadow_experts import (
 from learned.state_layout import (
     ARC,
     B_ARC,
+    B_ARC_PREV,
     B_CLASS,
     B_LRU_PREV,
     B_MLRU_PREV,
@@ -54,6 +56,7 @@ from learned.state_layout import (
     B_OUT_NEXT,
     B_REAL,
     B_S3,
+    B_S3_PREV,
     BLOCK_FIELDS,
     CLASS_BITS,
     CLASS_MASK,
@@ -67,6 +70,7 @@ from learned.state_layout import (
     OUT_LISTS,
     S3FIFO,
     S_ARC_HEAD,
+    S_ARC_SIZE,
     S_ARC_TAIL,
     S_CAP,
     S_CLOCK,
@@ -87,6 +91,7 @@ from learned.state_layout import (
     S_RNG,
     S_S3_CAPS,
     S_S3_HEAD,
+    S_S3_SIZE,
     S_S3_TAIL,
     S_SAMPLES,
     S_SWITCHES,
@@ -99,11 +104,13 @@ from learned.state_layout import (
     X_DISCORD,
     X_HORIZON,
     X_HORIZON_AGES,
+    X_P,
     X_SCORE,
     X_SIGMAS,
 )
 from sim.cache.policies import s3fifo
 from sim.cache.policies.s3fifo import GHOST_RATIO as S3_GHOST_RATIO
+from sim.cache.policies.s3fifo import MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
 from sim.cache.policies.s3fifo import SMALL_RATIO as S3_SMALL_RATIO
 from sim.jit import flush_when_sources_change, njit
 
@@ -295,8 +302,9 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pke
     """A side-effect-free pick among the real cache's blocks not in ``pins``: the lowest hit density in a sample
     drawn from a generator seeded by the clock and the removal count (so a repeated peek gives the same); -1 when
     every block is pinned. A copy whose model never leads (``Predictions.private``) takes the sample's least recent
-    block instead: the model's densities are not of its stream (hexplore3: another workload's model in 4 workers'
-    HBMs, 0.4043 against ARC's 0.4262, though no copy followed the model).
+    block instead, where its leader's own order gave none (``_leader_pick``): the model's densities are not of its
+    stream (hexplore3: another workload's model in 4 workers' HBMs, 0.4043 against ARC's 0.4262, though no copy
+    followed the model).
 
     By prefix semantics (``pstart`` given) the real cache keeps its blocks prefix-closed as the model expert does:
     the deepest block it holds of the chain that followed the pick at its last access (serving, 1 instance, Mooncake:
@@ -476,11 +484,48 @@ def _out_head(blocks, ints, lst, pins):
 
 
 @njit(cache=True)
+def _first_real(blocks, key, link, pins, most):
+    """The first block from ``key`` on along an expert's list (``link``: its previous/next fields) that the real cache
+    holds, is not in ``pins`` and whose S3-FIFO frequency is at most ``most`` (-1: none)."""
+    while key >= 0:
+        if blocks[key, B_REAL] >= 0 and blocks[key, B_S3] & 3 <= most and not (len(pins) and _pinned(pins, key)):
+            return key
+        key = blocks[key, link + 1]
+    return -1
+
+
+@njit(cache=True)
+def _leader_pick(blocks, ints, floats, pins):
+    """A private copy's own pick (every block the real cache holds is the leader's): the first of them in the
+    leader's own eviction order, as the leader would evict them (-1: none), not the least recent of a sample: LRU's
+    least recent; ARC's least recent of T1 while T1 is over its target p (else of T2; an incoming B2 ghost's tie
+    aside); S3-FIFO's small queue from its head while the main queue is within its size, passing blocks reused
+    enough to move to main, then the main queue's first block not reused (those it reinserts), then any."""
+    leader = ints[S_LEADER]
+    if leader == LRU:
+        return _first_real(blocks, ints[S_LRU_HEAD], B_LRU_PREV, pins, 3)
+    if leader == ARC:
+        t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
+        first = T1 if (t1 > 0 and t1 > floats[X_P]) or t2 == 0 else T2
+        key = _first_real(blocks, ints[S_ARC_HEAD + first - 1], B_ARC_PREV, pins, 3)
+        return key if key >= 0 else _first_real(blocks, ints[S_ARC_HEAD + T1 + T2 - first - 1], B_ARC_PREV, pins, 3)
+    small, main = ints[S_S3_HEAD + SMALL - 1], ints[S_S3_HEAD + MAIN - 1]
+    key = -1
+    if ints[S_S3_SIZE + MAIN - 1] <= ints[S_S3_CAPS + MAIN - 1]:
+        key = _first_real(blocks, small, B_S3_PREV, pins, S3_TO_MAIN - 1)
+    if key < 0:
+        key = _first_real(blocks, main, B_S3_PREV, pins, 0)
+    if key < 0:
+        key = _first_real(blocks, small, B_S3_PREV, pins, 3)
+    return key if key >= 0 else _first_real(blocks, main, B_S3_PREV, pins, 3)
+
+
+@njit(cache=True)
 def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
     """The real cache's victim (a peek), never one of ``pins`` (the blocks a prefix replay's request holds: its
     hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
-    oldest that the leader does not hold (held by fewer experts first), else the lowest hit density among a
-    sample of its blocks."""
+    oldest that the leader does not hold (held by fewer experts first), else, in a private copy, the first in the
+    leader's own eviction order (``_leader_pick``), else the lowest hit density among a sample of its blocks."""
     head = _out_head(blocks, ints, NONE_HOLDS, pins)
     if head >= 0:
         return head
@@ -491,6 +536,10 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, psta
                 head = _out_head(blocks, ints, lst, pins)
                 if head >= 0:
                     return head
+    if ints[S_ELECT_FROM] != MODEL:
+        key = _leader_pick(blocks, ints, floats, pins)
+        if key >= 0:
+            return key
     return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
 
 

@@ -408,6 +408,37 @@ def test_a_private_copy_decides_alike_whatever_its_model_says():
     assert hits["perfect", "private"] == hits["inverted", "private"]
     assert hits["perfect", "shared"] != hits["inverted", "shared"]
 
+
+def test_a_private_copy_s_own_pick_is_its_leader_s_next_victim():
+    """Where every block the real cache holds is the leader's, a private copy evicts the first of them in the leader's
+    own order, so that following a classic expert is being it: ARC evicts T1's least recent block while T1 is over
+    its target p (here 0), not the least recent block overall. Block 0 used twice (ARC's T2), then 1, 2, 3 (T1):
+    ARC's victim is 1, the least recent is 0 (the pick before)."""
+    from sim.cache.policies import make_policy
+
+    policy = make_policy("learned", 4, predicted=Predictions.perfect(np.full(6, 50.0), 6).private())
+    policy.on_insert(0, 0)
+    policy.on_access(0, 1)
+    for key in (1, 2, 3):
+        policy.on_insert(key, key + 1)
+    assert policy.summary()["leader"] == "arc" and policy.victim(4) == 1
+
+
+def test_a_private_copy_that_follows_lru_serves_lru_s_hits():
+    """The same by LRU: a private copy whose leader is LRU (and stays: its switch threshold out of reach) serves
+    exactly LRU's hits on a skewed stream of 200 blocks through 50; the least recent of 32 sampled blocks (before)
+    is often not LRU's victim."""
+    from sim.cache.policies import make_policy
+
+    rng = np.random.default_rng(3)
+    stream = np.minimum(rng.zipf(1.2, 5000) - 1, 199)
+    predicted = Predictions.perfect(next_use_index(stream).astype(float), 200).private()
+    policy = make_policy("learned", 50, predicted=predicted)
+    policy.state["ints"][state_layout.S_LEADER] = state_layout.LRU
+    policy.state["floats"][state_layout.X_SIGMAS] = np.inf
+    hits = len(policy.replay_plain(stream.tolist(), set(), 50, 0)[0])
+    assert policy.summary()["leader"] == "lru" and hits == plain_hits("lru", [50], stream)[0]
+
 def test_the_readme_s_state_layout_gives_the_arrays_sizes():
     """learned/README.md's table of the state arrays: each one's size as ``learned.state_layout`` makes it (the
     README said ints int64 [92] once S_ELECT_FROM, the first expert that may lead, had made them 93)."""
