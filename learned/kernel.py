@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from learned.hit_density import AGE_BUCKETS, age_bucket, density
+from learned.real_victim import _child_slot, _draw, victim
 from learned.shadow_experts import (
     _append,
     _unlink,
@@ -47,16 +48,13 @@ from learned.shadow_experts import (
 from learned.state_layout import (
     ARC,
     B_ARC,
-    B_ARC_PREV,
     B_CLASS,
     B_LRU_PREV,
     B_MLRU_PREV,
     B_MODEL,
     B_OUT,
-    B_OUT_NEXT,
     B_REAL,
     B_S3,
-    B_S3_PREV,
     BLOCK_FIELDS,
     CLASS_BITS,
     CLASS_MASK,
@@ -66,11 +64,9 @@ from learned.state_layout import (
     LRU,
     MAIN,
     MODEL,
-    NONE_HOLDS,
     OUT_LISTS,
     S3FIFO,
     S_ARC_HEAD,
-    S_ARC_SIZE,
     S_ARC_TAIL,
     S_CAP,
     S_CLOCK,
@@ -91,7 +87,6 @@ from learned.state_layout import (
     S_RNG,
     S_S3_CAPS,
     S_S3_HEAD,
-    S_S3_SIZE,
     S_S3_TAIL,
     S_SAMPLES,
     S_SWITCHES,
@@ -104,13 +99,11 @@ from learned.state_layout import (
     X_DISCORD,
     X_HORIZON,
     X_HORIZON_AGES,
-    X_P,
     X_SCORE,
     X_SIGMAS,
 )
 from sim.cache.policies import s3fifo
 from sim.cache.policies.s3fifo import GHOST_RATIO as S3_GHOST_RATIO
-from sim.cache.policies.s3fifo import MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
 from sim.cache.policies.s3fifo import SMALL_RATIO as S3_SMALL_RATIO
 from sim.jit import flush_when_sources_change, njit
 
@@ -186,14 +179,6 @@ def grow(state: dict, num_ids: int) -> None:
 
 
 @njit(cache=True)
-def _draw(x):
-    x ^= x << np.uint64(13)
-    x ^= x >> np.uint64(7)
-    x ^= x << np.uint64(17)
-    return x
-
-
-@njit(cache=True)
 def _model_victim(blocks, model_slots, n, ints, floats, table, dist, edges, now):
     """Slot of the lowest hit density among SAMPLES random slots of the model expert and, where it is idle past
     the model's label horizon (the last finite bucket edge), its least recent block; and that density.
@@ -221,17 +206,6 @@ def _model_victim(blocks, model_slots, n, ints, floats, table, dist, edges, now)
             best, best_hd = slot, hd
     ints[S_RNG] = np.int64(x >> np.uint64(1)) | 1
     return best, best_hd
-
-
-@njit(cache=True)
-def _child_slot(blocks, column, pkeys, pnext, at):
-    """The slot in ``column`` (``B_MODEL``: the model expert's, ``B_REAL``: the real cache's) of the block after
-    position ``at`` in the chain a lookup follows (``pnext``: its request's next position, but past a partial
-    block no later lookup reads; -1: none, or not held)."""
-    q = pnext[at]
-    if q < 0 or pkeys[q] >= blocks.shape[0]:
-        return -1
-    return blocks[pkeys[q], column]
 
 
 @njit(cache=True)
@@ -286,55 +260,6 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     _append(blocks, ints, key, B_MLRU_PREV, S_MLRU_HEAD, 1)
     expert_gains(blocks, ints, MODEL, key)
     return False
-
-
-@njit(cache=True)
-def _pinned(pins, key):
-    """Whether ``key`` is among ``pins`` (a request's held hits: a few dozen at most, usually none)."""
-    for p in pins:
-        if p == key:
-            return True
-    return False
-
-
-@njit(cache=True)
-def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
-    """A side-effect-free pick among the real cache's blocks not in ``pins``: the lowest hit density in a sample
-    drawn from a generator seeded by the clock and the removal count (so a repeated peek gives the same); -1 when
-    every block is pinned. A copy whose model never leads (``Predictions.private``) takes the sample's least recent
-    block instead, where its leader's own order gave none (``_leader_pick``): the model's densities are not of its
-    stream (hexplore3: another workload's model in 4 workers' HBMs, 0.4043 against ARC's 0.4262, though no copy
-    followed the model).
-
-    By prefix semantics (``pstart`` given) the real cache keeps its blocks prefix-closed as the model expert does:
-    the deepest block it holds of the chain that followed the pick at its last access (serving, 1 instance, Mooncake:
-    0.3252 -> 0.3284; LRU's least recent block when LRU leads instead: 0.3252), short of a pinned one."""
-    x = (np.uint64(ints[S_CLOCK] + 2) * np.uint64(0x9E3779B97F4A7C15)
-         + np.uint64(ints[S_REMOVALS]) * np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
-    n = ints[S_NREAL]
-    now = ints[S_CLOCK]
-    best, best_hd = -1, np.inf
-    for _ in range(ints[S_SAMPLES]):
-        x = _draw(x)
-        key = real_ids[np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))]
-        if len(pins) and _pinned(pins, key):
-            continue
-        # a copy whose model never leads (``S_ELECT_FROM``) follows a classic expert: the oldest of the sample
-        hd = (density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
-              if ints[S_ELECT_FROM] == MODEL else float(last[key]))
-        if hd < best_hd or best < 0:
-            best, best_hd = key, hd
-    if best < 0:  # (every block sampled pinned: the first that is not)
-        for i in range(n):
-            if not _pinned(pins, real_ids[i]):
-                return real_ids[i]
-        return -1
-    if len(pstart):
-        p = last[best]
-        while _child_slot(blocks, B_REAL, pkeys, pnext, p) >= 0 and not (len(pins) and _pinned(pins, pkeys[pnext[p]])):
-            p = pnext[p]
-            best = pkeys[p]
-    return best
 
 
 @njit(cache=True)
@@ -475,84 +400,6 @@ def on_remove(blocks, real_ids, ints, key):
 
 
 @njit(cache=True)
-def _out_head(blocks, ints, lst, pins):
-    """The first block of out-list ``lst`` not in ``pins`` (-1: none)."""
-    key = ints[S_OUT_HEAD + lst - 1]
-    while key >= 0 and len(pins) and _pinned(pins, key):
-        key = blocks[key, B_OUT_NEXT]
-    return key
-
-
-@njit(cache=True)
-def _first_real(blocks, key, link, pins, most):
-    """The first block from ``key`` on along an expert's list (``link``: its previous/next fields) that the real cache
-    holds, is not in ``pins`` and whose S3-FIFO frequency is at most ``most`` (-1: none)."""
-    while key >= 0:
-        if blocks[key, B_REAL] >= 0 and blocks[key, B_S3] & 3 <= most and not (len(pins) and _pinned(pins, key)):
-            return key
-        key = blocks[key, link + 1]
-    return -1
-
-
-@njit(cache=True)
-def _leader_pick(blocks, ints, floats, pins):
-    """A private copy's own pick (every block the real cache holds is the leader's): the first of them in the
-    leader's own eviction order, as the leader would evict them (-1: none), not the least recent of a sample: LRU's
-    least recent; ARC's least recent of T1 while T1 is over its target p (else of T2; an incoming B2 ghost's tie
-    aside); S3-FIFO's small queue from its head while the main queue is within its size, passing blocks reused
-    enough to move to main, then the main queue's first block not reused (those it reinserts), then any."""
-    leader = ints[S_LEADER]
-    if leader == LRU:
-        return _first_real(blocks, ints[S_LRU_HEAD], B_LRU_PREV, pins, 3)
-    if leader == ARC:
-        t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
-        first = T1 if (t1 > 0 and t1 > floats[X_P]) or t2 == 0 else T2
-        key = _first_real(blocks, ints[S_ARC_HEAD + first - 1], B_ARC_PREV, pins, 3)
-        return key if key >= 0 else _first_real(blocks, ints[S_ARC_HEAD + T1 + T2 - first - 1], B_ARC_PREV, pins, 3)
-    small, main = ints[S_S3_HEAD + SMALL - 1], ints[S_S3_HEAD + MAIN - 1]
-    key = -1
-    if ints[S_S3_SIZE + MAIN - 1] <= ints[S_S3_CAPS + MAIN - 1]:
-        key = _first_real(blocks, small, B_S3_PREV, pins, S3_TO_MAIN - 1)
-    if key < 0:
-        key = _first_real(blocks, main, B_S3_PREV, pins, 0)
-    if key < 0:
-        key = _first_real(blocks, small, B_S3_PREV, pins, 3)
-    return key if key >= 0 else _first_real(blocks, main, B_S3_PREV, pins, 3)
-
-
-@njit(cache=True)
-def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
-    """The real cache's victim (a peek), never one of ``pins`` (the blocks a prefix replay's request holds: its
-    hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
-    oldest that the leader does not hold (held by fewer experts first), else, in a private copy, the first in the
-    leader's own eviction order (``_leader_pick``), else the lowest hit density among a sample of its blocks."""
-    head = _out_head(blocks, ints, NONE_HOLDS, pins)
-    if head >= 0:
-        return head
-    bit = 1 << ints[S_LEADER]
-    for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2, ...
-        for lst in range(1, OUT_LISTS):
-            if lst & bit and _popcount(lst) == EXPERTS - held_by:
-                head = _out_head(blocks, ints, lst, pins)
-                if head >= 0:
-                    return head
-    if ints[S_ELECT_FROM] != MODEL:
-        key = _leader_pick(blocks, ints, floats, pins)
-        if key >= 0:
-            return key
-    return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
-
-
-@njit(cache=True)
-def _popcount(x):
-    count = 0
-    while x:
-        count += x & 1
-        x >>= 1
-    return count
-
-
-@njit(cache=True)
 def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, stream, klass, start, capacity,
                  hit):
     """Plain replay of ``stream`` (positions ``start``...) through a single real cache of ``capacity``
@@ -579,4 +426,5 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
 # the compiled hooks inline the layout, the hit density, the experts and S3-FIFO's thresholds
 _HERE = Path(__file__).parent
 flush_when_sources_change(sys.modules[__name__], [_HERE / "state_layout.py", _HERE / "hit_density.py",
-                                                  _HERE / "shadow_experts.py", Path(s3fifo.__file__)])
+                                                  _HERE / "shadow_experts.py", _HERE / "real_victim.py",
+                                                  Path(s3fifo.__file__)])
