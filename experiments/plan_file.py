@@ -115,6 +115,9 @@ def load_plan(path: str | Path) -> Plan:
         raise plan_error(path, "'target.slo' must be a mapping")
     refuse_empty_section(f"plan {path}", "target.slo", target.get("slo"))  # ({} beside a hit ratio: unsaid)
     _check_keys(path, slo, SLO_KEYS, "target.slo.")
+    if slo and all(value is None for value in slo.values()):  # (null is none given: as {}, unsaid beside a hit ratio)
+        raise plan_error(path, "'target.slo' gives only nulls (none given), which sets nothing: give its entries or "
+                               "drop it")
     for key, value in slo.items():  # as the slo.* config keys take them, but named here (not as a run's override)
         if value is not None and (not _finite(value) or value <= 0 or value >= MAX_CONFIG_FLOAT
                                   or (key == "attainment" and value > 1)):
