@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import Case, check_bad_input
+from tests.bad_input_helpers import MOONCAKE_OK, Case, check_bad_input, mooncake, trace_stats
 from tests.test_bad_inputs import plan
 
 CASES: dict[str, Case] = {
@@ -15,6 +15,18 @@ CASES: dict[str, Case] = {
                                                "search: {gpu: [h100-sxm]}\n", "'target.slo'", "sets nothing"),
     "plan_slo_two_nulls_beside_hit_ratio": plan("target: {hit_ratio: 0.5, slo: {ttft_s: null, tpot_s: null}}\n"
                                                 "search: {gpu: [h100-sxm]}\n", "'target.slo'", "sets nothing"),
+    # a number past a double's range is valid JSON (RFC 8259 leaves the range to the parser): Python's json reads
+    # 1e400 as inf; orjson refused the line, charged malformed_row where the CSV loaders say infinite_value
+    "mooncake_timestamp_beyond_float": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"infinite_value": 2},
+                                            files={"m.jsonl": MOONCAKE_OK + mooncake("1e400", 600, 5, [4, 5])
+                                                   + mooncake("-1E400", 600, 5, [4, 5])}),
+    "mooncake_tokens_beyond_float": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"infinite_value": 3},
+                                         files={"m.jsonl": MOONCAKE_OK + mooncake(30, "1e400", 5, [4, 5])
+                                                + mooncake(30, 600, "1e400", [4, 5])
+                                                + mooncake(30, "1" + "0" * 400, 5, [4, 5])}),
+    "mooncake_beyond_float_with_nan_literal": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                                   files={"m.jsonl": MOONCAKE_OK + mooncake(30, "1e400", 5, [4, 5],
+                                                                                            ', "x": NaN')}),
 }
 
 

@@ -27,9 +27,33 @@ def json_object(raw: bytes) -> dict | None:
     and invalid UTF-8 are errors (pandas' reader accepts several of them)."""
     try:
         obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
+    except orjson.JSONDecodeError as error:
+        if "infinity" not in str(error):
+            return None
+        obj = _beyond_double(raw)  # a number past a double's range (1e400): valid JSON, read as the float it gives
     return obj if isinstance(obj, dict) else None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # (NaN, Infinity: RFC 8259 has no such literal, and orjson refuses them)
+
+
+def _number(text: str) -> int | float:
+    """A JSON integer as orjson reads it: within 64 bits an int, beyond them the float it rounds to (inf past 1e308)."""
+    value = int(text)
+    return value if -2**63 <= value < 2**64 else float(text)
+
+
+def _beyond_double(raw: bytes) -> Any:
+    """A line orjson refuses only for a number too large for a double ("1e400", which JSON's grammar allows and
+    RFC 8259 leaves to the parser's limits): read as the infinity Python's parser gives it, so the record is charged
+    ``infinite_value`` there, as every other loader charges such a number, not ``malformed_row``."""
+    import json
+
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, parse_int=_number)
+    except (ValueError, RecursionError):
+        return None
 
 
 def repeated_key(raw: bytes | str, keys: tuple[str, ...] | None = None) -> str | None:
