@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import MOONCAKE_OK, Case, check_bad_input, mooncake, trace_stats
+from tests.bad_input_helpers import AZURE_HEADER, MOONCAKE_OK, Case, check_bad_input, mooncake, trace_stats
 from tests.test_bad_inputs import plan
 
 CASES: dict[str, Case] = {
@@ -27,6 +27,11 @@ CASES: dict[str, Case] = {
     "mooncake_beyond_float_with_nan_literal": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                                    files={"m.jsonl": MOONCAKE_OK + mooncake(30, "1e400", 5, [4, 5],
                                                                                             ', "x": NaN')}),
+    # resampling gaps that are all 0 (0 / 0): a RuntimeWarning, then "arrivals span nan s ... rate_rps=2 is too low"
+    "resample_gaps_all_zero": Case(trace_stats("--set", "workload.arrivals.process=resample", "--set",
+                                               "workload.arrivals.rate_rps=2"),
+                                   names=("'workload.arrivals.process'=resample", "all arrive at the same time"),
+                                   files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:50,300,10\n" * 3}),
 }
 
 

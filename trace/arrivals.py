@@ -49,6 +49,10 @@ def draw_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, rng: np.rando
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n - 1)
     else:  # resample: the workload's own gap distribution, its mean moved to 1/rate
         own = np.diff(arrival_s)
+        if not own.mean() > 0:  # (0 / 0: NaN times, then "arrivals span nan s" blamed on the rate)
+            raise ConfigError(f"config key 'workload.arrivals.process'=resample draws the workload's own gaps, but "
+                              f"its {n:,} requests all arrive at the same time: every gap is 0, at any rate; draw "
+                              "them with poisson or gamma")
         gaps = rng.choice(own / (own.mean() * rate), n - 1, replace=True)
     return np.concatenate([[0.0], np.cumsum(gaps)])
 
