@@ -68,11 +68,18 @@ def clipped(name: str, values: list[float], bounds: list[float]) -> list[float]:
     return [lo, hi]
 
 
+LARGE = 1e150  # values past it are scaled before their sum and squares (interval)
+
+
 def interval(values: list[float]) -> tuple[float, list[float]]:
     """Mean and its 95% Student-t interval of ``values`` (at least two)."""
     v = np.asarray(values, dtype=np.float64)
-    mean = float(v.mean())
-    half = t_critical(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    # in units of the largest magnitude: the sum and the squares of values past ~1e154 (a --max-rate answer over a
+    # drawn rate of 1e300 req/s) overflowed, a RuntimeWarning and an infinite bound, where the interval is finite
+    # (only there: elsewhere the same floats as ever, to the last bit)
+    unit = float(np.abs(v).max()) if np.abs(v).max() > LARGE else 1.0
+    mean = float((v / unit).mean()) * unit
+    half = t_critical(len(v) - 1) * float((v / unit).std(ddof=1)) / math.sqrt(len(v)) * unit
     return mean, [mean - half, mean + half]
 
 

@@ -38,3 +38,20 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
     check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+def test_an_interval_of_values_whose_squares_pass_a_float_is_the_same_interval_scaled():
+    """--seeds over --max-rate answers near 1e307 req/s (a drawn rate of 1e300): numpy's std squared them, overflowed
+    (a RuntimeWarning on stderr, an internal error under -W error) and the interval's upper bound was inf, written as
+    null. The interval of c·x is c times the interval of x (mean and standard deviation are both homogeneous)."""
+    import warnings
+
+    from experiments.confidence import interval
+
+    small = [1.0, 1.2, 1.7]
+    mean, (lo, hi) = interval(small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big_mean, (big_lo, big_hi) = interval([x * 1e307 for x in small])
+    assert big_mean == pytest.approx(mean * 1e307, rel=1e-12)
+    assert (big_lo, big_hi) == pytest.approx((lo * 1e307, hi * 1e307), rel=1e-12)
