@@ -7,13 +7,15 @@ max-rate search, which wraps the mode's own run function.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
-from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
+from experiments.maxrate import MAX_EXPANSIONS, TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -185,6 +187,26 @@ def base_rate_rps(config: Config) -> float:
     return len(arrival) / duration
 
 
+def _check_search_range(config: Config, base: float) -> None:
+    """The search doubles the rate scale up to 2^MAX_EXPANSIONS times: a workload whose rate that many doublings
+    carry past a float's range (a drawn rate of 1e307 req/s) answered an infinite rate, written as null, and 'at inf
+    req/s ... inf in the system at once' in its note. Refused before the first run, naming the key that set the rate."""
+    start = config.workload.rate_scale
+    if math.isfinite(base * start * 2.0**MAX_EXPANSIONS):
+        return
+    arrivals, synthetic = config.workload.arrivals, config.workload.trace is None
+    if arrivals.process != "trace" and arrivals.rate_rps is not None:
+        key = f"'workload.arrivals.rate_rps'={arrivals.rate_rps:g}"
+    elif synthetic:
+        key = f"'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g}"
+    else:
+        key = f"the workload's own rate, {base:.3g} req/s"
+    scaled = f", x workload.rate_scale={start:g}," if start != 1.0 else ""
+    raise InputError(f"--max-rate: {key}{scaled} doubled up to 2^{MAX_EXPANSIONS} times by the search passes the "
+                     f"largest float ({sys.float_info.max:.3g}): no rate to answer; give a rate below "
+                     f"{sys.float_info.max / 2.0**MAX_EXPANSIONS / start:.3g} req/s")
+
+
 def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     """A search per policy and router (their product, in flag order), each named as the command line names that run."""
 
@@ -192,6 +214,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     routers = options.routers or (config.cluster.router,)
     runs, trace = [], {}
     base = base_rate_rps(config)
+    _check_search_range(config, base)
     shared = shared_instants(_arrivals(config))
     for policy in policies:
         for router in routers:

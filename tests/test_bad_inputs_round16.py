@@ -32,6 +32,16 @@ CASES: dict[str, Case] = {
                                                "workload.arrivals.rate_rps=2"),
                                    names=("'workload.arrivals.process'=resample", "all arrive at the same time"),
                                    files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:50,300,10\n" * 3}),
+    # a rate the search's 2^24 doublings carry past a float: an infinite answer (null in the report, "at inf req/s")
+    "max_rate_drawn_rate_past_a_float": Case(["--max-rate", "--workload-trace", "{tmp}/m.jsonl", "--no-plot", "--set",
+                                              "workload.arrivals.process=poisson", "--set",
+                                              "workload.arrivals.rate_rps=1e302", "--set", "slo.ttft_s=0.5"],
+                                             names=("--max-rate", "'workload.arrivals.rate_rps'=1e+302"),
+                                             files={"m.jsonl": MOONCAKE_OK}),
+    "max_rate_synthetic_rate_past_a_float": Case(["--max-rate", "--no-plot", "--set", "workload.synthetic.rate_rps=1e302",
+                                                  "--set", "workload.synthetic.num_requests=10", "--set",
+                                                  "slo.ttft_s=0.5"],
+                                                 names=("--max-rate", "'workload.synthetic.rate_rps'=1e+302")),
 }
 
 
