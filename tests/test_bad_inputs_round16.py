@@ -42,6 +42,10 @@ CASES: dict[str, Case] = {
                                                   "--set", "workload.synthetic.num_requests=10", "--set",
                                                   "slo.ttft_s=0.5"],
                                                  names=("--max-rate", "'workload.synthetic.rate_rps'=1e+302")),
+    # arrivals packed past a float's rate: rates written null after numpy's overflow warning on stderr
+    "trace_stats_rate_scale_past_a_float": Case(trace_stats("--rate-scale", "1e307", trace="{tmp}/m.jsonl"),
+                                                names=("m.jsonl", "'workload.rate_scale'=1e+307", "3 requests"),
+                                                files={"m.jsonl": MOONCAKE_OK}),
 }
 
 
@@ -65,3 +69,21 @@ def test_an_interval_of_values_whose_squares_pass_a_float_is_the_same_interval_s
         big_mean, (big_lo, big_hi) = interval([x * 1e307 for x in small])
     assert big_mean == pytest.approx(mean * 1e307, rel=1e-12)
     assert (big_lo, big_hi) == pytest.approx((lo * 1e307, hi * 1e307), rel=1e-12)
+
+
+def test_a_sweep_point_whose_offered_rate_passes_a_float_fails_alone(run_cli, tmp_path):
+    """A rate-scale axis of [1, 1e307] over a trace of 150 requests/s: the second point's offered_rps (the workload's
+    rate x its scale) was infinite, and writing the report raised "Out of range float values are not JSON compliant"
+    after every point had run (exit 1, a traceback). The point fails alone, naming the key, as a point does."""
+    import json
+
+    (tmp_path / "m.jsonl").write_text(MOONCAKE_OK)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("mode: single\nworkload: {trace: m.jsonl}\naxes: {workload.rate_scale: [1, 1e307]}\n")
+    report = tmp_path / "r.json"
+    status, out, err = run_cli("--sweep", spec, "--no-plot", "--quiet", "--jobs", "1", "--report-json", report)
+    assert "Traceback" not in out + err
+    assert status == 2, err
+    runs = json.loads(report.read_text())["runs"]
+    assert runs[0]["metrics"]["offered_rps"] == pytest.approx(150.0)  # 3 requests over 0.02 s (Mooncake's ms)
+    assert "'workload.rate_scale'=1e+307" in runs[1]["error"]

@@ -42,6 +42,7 @@ def load_workload(config: Config) -> Trace:
     require_requests(trace, f" between workload.range_start={start} and range_end={end}")
     trace.arrival_s = apply_arrivals(trace.arrival_s, config.workload, config.seed)
     check_time_span(trace, _arrivals_cause(config))
+    check_rate_finite(trace, _arrivals_fast_cause(config))
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
     return trace
@@ -144,6 +145,31 @@ def _arrivals_cause(config: Config) -> str:
         return (f"config key 'workload.arrivals.rate_rps'={arrivals.rate_rps:g} (at workload.rate_scale={scale:g}) "
                 "is too low")
     return f"config key 'workload.rate_scale'={scale:g} stretches them too far"
+
+
+def _arrivals_fast_cause(config: Config) -> str:
+    """What packed the arrivals so close that their rate passes a float: the rate scale where one is set, else a drawn
+    process's rate, else the synthetic generator's, else the trace's own timestamps."""
+    arrivals, scale = config.workload.arrivals, config.workload.rate_scale
+    if scale != 1.0:
+        return f"config key 'workload.rate_scale'={scale:g} packs them too close"
+    if arrivals.process != "trace" and arrivals.rate_rps is not None:
+        return f"config key 'workload.arrivals.rate_rps'={arrivals.rate_rps:g} is too high"
+    if config.workload.trace is None:
+        return f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too high"
+    return "its timestamps are closer than any rate a float holds"
+
+
+def check_rate_finite(trace: Trace, likely_cause: str) -> None:
+    """Refuse arrivals so close that their mean rate, requests / span, passes the largest float (a rate scale of
+    1e306 over a trace of 800 requests/s): --trace-stats wrote the rates as null after numpy's overflow warning on
+    stderr, and a sweep's offered_rps was infinite, which the JSON report could not hold (a traceback after every
+    point had run)."""
+    span, n = _arrival_span_s(trace), len(trace)
+    if span > 0 and not math.isfinite(n / span):
+        prov = trace.provenance
+        raise TraceError(f"{prov.path or prov.format}: {n:,} requests arrive within {span:.3g} s, a rate past the "
+                         f"largest float: {likely_cause}")
 
 
 def check_time_span(trace: Trace, likely_cause: str) -> None:
