@@ -198,7 +198,7 @@ def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
     or prefix (a block hits with every block before it in its prompt: ``lru_mrc`` with the prompts' offsets), each
     curve computed once."""
     from sim.cache.mrc import lru_mrc
-    from sim.cache.tiers import hbm_capacity_blocks, lower_tier_blocks
+    from sim.cache.tiers import hbm_capacity_blocks, lower_tier_blocks, tier_slot_bytes
     from trace.workload import with_trace_block_size
 
     stream, unique = trace.access_stream(), trace.num_unique_blocks
@@ -214,7 +214,13 @@ def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
             {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
         caps = [front * hbm_capacity_blocks(config)]
         for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), config, tier))
+            gib = c.run_tier_gib.get(tier, 0.0)
+            blocks = lower_tier_blocks(gib, config, tier)
+            if gib > 0 and blocks < 1:  # (such a tier was pruned as adding nothing, or failed its run, exit 0)
+                key = f"search.tiers.{tier}" if tier in c.tier_gib else f"config key 'cache.tiers.{tier}.capacity_gib'"
+                raise ConfigError(f"{key}: {gib:g} GiB holds no KV block of candidate {c.name} (one is "
+                                  f"{tier_slot_bytes(tier, config):,} bytes): give 0 for no {tier} tier")
+            caps.append(caps[-1] + copies[tier] * blocks)
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing (under either semantics)
         for c in feasible:

@@ -73,7 +73,7 @@ from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
 from experiments.spec import check_inputs_spared, resolve_layers
 from sim.config import Config, replace
-from sim.errors import lines_escaped, one_line
+from sim.errors import ConfigError, lines_escaped, one_line
 from sim.mode_settings_rules import learned_tier_policies
 from sim.report.document import build_report
 
@@ -157,7 +157,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     for (size, _), group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run
         if size not in traces:  # with, of the lookups they make
             traces[size] = load_workload(replace(group[0].config, **{"workload.rate_scale": 1.0}))
-        mrc_levels(group, traces[size])
+        try:
+            mrc_levels(group, traces[size])
+        except ConfigError as exc:  # a tier that holds no block of a candidate: the plan's, before any run
+            raise plan_error(plan.path, str(exc)) from None
     prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base, modes[0]))
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:

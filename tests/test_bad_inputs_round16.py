@@ -46,6 +46,14 @@ CASES: dict[str, Case] = {
     "trace_stats_rate_scale_past_a_float": Case(trace_stats("--rate-scale", "1e307", trace="{tmp}/m.jsonl"),
                                                 names=("m.jsonl", "'workload.rate_scale'=1e+307", "3 requests"),
                                                 files={"m.jsonl": MOONCAKE_OK}),
+    # a searched tier size that holds no block (64 MiB: Mooncake's 512-token block of Llama-3.1-8B, 128 KiB a token):
+    # its candidate was pruned as "no tier level gains" or, in a fleet, failed its run, and the plan exited 0
+    "plan_tier_holds_no_block": Case(["--plan", "{tmp}/p.yaml", "--no-plot", "--quiet", "--jobs", "1"],
+                                     names=("p.yaml", "search.tiers.dram", "0.001 GiB holds no KV block",
+                                            "67,108,864 bytes"),
+                                     files={"m.jsonl": MOONCAKE_OK,
+                                            "p.yaml": "workload: {trace: m.jsonl}\ntarget: {hit_ratio: 0.1}\n"
+                                                      "search: {gpu: [h100-sxm], tiers: {dram: [0, 0.001]}}\n"}),
 }
 
 
