@@ -67,13 +67,20 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
 
 def check_prices_read(plan, candidates: list[Candidate]) -> None:
     """A plan's ``prices.gpus`` entry for a GPU no candidate runs on prices nothing: refused, naming the GPUs
-    searched (a misspelt ``h100-sx`` left every candidate at the bundled price)."""
+    searched (a misspelt ``h100-sx`` left every candidate at the bundled price); so does a ``prices.tiers`` entry for
+    a tier every candidate runs without."""
     gpus = plan.prices.get("gpus") if isinstance(plan.prices, dict) else None
     searched = sorted({c.gpu for c in candidates})
     for gpu in gpus if isinstance(gpus, dict) else ():
         if gpu not in searched:
             raise plan_error(plan.path, f"'prices.gpus.{gpu}': no candidate runs on it (search.gpu: "
                                         f"{', '.join(searched)}), so it prices nothing; drop it or fix its name")
+    tiers = plan.prices.get("tiers") if isinstance(plan.prices, dict) else None
+    for tier in tiers if isinstance(tiers, dict) else ():  # (an EIC price in a plan of no EIC: unread, exit 0)
+        if not any(c.run_tier_gib.get(tier, 0.0) > 0 for c in candidates):
+            raise plan_error(plan.path, f"'prices.tiers.{tier}': no candidate runs with the {tier} tier (its capacity "
+                                        f"is 0 in each), so it prices nothing; drop it, or search the tier's size "
+                                        f"(search.tiers.{tier})")
 
 
 # settings a plan refuses wherever they are set, and why

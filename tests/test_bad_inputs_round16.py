@@ -54,6 +54,10 @@ CASES: dict[str, Case] = {
                                      files={"m.jsonl": MOONCAKE_OK,
                                             "p.yaml": "workload: {trace: m.jsonl}\ntarget: {hit_ratio: 0.1}\n"
                                                       "search: {gpu: [h100-sxm], tiers: {dram: [0, 0.001]}}\n"}),
+    # a tier price no candidate pays (no EIC anywhere): unread, exit 0, as a misspelt GPU's price was before it
+    "plan_price_of_a_tier_no_candidate_runs": plan("target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm]}\n"
+                                                   "prices: {tiers: {eic: {usd_per_gib: 1, source: mine}}}\n",
+                                                   "'prices.tiers.eic'", "prices nothing"),
 }
 
 
