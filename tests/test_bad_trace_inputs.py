@@ -179,7 +179,7 @@ CASES: dict[str, Case] = {
     "json_nan_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                              files={"m.jsonl": MOONCAKE_OK + '{"timestamp": NaN, "input_length": 5, "output_length": 1, "hash_ids": [1]}\n'}),
     # (a hash id from 2^63 to 2^64 - 1 is an unsigned hash's, read: tests/test_trace_variants.py)
-    "hash_id_beyond_uint64": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"bad_hash_ids": 1},
+    "hash_id_beyond_uint64": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"id_out_of_range": 1},
                                   files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2**70])}),
     "trillion_tokens": Case(trace_stats(), skips={"too_many_tokens": 1},
                             files={"t.csv": AZURE_OK + "2023-11-16 18:16:00,1000000000000,10\n"}),

@@ -212,14 +212,14 @@ def test_signed_64_bit_hash_ids(tmp_path, reader):
 def test_unsigned_64_bit_hash_ids_are_their_bits(tmp_path, reader):
     """Unsigned 64-bit block hashes (xxHash64 and the like: half of them at or past 2^63) had every record holding one
     skipped as id_out_of_range. A hash id is 64 bits, written signed or unsigned: 2^64 - 7 is the block -7 is, and
-    ids in [2^63, 2^64) are read; 2^64 is no 64-bit integer (a bad id list, as before). A token id past int64 stays
-    out of range (both readers). The reference reader is forced by an escape on a line."""
+    ids in [2^63, 2^64) are read; 2^64 is no 64-bit integer: out of range, as a token id past int64 is (both readers;
+    it was a bad id list, orjson reading it as a float). The reference reader is forced by an escape on a line."""
     tail = ', "note": "\\u0041"' if reader == "reference" else ""
     text = (_mooncake_line(0, 1000, 5, [2**64 - 7, 2**63]) + _mooncake_line(10, 1500, 5, [-7, -2**63, 2**64 - 1])
             + _mooncake_line(20, 600, 5, [2**64 - 7, 3]).replace("}\n", tail + "}\n")
             + _mooncake_line(30, 600, 5, [2**64, 3]))
     trace = load(write(tmp_path, "m.jsonl", text), block_size=512)
-    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {"bad_hash_ids": 1})
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {"id_out_of_range": 1})
     assert request_blocks(trace) == [[0, 1], [0, 1, 2], [0, 3]]
     tokens = '{"input_toks": 2, "output_toks": 1, "arrival_time_ns": 0, "input_tok_ids": [5, %d]}\n' % 2**63
     ok = '{"input_toks": 2, "output_toks": 1, "arrival_time_ns": 9, "input_tok_ids": [5, 6]}\n'

@@ -30,6 +30,7 @@ messages name the likely ``--workload-time-unit``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -236,11 +237,17 @@ def _id_list_reason(ids: list, signed: bool) -> int:
     """0 for a list of ids that fit 64 bits (token ids: non-negative int64, a negative one a negative value; hash
     ids, ``signed``: any 64-bit pattern, written signed or unsigned — xxHash64 and other unsigned hashes go up to
     2^64 - 1, kept as the int64 of the same bits by ``IdLists.from_lists``); else why not."""
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
-        return CODE["bad_hash_ids"]
+    top = UINT64_MAX if signed else INT64_MAX
+    others = [x for x in ids if not isinstance(x, int) or isinstance(x, bool)]
+    if others:
+        # an integer past 64 bits reaches here as the float orjson reads it as (2^64: 1.8e19), every float that large
+        # a whole number: beyond the range (it was "not a list of integers", as 2.5 is), as 2^63 is for a token id
+        # (-2^63 - 1 rounds to the float -2^63, which orjson gives only for an integer beyond int64: ints within it are ints)
+        if not all(type(x) is float and math.isfinite(x) and not -INT64_MAX - 1 < x <= top for x in others):
+            return CODE["bad_hash_ids"]
+        return CODE["negative_value"] if not signed and min(ids) < 0 else CODE["id_out_of_range"]
     if not signed and min(ids) < 0:
         return CODE["negative_value"]
-    top = UINT64_MAX if signed else INT64_MAX
     return CODE["id_out_of_range"] if max(ids) > top or min(ids) < -INT64_MAX - 1 else 0
 
 
