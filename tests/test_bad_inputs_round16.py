@@ -24,9 +24,10 @@ CASES: dict[str, Case] = {
                                          files={"m.jsonl": MOONCAKE_OK + mooncake(30, "1e400", 5, [4, 5])
                                                 + mooncake(30, 600, "1e400", [4, 5])
                                                 + mooncake(30, "1" + "0" * 400, 5, [4, 5])}),
-    "mooncake_beyond_float_with_nan_literal": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+    "mooncake_beyond_float_with_nan_literal": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 2},
                                                    files={"m.jsonl": MOONCAKE_OK + mooncake(30, "1e400", 5, [4, 5],
-                                                                                            ', "x": NaN')}),
+                                                                                            ', "x": NaN')
+                                                          + mooncake(30, "1e400", 5, [4, 5], ', "x": "\\ud800"')}),
     # resampling gaps that are all 0 (0 / 0): a RuntimeWarning, then "arrivals span nan s ... rate_rps=2 is too low"
     "resample_gaps_all_zero": Case(trace_stats("--set", "workload.arrivals.process=resample", "--set",
                                                "workload.arrivals.rate_rps=2"),

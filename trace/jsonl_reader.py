@@ -51,9 +51,11 @@ def _beyond_double(raw: bytes) -> Any:
     import json
 
     try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_int=_number)
-    except (ValueError, RecursionError):
+        obj = json.loads(raw, parse_constant=_refuse_constant, parse_int=_number)
+        orjson.dumps(obj)  # (what else orjson refuses and Python's parser reads: a lone surrogate, "\ud800")
+    except (ValueError, RecursionError, orjson.JSONEncodeError):
         return None
+    return obj
 
 
 def repeated_key(raw: bytes | str, keys: tuple[str, ...] | None = None) -> str | None:
