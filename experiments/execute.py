@@ -195,16 +195,17 @@ def _check_search_range(config: Config, base: float) -> None:
     if math.isfinite(base * start * 2.0**MAX_EXPANSIONS):
         return
     arrivals, synthetic = config.workload.arrivals, config.workload.trace is None
+    room = sys.float_info.max / 2.0**MAX_EXPANSIONS  # the highest start rate the search can double from
     if arrivals.process != "trace" and arrivals.rate_rps is not None:
-        key = f"'workload.arrivals.rate_rps'={arrivals.rate_rps:g}"
-    elif synthetic:
+        key, fix = f"'workload.arrivals.rate_rps'={arrivals.rate_rps:g}", f"give a rate below {room / start:.3g} req/s"
+    elif synthetic:  # (a process drawn at the workload's own rate draws at the generator's)
         key = f"'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g}"
+        fix = f"give a rate below {room / start:.3g} req/s"
     else:
-        key = f"the workload's own rate, {base:.3g} req/s"
+        key, fix = f"the workload's own rate, {base:.3g} req/s", f"give a workload.rate_scale below {room / base:.3g}"
     scaled = f", x workload.rate_scale={start:g}," if start != 1.0 else ""
     raise InputError(f"--max-rate: {key}{scaled} doubled up to 2^{MAX_EXPANSIONS} times by the search passes the "
-                     f"largest float ({sys.float_info.max:.3g}): no rate to answer; give a rate below "
-                     f"{sys.float_info.max / 2.0**MAX_EXPANSIONS / start:.3g} req/s")
+                     f"largest float ({sys.float_info.max:.3g}): no rate to answer; {fix}")
 
 
 def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
