@@ -39,9 +39,9 @@ CASES: dict[str, Case] = {
                                               "workload.arrivals.rate_rps=1e302", "--set", "slo.ttft_s=0.5"],
                                              names=("--max-rate", "'workload.arrivals.rate_rps'=1e+302"),
                                              files={"m.jsonl": MOONCAKE_OK}),
-    "max_rate_synthetic_rate_past_a_float": Case(["--max-rate", "--no-plot", "--set", "workload.synthetic.rate_rps=1e302",
-                                                  "--set", "workload.synthetic.num_requests=10", "--set",
-                                                  "slo.ttft_s=0.5"],
+    "max_rate_synthetic_rate_past_a_float": Case(["--max-rate", "--no-plot", "--set",
+                                                  "workload.synthetic.rate_rps=1e302", "--set",
+                                                  "workload.synthetic.num_requests=10", "--set", "slo.ttft_s=0.5"],
                                                  names=("--max-rate", "'workload.synthetic.rate_rps'=1e+302")),
     # arrivals packed past a float's rate: rates written null after numpy's overflow warning on stderr
     "trace_stats_rate_scale_past_a_float": Case(trace_stats("--rate-scale", "1e307", trace="{tmp}/m.jsonl"),
