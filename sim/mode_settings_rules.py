@@ -64,6 +64,15 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
         if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
             yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
+        # (sim.cache.tiers.tier_from_config: a tier's own policy, else cache.policy; --policy lru,fifo ran two runs
+        # named lru and fifo that were one policy, the tiers')
+        lower = [] if one_tier else [t for t in LOWER_TIERS if getattr(config.cache.tiers, t).capacity_gib > 0]
+        built = ["hbm", *lower]
+        own = {t: getattr(config.cache.tiers, t).policy for t in built}
+        if "cache.policy" in given and all(own.values()):
+            tiers = ", ".join(f"{t} {p}" for t, p in own.items())
+            yield "cache.policy", (f"every tier of this run has its own policy ({tiers}: cache.tiers.<tier>.policy), "
+                                   "so cache.policy evicts from none; drop it, or a tier's own")
     # (the thresholds are read by a prefix-aware decode router too: sim.serving.decode_queues)
     thresholds = () if prefix_aware_decode_router(mode, config) else ROUTER_THRESHOLD_KEYS
     if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)

@@ -70,6 +70,18 @@ CASES: dict[str, Case] = {
                                        f'{{"input_toks": 2, "output_toks": 5, "arrival_time_ns": {t}, '
                                        f'"input_tok_ids": [1, {i}]}}\n'
                                        for t, i in ((0, 2), (10, 2**63), (20, 2**64), (30, -2**64), (40, 3)))}),
+    # every tier with its own policy: cache.policy evicts from none (--policy lru,fifo: two runs so named, one policy)
+    "policy_beside_every_tier_own": Case(["--cache-only", "--workload-trace", "{tmp}/m.jsonl", "--no-plot",
+                                          "--capacity-blocks", "50", "--policy", "lru,fifo", "--set",
+                                          "cache.tiers.hbm.policy=arc"],
+                                         names=("--policy", "hbm arc", "cache.policy evicts from none"),
+                                         files={"m.jsonl": MOONCAKE_OK}),
+    "set_policy_beside_every_serving_tier_own": Case(["--workload-trace", "{tmp}/m.jsonl", "--no-plot",
+                                                      *(x for t in ("hbm", "dram", "ssd")
+                                                        for x in ("--set", f"cache.tiers.{t}.policy=arc")),
+                                                      "--set", "cache.policy=fifo"],
+                                                     names=("--set cache.policy", "hbm arc, dram arc, ssd arc"),
+                                                     files={"m.jsonl": MOONCAKE_OK}),
 }
 
 
