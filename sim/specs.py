@@ -271,9 +271,17 @@ def canonical_model(value: object) -> str | None:
     """The profiles/models.yaml entry that ``value`` names however it is spelled or aliased (a Hugging Face id such
     as ``meta-llama/Llama-3.1-8B``), or None. A value that names an existing path is the path (a config.json)."""
     # (os.path.exists: False where the system cannot say, a name too long among them; pathlib's raised OSError)
-    if not isinstance(value, str) or (names_a_path(value) and os.path.exists(value)):
+    if not isinstance(value, str) or (names_a_path(value) and (os.path.exists(value) or _explicit_path(value))):
         return None
     return _spellings("models.yaml").get(_spelling(value))
+
+
+def _explicit_path(value: str) -> bool:
+    """A value no Hugging Face id is written as: from the current, a parent or the root folder or home (``./``,
+    ``../``, ``/``, ``~``), or a folder (a trailing ``/``). ``--set model=./Llama-3.1-8B/``, a local checkpoint's
+    folder that is not there, ran the bundled llama-3.1-8b unsaid (its spelling, slashes and dots dropped, is the
+    entry's), where an absolute path said 'does not exist'."""
+    return value.startswith(("./", "../", "/", "~")) or value.endswith(("/", os.sep))
 
 
 def canonical_gpu(value: object) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_HEADER, MOONCAKE_OK, Case, check_bad_input, mooncake, trace_stats
+from tests.bad_input_helpers import AZURE_HEADER, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake, trace_stats
 from tests.test_bad_inputs import plan
 
 CASES: dict[str, Case] = {
@@ -82,6 +82,15 @@ CASES: dict[str, Case] = {
                                                       "--set", "cache.policy=fifo"],
                                                      names=("--set cache.policy", "hbm arc, dram arc, ssd arc"),
                                                      files={"m.jsonl": MOONCAKE_OK}),
+    # a local checkpoint's folder written as a path, not there: its spelling without "./" and "/" is an entry's, and
+    # the bundled llama-3.1-8b ran unsaid where an absolute path said "does not exist"
+    "model_dot_slash_folder_absent": Case([*TRACE_STATS, "--workload-trace", "{tmp}/m.jsonl", "--set",
+                                           "model=./Llama-3.1-8B/"],
+                                          names=("'model'", "Llama-3.1-8B", "does not exist"),
+                                          files={"m.jsonl": MOONCAKE_OK}),
+    "model_hf_id_as_a_folder_absent": Case([*TRACE_STATS, "--workload-trace", "{tmp}/m.jsonl", "--set",
+                                            "model=meta-llama/Llama-3.1-8B/"], names=("'model'", "does not exist"),
+                                           files={"m.jsonl": MOONCAKE_OK}),
 }
 
 
