@@ -158,6 +158,35 @@ def test_a_cluster_forms_the_same_groups_and_times_as_one_node():
         np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
 
 
+def test_a_rank_the_cluster_builds_late_counts_the_dummy_steps_it_took_before():
+    # vLLM's idle DP rank runs a dummy forward pass beside each of its group's steps, and reports it (README: a dummy
+    # step is among its rank's steps and busy time); the cluster builds an instance at its first request, and its
+    # group's steps before that were dropped from its counts: on one node of 2 GPUs, one group of 2 ranks fed round
+    # robin, the cluster's rank 1 reported 136 fewer steps than its peer and the single node's rank 1 (13,478 of
+    # 13,614 on 200 Bailian-shaped requests). Here one group of 4 on a 4-GPU node, long answers at a low rate, so
+    # ranks are built both between steps and during a decode window of their peers: each rank's steps, busy time
+    # and work equal the single node's, whose ranks all exist from the start
+    from sim.cluster.run import run_cluster
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.num_instances=4", "serving.data_parallel_size=4",
+                                     "cluster.router=round-robin", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                     "hardware.gpus_per_node=4", "workload.synthetic.kind=multi-turn",
+                                     "workload.synthetic.start=empty", "workload.synthetic.num_requests=40",
+                                     "workload.synthetic.rate_rps=0.5", "workload.synthetic.output_tokens_mean=400",
+                                     "serving.num_gpu_blocks=400", "cache.tiers.dram.capacity_gib=0",
+                                     "cache.tiers.ssd.capacity_gib=0"])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    cluster, _ = run_cluster(trace, config)
+    single, _ = run_serving(trace, config, "single")
+    each_cluster = cluster.metrics["instances"]["each"]
+    each_single = single.metrics["instances"]["each"]
+    assert len({e["steps"] for e in each_cluster}) == 1  # lockstep: one count for the group
+    for c, s in zip(each_cluster, each_single, strict=True):
+        for key in ("steps", "busy_fraction", "flops", "bytes"):
+            assert c[key] == pytest.approx(s[key], rel=1e-12), (c["index"], key)
+
+
 def test_cluster_pd_groups_share_a_node_and_a_role():
     # 2 racks x 2 nodes x 4 GPUs, per rack 4 prefill then 4 decode instances of TP 1 in groups of 2: each group is two
     # consecutive slots of one rack's pool, so on one node, of one role; every request completes
