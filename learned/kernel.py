@@ -415,7 +415,7 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
             on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain, plain)
             continue
         if ints[S_NREAL] >= capacity:
-            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain, plain)
+            v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain, plain, key)
             on_remove(blocks, real_ids, ints, v)
             evictions += 1
         on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain,

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from learned.hit_density import age_bucket, density
+from learned.shadow_experts import arc_replaces_t1, arc_target
 from learned.state_layout import (
     ARC,
+    B_ARC,
     B_ARC_PREV,
     B_CLASS,
     B_LRU_PREV,
@@ -29,7 +31,6 @@ from learned.state_layout import (
     NONE_HOLDS,
     OUT_LISTS,
     S_ARC_HEAD,
-    S_ARC_SIZE,
     S_CLOCK,
     S_ELECT_FROM,
     S_LEADER,
@@ -44,7 +45,6 @@ from learned.state_layout import (
     SMALL,
     T1,
     T2,
-    X_P,
 )
 from sim.cache.policies import s3fifo
 from sim.cache.policies.s3fifo import MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
@@ -140,29 +140,39 @@ def _first_real(blocks, key, link, pins, most):
 
 
 @njit(cache=True)
-def _leader_pick(blocks, ints, floats, pins):
+def _leader_pick(blocks, ints, floats, pins, incoming):
     """A private copy's own pick (every block the real cache holds is the leader's): the first of them in the
-    leader's own eviction order, as the leader would evict them (-1: none), not the least recent of a sample: LRU's
-    least recent; ARC's least recent of T1 while T1 is over its target p (else of T2; an incoming B2 ghost's tie
-    aside); S3-FIFO's small queue from its head while the main queue is within its size, passing blocks reused
-    enough to move to main, then the main queue's first block not reused (those it reinserts), then any."""
+    leader's own eviction order, as the leader would evict them to take ``incoming`` (-1: none), not the least recent
+    of a sample. LRU: its least recent. ARC: the least recent of T1 or of T2 as REPLACE chooses at the target p that
+    ``incoming``'s access sets (a ghost's hit moves p before ARC evicts: at the p before it, 10 blocks of a skewed
+    stream served 3,441 hits against ARC's 3,427). S3-FIFO: while the main queue is within its size and the small one
+    holds a block, the small queue's first block not reused enough to move to main (else main's first block not
+    reused, then the first moved there: small's head); from main, the first of its blocks of the lowest frequency
+    (its passes reinsert the reused ones, each one lower, until one is at 0: taking main's head where none was 0
+    served 1,719 hits against S3-FIFO's 1,725, 5 blocks)."""
     leader = ints[S_LEADER]
     if leader == LRU:
         return _first_real(blocks, ints[S_LRU_HEAD], B_LRU_PREV, pins, 3)
     if leader == ARC:
-        t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
-        first = T1 if (t1 > 0 and t1 > floats[X_P]) or t2 == 0 else T2
+        where = blocks[incoming, B_ARC] if 0 <= incoming < blocks.shape[0] else 0
+        first = T1 if arc_replaces_t1(ints, arc_target(ints, floats, where), where) else T2
         key = _first_real(blocks, ints[S_ARC_HEAD + first - 1], B_ARC_PREV, pins, 3)
         return key if key >= 0 else _first_real(blocks, ints[S_ARC_HEAD + T1 + T2 - first - 1], B_ARC_PREV, pins, 3)
     small, main = ints[S_S3_HEAD + SMALL - 1], ints[S_S3_HEAD + MAIN - 1]
-    key = -1
-    if ints[S_S3_SIZE + MAIN - 1] <= ints[S_S3_CAPS + MAIN - 1]:
+    if ints[S_S3_SIZE + MAIN - 1] <= ints[S_S3_CAPS + MAIN - 1] and ints[S_S3_SIZE + SMALL - 1] > 0:
         key = _first_real(blocks, small, B_S3_PREV, pins, S3_TO_MAIN - 1)
-    if key < 0:
-        key = _first_real(blocks, main, B_S3_PREV, pins, 0)
-    if key < 0:
+        if key < 0:  # (every block of small moves to main: main's first not reused, else the first moved)
+            key = _first_real(blocks, main, B_S3_PREV, pins, 0)
+        if key >= 0:
+            return key
         key = _first_real(blocks, small, B_S3_PREV, pins, 3)
-    return key if key >= 0 else _first_real(blocks, main, B_S3_PREV, pins, 3)
+        if key >= 0:
+            return key
+    for most in range(4):  # (main's passes: the first block of its lowest frequency reaches 0 first)
+        key = _first_real(blocks, main, B_S3_PREV, pins, most)
+        if key >= 0:
+            return key
+    return _first_real(blocks, small, B_S3_PREV, pins, 3)
 
 
 @njit(cache=True)
@@ -175,9 +185,9 @@ def _popcount(x):
 
 
 @njit(cache=True)
-def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
-    """The real cache's victim (a peek), never one of ``pins`` (the blocks a prefix replay's request holds: its
-    hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
+def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins, incoming):
+    """The real cache's victim (a peek) to make room for ``incoming`` (-1: none named), never one of ``pins`` (the
+    blocks a prefix replay's request holds: its hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
     oldest that the leader does not hold (held by fewer experts first), else, in a private copy, the first in the
     leader's own eviction order (``_leader_pick``), else the lowest hit density among a sample of its blocks."""
     head = _out_head(blocks, ints, NONE_HOLDS, pins)
@@ -191,13 +201,13 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, psta
                 if head >= 0:
                     return head
     if ints[S_ELECT_FROM] != MODEL:
-        key = _leader_pick(blocks, ints, floats, pins)
+        key = _leader_pick(blocks, ints, floats, pins, incoming)
         if key >= 0:
             return key
     return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
 
 
-# the compiled functions inline the layout, the hit density and S3-FIFO's thresholds
+# the compiled functions inline the layout, the hit density, ARC's rules and S3-FIFO's thresholds
 _HERE = Path(__file__).parent
 flush_when_sources_change(sys.modules[__name__], [_HERE / "state_layout.py", _HERE / "hit_density.py",
-                                                  Path(s3fifo.__file__)])
+                                                  _HERE / "shadow_experts.py", Path(s3fifo.__file__)])

@@ -163,6 +163,26 @@ def expert_drops(blocks, ints, e, key):
 
 
 @njit(cache=True)
+def arc_target(ints, floats, where):
+    """ARC's target size of T1 (p) once an access to a block on list ``where`` adapts it: a B1 ghost's hit raises
+    it, a B2 ghost's lowers it (paper cases II, III); any other access leaves it."""
+    b1, b2 = ints[S_ARC_SIZE + 2], ints[S_ARC_SIZE + 3]
+    if where == B1:
+        return min(floats[X_P] + max(b2 / b1, 1.0), float(ints[S_CAP]))
+    if where == B2:
+        return max(floats[X_P] - max(b1 / b2, 1.0), 0.0)
+    return floats[X_P]
+
+
+@njit(cache=True)
+def arc_replaces_t1(ints, p, where):
+    """Whether ARC's REPLACE takes T1's least recent block (else T2's) for an access to a block on list ``where``,
+    at target ``p`` (``arc_target``)."""
+    t1 = ints[S_ARC_SIZE]
+    return (t1 > 0 and (t1 > p or (where == B2 and t1 == p))) or ints[S_ARC_SIZE + 1] == 0
+
+
+@njit(cache=True)
 def arc_step(blocks, ints, floats, key):
     """The ARC expert sees an access to ``key``; returns True on a hit."""
     where = blocks[key, B_ARC]
@@ -173,10 +193,8 @@ def arc_step(blocks, ints, floats, key):
     c = ints[S_CAP]
     t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
     b1, b2 = ints[S_ARC_SIZE + 2], ints[S_ARC_SIZE + 3]
-    if where == B1:
-        floats[X_P] = min(floats[X_P] + max(b2 / b1, 1.0), float(c))
-    elif where == B2:
-        floats[X_P] = max(floats[X_P] - max(b1 / b2, 1.0), 0.0)
+    if where == B1 or where == B2:
+        floats[X_P] = arc_target(ints, floats, where)
     elif t1 + b1 >= c:
         if t1 < c and b1 > 0:
             _arc_unlink(blocks, ints, ints[S_ARC_HEAD + 2])
@@ -188,7 +206,7 @@ def arc_step(blocks, ints, floats, key):
         if not in_ghost and t1 + b1 >= c and t1 >= c:
             victim = ints[S_ARC_HEAD]
             _arc_unlink(blocks, ints, victim)  # case IV.A: no ghost entry
-        elif (t1 > 0 and (t1 > floats[X_P] or (where == B2 and t1 == floats[X_P]))) or t2 == 0:
+        elif arc_replaces_t1(ints, floats[X_P], where):
             victim = ints[S_ARC_HEAD]
             _arc_unlink(blocks, ints, victim)
             _arc_push(blocks, ints, B1, victim)

@@ -73,9 +73,9 @@ class Learned(EvictionPolicy):
         s = self.state
         args = (self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"], s["edges"],
                 self._pkeys, self._pstart, self._pnext)
-        key = int(kernel.victim(*args, NO_PINS))
+        key = int(kernel.victim(*args, NO_PINS, incoming))
         if self.pinned and key in self.pinned:
-            key = int(kernel.victim(*args, np.fromiter(self.pinned, dtype=np.int64, count=len(self.pinned))))
+            key = int(kernel.victim(*args, np.fromiter(self.pinned, dtype=np.int64, count=len(self.pinned)), incoming))
         return key
 
     def summary(self) -> dict:
