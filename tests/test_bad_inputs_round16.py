@@ -70,6 +70,17 @@ CASES: dict[str, Case] = {
                                        f'{{"input_toks": 2, "output_toks": 5, "arrival_time_ns": {t}, '
                                        f'"input_tok_ids": [1, {i}]}}\n'
                                        for t, i in ((0, 2), (10, 2**63), (20, 2**64), (30, -2**64), (40, 3)))}),
+    # an integer id past a double's range too (400 digits: Python's parser reads it as inf), as 2^64 is: it was
+    # bad_hash_ids (non_numeric for a token id), "not a list of integers"
+    "hash_ids_past_a_double": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"id_out_of_range": 2},
+                                   files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [4, int("1" + "0" * 400)])
+                                          + mooncake(30, 600, 5, [4, -int("1" + "0" * 400)])}),
+    "token_ids_past_a_double": Case(trace_stats(trace="{tmp}/l.jsonl"), skips={"id_out_of_range": 1,
+                                                                                "negative_value": 1},
+                                    files={"l.jsonl": "".join(
+                                        f'{{"input_toks": 2, "output_toks": 5, "arrival_time_ns": {t}, '
+                                        f'"input_tok_ids": [1, {i}]}}\n'
+                                        for t, i in ((0, 2), (10, 10**400), (20, -10**400), (40, 3)))}),
     # every tier with its own policy: cache.policy evicts from none (--policy lru,fifo: two runs so named, one policy)
     "policy_beside_every_tier_own": Case(["--cache-only", "--workload-trace", "{tmp}/m.jsonl", "--no-plot",
                                           "--capacity-blocks", "50", "--policy", "lru,fifo", "--set",

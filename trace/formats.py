@@ -242,8 +242,10 @@ def _id_list_reason(ids: list, signed: bool) -> int:
     if others:
         # an integer past 64 bits reaches here as the float orjson reads it as (2^64: 1.8e19), every float that large
         # a whole number: beyond the range (it was "not a list of integers", as 2.5 is), as 2^63 is for a token id
-        # (-2^63 - 1 rounds to the float -2^63, which orjson gives only for an integer past int64: any within is an int)
-        if not all(type(x) is float and math.isfinite(x) and not -INT64_MAX - 1 < x <= top for x in others):
+        # (-2^63 - 1 rounds to the float -2^63, which orjson gives only for an integer past int64: any within is an int);
+        # one past a double's range too, read as the infinity Python's parser gives it (trace.jsonl_reader._number: a
+        # 400-digit id was "not a list of integers", non_numeric for token ids, where 2^64 was out of range)
+        if not all(type(x) is float and not math.isnan(x) and not -INT64_MAX - 1 < x <= top for x in others):
             return CODE["bad_hash_ids"]
         return CODE["negative_value"] if not signed and min(ids) < 0 else CODE["id_out_of_range"]
     if not signed and min(ids) < 0:
