@@ -52,8 +52,8 @@ ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_off
           "run_first", "run_length", "answer_offsets", "answer_ids")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
 SOURCES = ("loaders.py", "scan.py", "chats.py", "readers.py", "csv_reader.py", "jsonl_reader.py", "formats.py",
-           "datetimes.py", "validation.py", "blocks.py", "answers.py", "arrow.py", "request.py", "id_runs.py",
-           "cache.py")
+           "sniff.py", "datetimes.py", "validation.py", "blocks.py", "answers.py", "arrow.py", "request.py",
+           "id_runs.py", "cache.py")
 LIBRARIES = ("numpy", "pyarrow", "pandas", "orjson")
 LOG = logging.getLogger("kvsim.workload_cache")
 
