@@ -237,7 +237,19 @@ class ClusterRun(PrefixFetch, ServingRun):
         if hasattr(self, "timeline"):
             self.instances.append(inst)
             self.timeline.add(inst)
+        for peer in self._group_peers(inst_id):  # its data-parallel group steps in lockstep from the first: its
+            self.instance(peer)  # idle ranks' dummy steps are among their steps and busy time, and in the report
         return inst
+
+    def _group_peers(self, inst_id: int) -> list[int]:
+        """The other instances of ``inst_id``'s data-parallel group (``_group_key``'s D consecutive slots); none at
+        D = 1."""
+        dp = self.config.serving.data_parallel_size
+        if dp == 1:
+            return []
+        rack, group = self._group_key(inst_id)
+        first = rack * self.topo.instances_per_rack + group * dp
+        return [peer for peer in range(first, first + dp) if peer != inst_id]
 
     # ------------------------------------------------------------------ index
 

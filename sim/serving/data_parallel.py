@@ -54,21 +54,12 @@ class LockstepGroup:
         # members taking dummy steps beside it, with their shares, whose work is counted when it ends
         self._window: DecodeWindow | None = None
         self._dummies: list[tuple[Instance, DataParallelShare]] = []
-        # the dummy steps a member not built yet has taken (each share's steps and seconds; all such members took the
-        # same), credited to it when it is built: its GPU ran them (a cluster builds its instances lazily), so its
-        # steps and busy time equal its peers' as on one node; and the share a window gives the members not built
-        self._unbuilt: dict[DataParallelShare, list] = {}
-        self._unbuilt_window_share: DataParallelShare | None = None
 
     def add(self, instance: Instance) -> None:
         if len(self.members) == self.size:
             raise ValueError(f"data-parallel group already has its {self.size} instances")
         self.members.append(instance)
         instance.group = self
-        for share, (steps, duration) in self._unbuilt.items():
-            instance.work.add_dummy_steps(share, steps, duration)
-        if self._window is not None and self._unbuilt_window_share is not None:  # built during a window: its dummy
-            self._dummies.append((instance, self._unbuilt_window_share))  # steps beside it are counted as it ends
 
     def wake(self) -> None:
         """A member has work: the group steps now, or when its step in progress ends."""
@@ -129,8 +120,6 @@ class LockstepGroup:
                 member.run_batch(batch, duration, share)
             else:  # a forward pass of its own as long as the group's (its collectives wait for the slowest)
                 member.work.add_dummy_steps(share, 1, duration)
-        if len(self.members) < self.size:
-            self._credit_unbuilt(shares[len(self.members)], 1, duration)
         self._end_at(now + duration)
         self._after_plan()
 
@@ -163,13 +152,7 @@ class LockstepGroup:
             member.run_window(window, share)
         self._window = running[0][1]
         self._dummies = [(m, share) for m, b, share in zip(self.members, busy, shares) if not b]
-        self._unbuilt_window_share = shares[len(self.members)] if len(self.members) < self.size else None
         self._end_at(now + ends[-1])
-
-    def _credit_unbuilt(self, share: DataParallelShare, steps: int, duration: float) -> None:
-        tally = self._unbuilt.setdefault(share, [0, 0.0])
-        tally[0] += steps
-        tally[1] += duration
 
     def _end_at(self, time: float) -> None:
         """The step or window in progress ends at ``time``: after its members' own ends, scheduled first."""
@@ -185,9 +168,6 @@ class LockstepGroup:
             self._window = None
             for member, share in self._dummies:
                 member.work.add_dummy_steps(share, window.steps, window.ends[window.steps - 1])
-            if self._unbuilt_window_share is not None and len(self.members) < self.size:
-                self._credit_unbuilt(self._unbuilt_window_share, window.steps, window.ends[window.steps - 1])
-            self._unbuilt_window_share = None
         self.stepping = False
         if any(m.scheduler.has_work for m in self.members):
             self.wake()
