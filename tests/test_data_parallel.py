@@ -187,6 +187,28 @@ def test_a_rank_the_cluster_builds_late_counts_the_dummy_steps_it_took_before():
             assert c[key] == pytest.approx(s[key], rel=1e-12), (c["index"], key)
 
 
+def test_a_rank_no_request_reaches_still_steps_beside_its_group_in_the_cluster():
+    # one node of 4 GPUs, two groups of 2 ranks, 3 requests round robin: ranks 0, 1 and 2 get one each, rank 3 none;
+    # vLLM's rank 3 runs a dummy step beside each of rank 2's (its group's lockstep), so the report has 4 instances,
+    # rank 3's steps and busy time rank 2's (it was absent: 3 instances, busy_fraction_mean over 3; hexplore5)
+    from sim.cluster.run import run_cluster
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.data_parallel_size=2",
+                                     "cluster.router=round-robin", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                     "hardware.gpus_per_node=4", "workload.synthetic.kind=multi-turn",
+                                     "workload.synthetic.start=empty", "workload.synthetic.num_requests=3",
+                                     "serving.num_gpu_blocks=400", "cache.tiers.dram.capacity_gib=0",
+                                     "cache.tiers.ssd.capacity_gib=0"])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    cluster, _ = run_cluster(trace, config)
+    each = cluster.metrics["instances"]["each"]
+    assert [e["index"] for e in each] == [0, 1, 2, 3]
+    assert cluster.metrics["cluster"]["instances_used"] == 4
+    assert each[0]["steps"] == each[1]["steps"] and each[2]["steps"] == each[3]["steps"] > 0
+    assert each[3]["busy_fraction"] == each[2]["busy_fraction"]
+
+
 def test_cluster_pd_groups_share_a_node_and_a_role():
     # 2 racks x 2 nodes x 4 GPUs, per rack 4 prefill then 4 decode instances of TP 1 in groups of 2: each group is two
     # consecutive slots of one rack's pool, so on one node, of one role; every request completes
