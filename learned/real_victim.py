@@ -83,10 +83,8 @@ def _pinned(pins, key):
 def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins):
     """A side-effect-free pick among the real cache's blocks not in ``pins``: the lowest hit density in a sample
     drawn from a generator seeded by the clock and the removal count (so a repeated peek gives the same); -1 when
-    every block is pinned. A copy whose model never leads (``Predictions.private``) takes the sample's least recent
-    block instead, where its leader's own order gave none (``_leader_pick``): the model's densities are not of its
-    stream (hexplore3: another workload's model in 4 workers' HBMs, 0.4043 against ARC's 0.4262, though no copy
-    followed the model).
+    every block is pinned. Only where the model may lead: a private copy (``Predictions.private``) takes its
+    leader's own pick (``_leader_pick``), whose lists hold every block the out-lists do not.
 
     By prefix semantics (``pstart`` given) the real cache keeps its blocks prefix-closed as the model expert does:
     the deepest block it holds of the chain that followed the pick at its last access (serving, 1 instance, Mooncake:
@@ -101,9 +99,7 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pke
         key = real_ids[np.int64(((x >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))]
         if len(pins) and _pinned(pins, key):
             continue
-        # a copy whose model never leads (``S_ELECT_FROM``) follows a classic expert: the oldest of the sample
-        hd = (density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
-              if ints[S_ELECT_FROM] == MODEL else float(last[key]))
+        hd = density(table, dist, edges, floats, blocks[key, B_CLASS], age_bucket(now - last[key]))
         if hd < best_hd or best < 0:
             best, best_hd = key, hd
     if best < 0:  # (every block sampled pinned: the first that is not)
@@ -200,10 +196,8 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, psta
                 head = _out_head(blocks, ints, lst, pins)
                 if head >= 0:
                     return head
-    if ints[S_ELECT_FROM] != MODEL:
-        key = _leader_pick(blocks, ints, floats, pins, incoming)
-        if key >= 0:
-            return key
+    if ints[S_ELECT_FROM] != MODEL:  # a private copy: its leader's pick (-1 only where every block is pinned); the
+        return _leader_pick(blocks, ints, floats, pins, incoming)  # model's densities are not of its stream
     return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
 
 
