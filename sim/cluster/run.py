@@ -140,13 +140,22 @@ class ClusterRun(PrefixFetch, ServingRun):
         # reads the index's whole answer (precise-prefix): the fetch asks only of DRAM/SSD/EIC, where none is
         self.in_use = InUse() if self.router.reads_in_use else None
 
+    def _tier_predicted(self, kind: int):
+        """The learned policy's predictions for a tier of ``kind``: private (classic experts only) where the tier sees
+        only part of the run's lookups, as an instance's HBM among several does: a node's DRAM/SSD in a cluster of
+        several nodes, a rack's EIC in one of several racks (the model predicts a block's next use anywhere)."""
+        if kind == HBM:
+            return self._hbm_predicted
+        parts = self.topo.num_racks * (self.topo.nodes_per_rack if kind in (DRAM, SSD) else 1)
+        return self._predicted.private() if self._predicted is not None and parts > 1 else self._predicted
+
     def _link(self, model) -> Link:
         return Link(self.engine, model, shared=self.config.network.contention)
 
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._hbm_predicted if kind == HBM else self._predicted,
+                                self._tier_predicted(kind),
                                 lanes=1 if kind == HBM else self.lanes,
                                 stored=(0, 0) if kind == HBM else tier_stored_bytes(name, self.store_config))
         self._place_tier(tier.index, (kind, rack, node, inst))
