@@ -137,6 +137,9 @@ class TierArena:
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
         self.num_tiers = 0
+        # the generic path's tiers file their blocks in the block index too (``sim.cache.indexed_residents``): where
+        # the index is read across caches (the cluster's prefix index), not in a lone cache's replay
+        self.index_generic = False
         self._kinds: set[int] = set()
         rows = 4
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)

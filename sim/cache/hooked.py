@@ -25,6 +25,7 @@ from sim.cache.arena_layout import (
     PREFETCHES,
     PROMOTIONS,
 )
+from sim.cache.indexed_residents import IndexedResidents
 from sim.cache.policies import EvictionPolicy
 from sim.cache.span_hooks import SpanHooks
 from sim.cache.tiers import Tier
@@ -50,6 +51,10 @@ class HookedMultiTierCache:
         self._written = [t.stored_block or block_bytes for t in tiers]  # per level (``MultiTierCache``'s ``stored``)
         self.inclusive = inclusive
         self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
+        for t in tiers:  # (its first cache files a Python policy's blocks in the arena's index, where it is read;
+            # a compiled policy driven through its hooks files its own)
+            if t.arena.index_generic and not t.compiled and not isinstance(t.resident_set, IndexedResidents):
+                t.resident_set = IndexedResidents(t.arena, t.index, t.resident_set)
         self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier
         # Clairvoyant policies need a demoted block's last access position (its next use), by any cache.
         self.last_pos: dict[int, int] | None = tiers[0].arena.last_position_map() if track_positions else None

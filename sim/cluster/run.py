@@ -68,6 +68,7 @@ class ClusterRun(PrefixFetch, ServingRun):
 
     def _build(self) -> None:
         topo, config = self.topo, self.config
+        self.arena.index_generic = True  # (a learned tier's blocks found by other nodes' fetches and the routers)
         self.front, self.decode = [], []
         self.insts: dict[int, Instance] = {}
         self.node_tiers: dict[int, list[Tier]] = {}  # node -> [dram?, ssd?]
