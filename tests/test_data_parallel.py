@@ -158,6 +158,21 @@ def test_a_cluster_forms_the_same_groups_and_times_as_one_node():
         np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
 
 
+def _one_node_of_4_gpus(ranks: int, *sets: str):
+    """(config, trace, cluster run) of qwen3-30b-a3b in data-parallel groups of ``ranks`` on one node of 4 GPUs,
+    routed round robin, HBM only, over a synthetic multi-turn workload (``sets`` after these)."""
+    from sim.cluster.run import run_cluster
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=["model=qwen3-30b-a3b", f"serving.data_parallel_size={ranks}",
+                                     "cluster.router=round-robin", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                     "hardware.gpus_per_node=4", "workload.synthetic.kind=multi-turn",
+                                     "workload.synthetic.start=empty", "serving.num_gpu_blocks=400",
+                                     "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", *sets])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    return config, trace, run_cluster(trace, config)[0]
+
+
 def test_a_rank_the_cluster_builds_late_counts_the_dummy_steps_it_took_before():
     # vLLM's idle DP rank runs a dummy forward pass beside each of its group's steps, and reports it (README: a dummy
     # step is among its rank's steps and busy time); the cluster builds an instance at its first request, and its
@@ -166,18 +181,9 @@ def test_a_rank_the_cluster_builds_late_counts_the_dummy_steps_it_took_before():
     # 13,614 on 200 Bailian-shaped requests). Here one group of 4 on a 4-GPU node, long answers at a low rate, so
     # ranks are built both between steps and during a decode window of their peers: each rank's steps, busy time
     # and work equal the single node's, whose ranks all exist from the start
-    from sim.cluster.run import run_cluster
-    from trace.synthetic import generate
-
-    config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.num_instances=4", "serving.data_parallel_size=4",
-                                     "cluster.router=round-robin", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
-                                     "hardware.gpus_per_node=4", "workload.synthetic.kind=multi-turn",
-                                     "workload.synthetic.start=empty", "workload.synthetic.num_requests=40",
-                                     "workload.synthetic.rate_rps=0.5", "workload.synthetic.output_tokens_mean=400",
-                                     "serving.num_gpu_blocks=400", "cache.tiers.dram.capacity_gib=0",
-                                     "cache.tiers.ssd.capacity_gib=0"])
-    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
-    cluster, _ = run_cluster(trace, config)
+    config, trace, cluster = _one_node_of_4_gpus(4, "serving.num_instances=4", "workload.synthetic.num_requests=40",
+                                                 "workload.synthetic.rate_rps=0.5",
+                                                 "workload.synthetic.output_tokens_mean=400")
     single, _ = run_serving(trace, config, "single")
     each_cluster = cluster.metrics["instances"]["each"]
     each_single = single.metrics["instances"]["each"]
@@ -191,17 +197,7 @@ def test_a_rank_no_request_reaches_still_steps_beside_its_group_in_the_cluster()
     # one node of 4 GPUs, two groups of 2 ranks, 3 requests round robin: ranks 0, 1 and 2 get one each, rank 3 none;
     # vLLM's rank 3 runs a dummy step beside each of rank 2's (its group's lockstep), so the report has 4 instances,
     # rank 3's steps and busy time rank 2's (it was absent: 3 instances, busy_fraction_mean over 3; hexplore5)
-    from sim.cluster.run import run_cluster
-    from trace.synthetic import generate
-
-    config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.data_parallel_size=2",
-                                     "cluster.router=round-robin", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
-                                     "hardware.gpus_per_node=4", "workload.synthetic.kind=multi-turn",
-                                     "workload.synthetic.start=empty", "workload.synthetic.num_requests=3",
-                                     "serving.num_gpu_blocks=400", "cache.tiers.dram.capacity_gib=0",
-                                     "cache.tiers.ssd.capacity_gib=0"])
-    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
-    cluster, _ = run_cluster(trace, config)
+    _, _, cluster = _one_node_of_4_gpus(2, "workload.synthetic.num_requests=3")
     each = cluster.metrics["instances"]["each"]
     assert [e["index"] for e in each] == [0, 1, 2, 3]
     assert cluster.metrics["cluster"]["instances_used"] == 4

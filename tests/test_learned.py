@@ -371,57 +371,6 @@ def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
         assert metrics["cluster"]["nodes_used"] > 1 and copies["leader_model"] == 0  # where a tier sees them all)
 
 
-def test_a_learned_dram_s_blocks_are_found_by_another_node_s_fetch(tmp_path, run_cli):
-    """A cluster finds where a prefix is held through the arena's block index (another node's DRAM to fetch from);
-    the generic path kept a learned tier's blocks in a Python set only, so no other node ever fetched from a learned
-    DRAM (two nodes, round robin: 0 blocks fetched within the rack against LRU's 1,656; hit ratio 0.1875 against
-    0.2753). With a DRAM no run fills nothing is evicted, so every policy holds the same blocks: the learned DRAM's
-    run equals LRU's, fetches and hits."""
-    from learned.train import main as train_main
-
-    model = tmp_path / "m.txt"
-    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300",
-              "--set", "workload.synthetic.think_time_median_s=5"]
-    assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
-    cluster = ["--cluster", "--router", "round-robin", "--set", "cluster.nodes_per_rack=2", "--set",
-               "serving.num_gpu_blocks=20", "--set", "cache.tiers.ssd.capacity_gib=0", "--seed", "1", *common,
-               "--no-plot", "--quiet"]
-    runs = {}
-    for name, policy in (("lru", []), ("learned", ["--set", "cache.tiers.dram.policy=learned", "--set",
-                                                    f"cache.learned_model={model}"])):
-        status, _, err = run_cli(*cluster, *policy, "--report-json", tmp_path / f"{name}.json")
-        assert status == 0, err
-        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]["metrics"]
-    assert runs["lru"]["cluster"]["fetched_blocks"]["rack"] > 0  # (turns of a session on the other node fetch)
-    assert runs["learned"]["cluster"]["fetched_blocks"] == runs["lru"]["cluster"]["fetched_blocks"]
-    written = runs["lru"]["tiers"]["dram"]["bytes_written"]
-    assert written < 2 * 256 * 2**30  # (two nodes' default 256 GiB DRAMs: none fills, so none evicts)
-    assert runs["learned"]["hits"] == runs["lru"]["hits"]
-    assert runs["learned"]["tiers"]["dram"]["bytes_written"] == written
-
-
-def test_a_learned_eic_s_occupancy_is_its_blocks(tmp_path, run_cli):
-    """``cluster.eic_occupancy`` read the arena's resident counter, which only compiled policies keep: a learned EIC
-    said 0.0. With an EIC no run fills every policy holds the same blocks, so learned's occupancy is LRU's."""
-    from learned.train import main as train_main
-
-    model = tmp_path / "m.txt"
-    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300"]
-    assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
-    cluster = ["--cluster", "--set", "serving.num_gpu_blocks=20", "--set", "cache.tiers.eic.capacity_gib=64",
-               "--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=0", *common,
-               "--no-plot", "--quiet"]
-    occupancy = {}
-    for name, policy in (("lru", []), ("learned", ["--set", "cache.tiers.eic.policy=learned", "--set",
-                                                    f"cache.learned_model={model}",
-                                                    "--allow-train-test-overlap"])):  # (its quality is beside it)
-        status, _, err = run_cli(*cluster, *policy, "--report-json", tmp_path / f"{name}.json")
-        assert status == 0, err
-        occupancy[name] = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]["metrics"]["cluster"][
-            "eic_occupancy"]
-    assert 0 < occupancy["lru"]["max"] < 1 and occupancy["learned"] == occupancy["lru"]
-
-
 def test_a_private_copy_follows_its_classic_experts_even_against_a_perfect_model():
     """An instance's HBM among several sees only its own requests, while the model predicts next uses anywhere in
     the stream (``Predictions.private``): its model expert never leads. A loop of 6 blocks through 4: LRU and ARC
