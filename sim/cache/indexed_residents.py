@@ -5,7 +5,8 @@ held through the arena's block index (``TierArena.holders_chain``: another node'
 EIC across racks, precise-prefix's ranking). A tier whose blocks were only in the set was invisible there: a learned
 policy on the DRAM of a two-node cluster fetched nothing from the other node (0 blocks against LRU's 1,656) and
 served 0.1875 against LRU's 0.2753. Each block that enters the set takes an index slot in its tier (resident: list
-0), and leaves it with the block.
+0), and leaves it with the block; the tier's resident count (``RESIDENT``, which compiled policies keep and the
+cluster's EIC occupancy reads) follows the set.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.cache.arena import free_slot, new_slot, room
-from sim.cache.arena_layout import ABSENT, NONE, set_where
+from sim.cache.arena_layout import ABSENT, NONE, RESIDENT, set_where
 from sim.cache.block_index import lookup
 
 
@@ -39,14 +40,15 @@ class IndexedResidents(set):
         a.aux[ABSENT] = NONE
         lookup(a, self.tier, key)  # (sets what filing a block no tier tracks yet relies on)
         set_where(a.slots, new_slot(a, self.tier, key), 0)
+        a.meta[self.tier, RESIDENT] += 1
 
     def remove(self, key: int) -> None:
         super().remove(key)
         a = self.arena.state
         s = lookup(a, self.tier, key)
         if s >= 0:
-            set_where(a.slots, s, -1)
-            free_slot(a, self.tier, s)
+            free_slot(a, self.tier, s)  # (out of the index, its place cleared)
+            a.meta[self.tier, RESIDENT] -= 1
 
     def discard(self, key: int) -> None:
         if key in self:

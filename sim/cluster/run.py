@@ -427,9 +427,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         prompt_tokens = sum(s.prompt_tokens for s in stats)
         topo = self.topo
         eic = [tiers[0] for tiers in self.rack_tiers.values() if tiers]
-        # (a policy without a compiled kernel keeps its blocks in its tier's resident set, not the arena's counter)
-        eic_used = [int(self.arena.state.meta[t.index, RESIDENT]) if t.compiled else len(t.resident_set)
-                    for t in eic]
+        eic_used = [int(self.arena.state.meta[t.index, RESIDENT]) for t in eic]
         racks = sorted(self.rack_tiers)
         return {
             "accesses": accesses,
