@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
 from experiments.maxrate import MAX_EXPANSIONS, TOLERANCE, check_slo, max_rate_run, search
@@ -24,6 +24,9 @@ from sim.mode_checks import check_mode_settings
 from sim.mode_runs import name_run
 from sim.report.document import RunResult
 from trace.stats import shared_instants
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -166,18 +169,18 @@ def _workload_key(config: Config) -> str:
                        context_tokens(config) if synthetic else None], sort_keys=True, default=str)
 
 
-def _arrivals(config: Config):
+def unscaled_arrivals(config: Config) -> np.ndarray:
     """The workload's arrival times at ``rate_scale`` 1."""
     from trace.workload import load_workload
 
     return load_workload(replace(config, **{"workload.rate_scale": 1.0})).arrival_s
 
 
-def base_rate_rps(config: Config) -> float:
-    """Mean request rate of the workload at ``rate_scale`` 1 (requests / duration, as ``--trace-stats``). Requests that
-    all arrive at once have none, and no rate scale changes their run: ``--max-rate`` is refused for them (it doubled
-    the scale 24 times over runs alike and answered a scale of 2^24 with no rate)."""
-    arrival = _arrivals(config)
+def base_rate_rps(config: Config, arrival: np.ndarray) -> float:
+    """Mean request rate of the workload whose arrivals at ``rate_scale`` 1 are ``arrival`` (``unscaled_arrivals``;
+    requests / duration, as ``--trace-stats``). Requests that all arrive at once have none, and no rate scale changes
+    their run: ``--max-rate`` is refused for them (it doubled the scale 24 times over runs alike and answered a scale
+    of 2^24 with no rate)."""
     duration = float(arrival[-1] - arrival[0]) if len(arrival) else 0.0
     if not duration > 0:
         source = config.workload.trace or f"the synthetic workload ({config.workload.synthetic.kind})"
@@ -214,9 +217,10 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     policies = options.policies or (config.cache.policy,)
     routers = options.routers or (config.cluster.router,)
     runs, trace = [], {}
-    base = base_rate_rps(config)
+    arrival = unscaled_arrivals(config)  # (loaded once: the rate and the shared instants are both of it)
+    base = base_rate_rps(config, arrival)
     _check_search_range(config, base)
-    shared = shared_instants(_arrivals(config))
+    shared = shared_instants(arrival)
     for policy in policies:
         for router in routers:
             cfg = replace(config, **{"cache.policy": policy, "cluster.router": router})

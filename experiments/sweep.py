@@ -200,7 +200,7 @@ def offered_rates(points: list[Point], configs: list[Config], records: dict[str,
     ``--trace-stats``'s rate_mean_rps; drawn arrivals' where workload.arrivals replaces the times) x the point's scale.
     The workload is loaded here once per distinct one (points that differ only in their scale share it); a point that
     failed, or whose requests all arrive at once (no rate), has none."""
-    from experiments.execute import _workload_key, base_rate_rps
+    from experiments.execute import _workload_key, base_rate_rps, unscaled_arrivals
     from sim.config import replace
     from sim.errors import InputError
 
@@ -215,7 +215,7 @@ def offered_rates(points: list[Point], configs: list[Config], records: dict[str,
         key = _workload_key(unscaled)
         if key not in rates:
             try:
-                rates[key] = base_rate_rps(unscaled)
+                rates[key] = base_rate_rps(unscaled, unscaled_arrivals(unscaled))
             except InputError:  # (all at once: a scale changes nothing, and the point says so)
                 rates[key] = None
         if rates[key] is not None:
