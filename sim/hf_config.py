@@ -112,7 +112,8 @@ def hf_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     gdn = gated_delta_net(keys, layers, config.get("model_type")) if family.linear_attention else None
-    window, sliding = _sliding_layers(keys, family, layers, served) if gdn is None else (None, None)
+    window, sliding, last_slides = (None, None, False) if gdn is not None else _sliding_layers(keys, family, layers,
+                                                                                                  served)
     _check_attention_kinds(keys, family, layers)
     quantization = quantization_fields(top.config, top.path)
     if quantization and family.vision_tower:
@@ -135,7 +136,8 @@ def hf_model_spec(name: str) -> ModelSpec:
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count,
         max_position_embeddings=served, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
-        sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
+        sliding_window=window, num_sliding_layers=sliding, last_layer_slides=last_slides, fp32_parameters=fp32,
+        **quantization,
         linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
         rotary_dim=rotary, rope_caches=rope_caches(keys, family, context, rotary or head_dim, kinds, served),
         norms_per_layer=family.norms_per_layer, qk_norm=_qk_norm(keys, family),
@@ -401,9 +403,11 @@ class _Keys:
 LAYER_KINDS = ("full_attention", "sliding_attention")  # the layer_types kvsim models (transformers' names)
 
 
-def _sliding_layers(keys: _Keys, family: Family, layers: int, context: int) -> tuple[int | None, int | None]:
+def _sliding_layers(keys: _Keys, family: Family, layers: int,
+                    context: int) -> tuple[int | None, int | None, bool]:
     """The sliding window where narrower than the context (None: full attention) and how many layers slide (None:
-    every layer; ``ModelSpec.num_sliding_layers``). A model whose every layer slides is served up to its window
+    every layer; ``ModelSpec.num_sliding_layers``) and whether the last of them slides beside full-attention ones
+    (``ModelSpec.last_layer_slides``). A model whose every layer slides is served up to its window
     (``ModelSpec.longest_request``). A hybrid family (``Family.hybrid_layout``: Gemma 2/3, gpt-oss) counts the
     sliding layers as vLLM picks them: from layer_types when given (gemma2.py / gemma3.py: ``layer_types[i] ==
     "sliding_attention"``), else the config class's layout (Gemma2Config: layer 0 slides, then every other;
@@ -426,11 +430,11 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int, context: int) -> t
                               f"model_type {quote(keys.config.get('model_type'))}")
         switch = family.sliding_window_switch
         if switch is not None and not keys.flag(switch):
-            return None, None
+            return None, None, False
         if config.get("sliding_window", family.sliding_window) is None:
-            return None, None
+            return None, None, False
         window = keys.positive("sliding_window", family.sliding_window)
-        return (window, None) if window < context else (None, None)
+        return (window, None, False) if window < context else (None, None, False)
     if family.hybrid_layout == "alternate":
         layout = [i % 2 == 0 for i in range(layers)]
     else:
@@ -444,11 +448,12 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int, context: int) -> t
                               f"model_type {quote(keys.config.get('model_type'))} whatever layer_types says")
     count = sum(sliding)
     if config.get("sliding_window", family.sliding_window) is None or count == 0:
-        return None, None
+        return None, None, False
     window = keys.positive("sliding_window", family.sliding_window)
     if window >= context:  # the sliding layers see the whole context too
-        return None, None
-    return window, (count if count < layers else None)
+        return None, None, False
+    hybrid = count < layers
+    return window, (count if hybrid else None), hybrid and sliding[-1]
 
 
 def _biased_parts(keys: _Keys, family: Family) -> set[str]:

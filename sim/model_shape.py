@@ -64,6 +64,10 @@ class ModelSpec(WeightBytes):
     # Layers attending within ``sliding_window`` when only some do (gpt-oss, Gemma 2/3: sliding and full-attention
     # layers interleaved); None: every layer, when there is a window
     num_sliding_layers: int | None = None
+    # Of such a model, whether its last layer slides (Gemma 3 at 34 or 62 layers: layer i is full where (i + 1) % 6
+    # == 0) rather than attends fully (gpt-oss, Gemma 2: layers i % 2 == 0 slide, an even count): what a layerwise PD
+    # transfer sends after the prefill's last layer (``sim.serving.run``); true only with num_sliding_layers
+    last_layer_slides: bool = False
     num_experts: int | None = None  # routed experts per MoE layer
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
     moe_intermediate_size: int | None = None  # one expert's gated-MLP width
@@ -152,6 +156,9 @@ class ModelSpec(WeightBytes):
             raise ConfigError(f"model {self.name!r}: num_sliding_layers needs a sliding_window and must be an integer "
                               f"from 1 to num_layers - 1 = {self.num_layers - 1} (got {sliding!r}; leave it out when "
                               "every layer slides)")
+        if not isinstance(self.last_layer_slides, bool) or (self.last_layer_slides and sliding is None):
+            raise ConfigError(f"model {self.name!r}: last_layer_slides must be true or false, and true only with "
+                              f"num_sliding_layers (got {self.last_layer_slides!r})")
         fp32 = self.fp32_parameters
         if isinstance(fp32, bool) or not isinstance(fp32, int) or not 0 <= fp32 <= self.num_parameters:
             raise ConfigError(f"model {self.name!r}: fp32_parameters must be an integer from 0 to num_parameters "

@@ -43,6 +43,23 @@ def test_sliding_layers_are_those_vllm_slides(tmp_path):
     assert (every.num_sliding_layers, every.sliding_layers, every.longest_request) == (None, 42, 4096)
 
 
+def test_the_last_layers_kind_is_read_as_vllm_lays_out_the_layers(tmp_path):
+    """Whether the last layer slides (what a layerwise PD transfer sends last): gpt-oss-20b's layer 23 and Gemma-2's
+    41 are odd (i % 2 == 0 slide): full; Gemma-3-27b's 61 ((61 + 1) % 6 = 2) and Gemma-3-1b's 25 slide; layer_types
+    decide when given. The bundled entries agree with their config.json."""
+    for i, (config, name, slides) in enumerate([(GPT_OSS_20B, "gpt-oss-20b", False), (GEMMA_2_9B, "gemma-2-9b", False),
+                                                (GEMMA_3_27B, "gemma-3-27b", True), (GEMMA_3_1B, None, True)]):
+        spec = model_spec(str(write_config(tmp_path / str(i), config)))
+        assert spec.last_layer_slides is slides
+        assert name is None or model_spec(name).last_layer_slides is slides
+    # Gemma-3-4b's 34 layers end on a sliding one (33), the 12b's 48 on a full one (47)
+    assert (model_spec("gemma-3-4b").last_layer_slides, model_spec("gemma-3-12b").last_layer_slides) == (True, False)
+    given = {**GEMMA_2_9B, "layer_types": ["full_attention"] * 30 + ["sliding_attention"] * 12}
+    assert model_spec(str(write_config(tmp_path / "t", given))).last_layer_slides is True
+    with pytest.raises(ConfigError, match="last_layer_slides"):  # a model without sliding layers has none
+        dataclasses.replace(model_spec("llama-3.1-8b"), last_layer_slides=True)
+
+
 def test_gemma_counts_by_hand(tmp_path):
     # Gemma-2-9b: tied embeddings, per layer q/k/v/o (16 x 256 query, 8 x 256 KV), a gated MLP, four RMSNorms
     layer = 2 * 3584 * 4096 + 2 * 3584 * 2048 + 3 * 3584 * 14336 + 4 * 3584

@@ -331,6 +331,42 @@ def test_layerwise_exposed_transfer_pays_the_link_latency_once(run_cli, tmp_path
     assert row["kv_transfer_s"] == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("mode", [("--pd",), ("--cluster", "--pd", "--set", "hardware.gpus_per_node=1",
+                                              "--set", "cluster.nodes_per_rack=2")], ids=["pd", "cluster-pd"])
+@pytest.mark.parametrize("model,layers,sent,last", [("gpt-oss-20b", 24, 12 * (6 + 1) * 2**20, 6 * 2**20),
+                                                    ("gemma-3-4b", 34, 5 * (6 + 6 * 2) * 2 * 2**20, 2 * 2 * 2**20)])
+def test_layerwise_tail_is_the_last_layers_own_kv(run_cli, tmp_path, model, layers, sent, last, mode):
+    """A sliding-window hybrid's layers send different bytes, so the message left after the last layer's compute is
+    that layer's, not the mean layer's. By hand, one 3,072-token prompt (6 Mooncake blocks of 512 tokens) under
+    vLLM's hybrid KV-cache manager (a block: one page of each of a group's layers, sim.serving.kv_groups):
+    - gpt-oss-20b (24 layers, i % 2 == 0 slide within 128 tokens: its last, 23, is full attention): 2 x 8 KV heads x
+      64 x 2 B = 2,048 B a token and layer, 1 MiB a layer's page; groups of 12 layers, one full, one sliding. The
+      window (tokens 2,945..3,071) is in block 5 alone: 12 pages x (6 + 1) blocks sent; layer 23's: 6 MiB (the mean
+      layer's, 84 MiB / 24 = 3.5 MiB, was charged);
+    - gemma-3-4b (34 layers, full where (i + 1) % 6 == 0: its last, 33, slides within 1,024 tokens): 2 x 4 x 256 x
+      2 B = 4,096 B, 2 MiB a page; groups of 5 layers (5 full, 29 sliding: one full group, six sliding). The window
+      (tokens 2,049..3,071) is in blocks 4 and 5: 5 pages x (6 + 6 x 2) blocks; layer 33's: 2 pages, 4 MiB (the
+      mean's 180 MiB / 34 = 5.29 MiB was charged).
+    At 400 Gb/s the link keeps up with the compute: exposed = 2 ms latency + the last layer's bytes / bandwidth."""
+    import json
+
+    import pandas as pd
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 3072, "output_length": 2,
+                                 "hash_ids": list(range(1, 7))}) + "\n")
+    csv = tmp_path / "r.csv"
+    status, _, err = run_cli(*mode, "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", csv,
+                             "--set", f"model={model}", "--set", "pd.transfer=layerwise",
+                             "--set", "network.bandwidth_gbps=400", "--set", "network.latency_us=2000")
+    assert status == 0, err
+    row = pd.read_csv(csv).iloc[0]
+    bandwidth = 400e9 / 8
+    assert row["kv_transfer_bytes"] == sent
+    assert sent / bandwidth - (layers - 1) / layers * row["prefill_s"] < last / bandwidth  # the link keeps up
+    assert row["kv_transfer_s"] == pytest.approx(2e-3 + last / bandwidth, rel=1e-9)
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 @pytest.mark.parametrize("reserve_full_isl", [True, False])
 def test_a_waiting_request_is_admitted_when_its_whole_sequence_fits(reserve_full_isl, asynchronous):

@@ -201,9 +201,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         return hit
 
     def sent_blocks(self, job: Job, present: int) -> int:
-        """The prompt's full-attention blocks past the hit, and each sliding group's blocks of the window past it."""
-        window = len(job.blocks) - max(job.sliding_lo, present)
-        return super().sent_blocks(job, present) + self.copies * max(0, window)
+        """The prompt's full-attention blocks past the hit, and each sliding group's blocks of the window past it
+        (``job.window_sent``: a layerwise transfer's last message is a sliding layer's, or a full one's)."""
+        job.window_sent = max(0, len(job.blocks) - max(job.sliding_lo, present))
+        return super().sent_blocks(job, present) + self.copies * job.window_sent
 
     def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
         """A prefix a KV connector would load at admission (cluster mode: ``PrefixFetch._fetch_plan``): its first

@@ -42,6 +42,7 @@ class Job:
     sliding_seen: int = 0
     sliding_step: int = -1  # the step whose plan made that allocation (its tokens are in flight at the next one)
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
+    window_sent: int = 0  # (PD decode side) blocks each sliding group was sent (``HybridKVCacheManager.sent_blocks``)
     # prompt blocks past the hit it holds as copies of its own, another request holding the block (past
     # ``copies_from``; the hybrid managers, where it is -1, past ``sliding_hit``)
     prompt_copies: tuple[int, ...] = ()

@@ -155,7 +155,9 @@ class ServingRun:
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
         self._build()
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
-        self.model_layers = model_spec(config.model).num_layers
+        spec = model_spec(config.model)
+        self.model_layers = spec.num_layers
+        self.last_layer_slides = spec.last_layer_slides  # (a hybrid's: its layerwise transfer's last message)
         self.instances = [*self.front, *self.decode]
         span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
         self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
@@ -354,7 +356,8 @@ class ServingRun:
             if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
                 self.engine.after(0.0, self._arrived, prefill_instance, job, dest, dest_job)
             elif transfer == "layerwise":
-                self._layerwise(link, wire, prefill_instance, job, dest, dest_job)
+                self._layerwise(link, wire, self._last_layer_bytes(wire, blocks, dest_job), prefill_instance, job,
+                                dest, dest_job)
             else:
                 self._send_kv(link, wire, lambda s=job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
 
@@ -390,12 +393,25 @@ class ServingRun:
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())
 
-    def _layerwise(self, link: Path, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
+    def _last_layer_bytes(self, nbytes: int, blocks: int, dest_job: Job) -> float:
+        """The last layer's share of a transfer of ``nbytes`` over ``blocks`` blocks: a ``1/layers`` share where every
+        layer keeps the same KV; under vLLM's hybrid KV-cache manager a block is one page of each of a group's layers
+        (``sim.serving.kv_groups``), and the last layer's pages are its group's blocks sent: the sliding window's
+        (``window_sent``) where it slides (Gemma 3's), every full-attention block where it does not (gpt-oss's)."""
+        groups = self.kv_groups
+        if groups is None or not blocks:
+            return nbytes / self.model_layers
+        window = dest_job.window_sent
+        pages = window if self.last_layer_slides else blocks - groups.sliding_groups * window
+        return nbytes * pages / (blocks * groups.group_size)
+
+    def _layerwise(self, link: Path, nbytes: int, last_layer: float, src: Instance, job: Job, dest: Instance,
+                   dest_job: Job) -> None:
         """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed.
 
         Each layer is a message of its own, sent back to back, so their latencies overlap (the whole transfer pays
         the link's latency once: ``full``). Where the link keeps up with the compute, what is left after the last
-        layer's compute is that layer's message, latency and all (``isolated_time`` of a layer's bytes), not a
+        layer's compute is that layer's message of ``last_layer`` bytes, latency and all (``isolated_time``), not a
         ``1/layers`` share of the whole transfer's latency; where it does not, the transfer less the compute of
         layers 2..L."""
         layers = self.model_layers
@@ -404,7 +420,7 @@ class ServingRun:
         per_layer_compute = prefill_compute / layers
         hidden_s = (layers - 1) * per_layer_compute  # transfer time the compute of layers 2..L can hide
         full = link.model.isolated_time(nbytes)
-        exposed = min(full, max(link.model.isolated_time(nbytes / layers), full - hidden_s))
+        exposed = min(full, max(link.model.isolated_time(last_layer), full - hidden_s))
         # the exposed part shares the link with the transfers on it then (the hidden part crossed during compute)
         if full <= 0:
             self.engine.after(0.0, self._arrived, src, job, dest, dest_job)
