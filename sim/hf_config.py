@@ -434,7 +434,9 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int,
         if config.get("sliding_window", family.sliding_window) is None:
             return None, None, False
         window = keys.positive("sliding_window", family.sliding_window)
-        return (window, None, False) if window < context else (None, None, False)
+        if window >= context or not _every_layer_slides(keys, family, layers, layer_types is not None):
+            return None, None, False
+        return window, None, False
     if family.hybrid_layout == "alternate":
         layout = [i % 2 == 0 for i in range(layers)]
     else:
@@ -454,6 +456,31 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int,
         return None, None, False
     hybrid = count < layers
     return window, (count if hybrid else None), hybrid and sliding[-1]
+
+
+# transformers' Qwen2Config / Qwen3Config / Qwen2MoeConfig default max_window_layers
+MAX_WINDOW_LAYERS = 28
+
+
+def _every_layer_slides(keys: _Keys, family: Family, layers: int, given: bool) -> bool:
+    """Whether a switched-on window slides every layer (True) or none (False), as transformers lays the layers out
+    (``Family.window_layers``): layer_types, when given, are all full attention here (others are refused), so none;
+    else max_window_layers picks them. A mix, which vLLM refuses (qwen2.py: max_window_layers must equal
+    num_hidden_layers when layer kinds mix), is refused naming the key."""
+    if given:
+        return False
+    rule = family.window_layers
+    if rule is None:
+        return True
+    cut = keys.count("max_window_layers", MAX_WINDOW_LAYERS)
+    sliding = sum(1 for i in range(layers) if (i >= cut if rule == "from" else i % 2 == 0 and i < cut))
+    if 0 < sliding < layers:
+        choices = f"0 (every layer slides) or {layers} (none)" if rule == "from" else "0 (none)"
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + 'max_window_layers'!r} {cut} with "
+                          f"use_sliding_window slides {sliding} of {layers} layers (transformers' "
+                          f"{'layers from it on' if rule == 'from' else 'even layers below it'}), a mix vLLM refuses: "
+                          f"set it to {choices}, or use_sliding_window false")
+    return sliding == layers
 
 
 def _biased_parts(keys: _Keys, family: Family) -> set[str]:

@@ -74,6 +74,13 @@ class Family:
     context_caps: tuple[str, ...] = ()  # keys also bounding the context (vLLM's max_model_len: the least of them)
     sliding_window: int | None = None
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
+    # Which layers the switched-on window slides, from max_window_layers (the config class's default 28) when the config
+    # has no layer_types (transformers' __post_init__): "from", layers i >= max_window_layers (Qwen2Config,
+    # Qwen3Config); "even_below", even layers i < max_window_layers (Qwen2MoeConfig); None: every layer (Qwen3MoeConfig
+    # has no max_window_layers). vLLM slides every layer or none (qwen2.py asserts max_window_layers ==
+    # num_hidden_layers where layer_types mix: "Sliding window for some but all layers is not supported"): a mix is
+    # refused
+    window_layers: str | None = None
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
     mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
     sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
@@ -141,10 +148,10 @@ FAMILIES: dict[str, Family] = {
     "mistral": Family(num_key_value_heads=8, sliding_window=4096),
     # Qwen2Config: num_key_value_heads 32, sliding_window 4096 only with use_sliding_window (false); q/k/v biases.
     "qwen2": Family(biases=("qkv",), num_key_value_heads=32, sliding_window=4096,
-                    sliding_window_switch="use_sliding_window"),
+                    sliding_window_switch="use_sliding_window", window_layers="from"),
     # Qwen3Config: num_key_value_heads 32, head_dim 128, attention_bias false, q/k norms; window as Qwen2.
     "qwen3": Family(bias_switches=LLAMA_BIASES[:1], qk_norm=True, num_key_value_heads=32, head_dim=128,
-                    sliding_window=4096, sliding_window_switch="use_sliding_window"),
+                    sliding_window=4096, sliding_window_switch="use_sliding_window", window_layers="from"),
     # Qwen3MoeConfig: Qwen3 attention (q/k norms, attention_bias), num_key_value_heads 4, no head_dim default
     # (derived); 128 experts, 8 per token, moe_intermediate_size 768, decoder_sparse_step 1, mlp_only_layers [];
     # window as Qwen2. No shared expert (Qwen3MoeSparseMoeBlock: gate + experts).
@@ -188,7 +195,7 @@ FAMILIES: dict[str, Family] = {
     # (a gated MLP shared_expert_intermediate_size 5632 wide, MergedColumnParallel + RowParallel in vLLM: split
     # over TP) scaled by sigmoid(shared_expert_gate), a Linear(hidden, 1) without bias held whole on every rank.
     "qwen2_moe": Family(biases=("qkv",), num_key_value_heads=16, sliding_window=4096,
-                        sliding_window_switch="use_sliding_window",
+                        sliding_window_switch="use_sliding_window", window_layers="even_below",
                         experts=Experts(60, 4, "moe_intermediate_size", 1408, sparse_layout=True,
                                         shared_width_key="shared_expert_intermediate_size", shared_width_default=5632,
                                         shared_expert_gate=True)),

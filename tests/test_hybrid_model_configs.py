@@ -161,12 +161,47 @@ def test_num_sliding_layers_out_of_range_is_refused(sliding, window):
 @pytest.mark.parametrize("config", [
     {**LLAMA_3_8B, "model_type": "mistral", "sliding_window": 4096},  # Mistral-7B-v0.1
     {**LLAMA_3_8B, "model_type": "mistral"},  # MistralConfig's default window
-    {**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096},
+    {**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 0},  # from layer 0 on
 ], ids=["mistral-v0.1", "mistral-default", "qwen2-window-on"])
 def test_a_narrower_sliding_window_bounds_the_requests(config, tmp_path):
     spec = model_spec(str(write_config(tmp_path, config)))
     assert spec.sliding_window == 4096 and spec.max_position_embeddings == config["max_position_embeddings"]
     assert spec.longest_request == 4096  # up to its window a sliding-window model attends to every token
+
+
+@pytest.mark.parametrize("extra, sliding", [({"max_window_layers": 0}, True), ({"max_window_layers": 28}, False),
+                                            ({"max_window_layers": 40}, False), ({}, False),
+                                            ({"max_window_layers": 20}, None), ({"num_hidden_layers": 40}, None),
+                                            ({"layer_types": ["full_attention"] * 28}, False)],
+                         ids=["0", "28-of-28", "40-of-28", "default-28-of-28", "20-of-28", "default-28-of-40", "types"])
+def test_qwen2_windows_slide_the_layers_from_max_window_layers_on(extra, sliding, tmp_path):
+    """transformers' Qwen2Config (configuration_qwen2.py): with use_sliding_window, layer i slides when i >=
+    max_window_layers (default 28), unless layer_types are given. Qwen2-7B has 28 layers: from 0 every layer slides,
+    from 28 or later none (full attention: served to its context); from 20, layers 20..27 slide beside full ones, and
+    so does the default 28 with 40 layers: a mix vLLM's qwen2.py refuses ("Sliding window for some but all layers is
+    not supported"), refused here naming the key (it slid every layer)."""
+    config = {**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096, **extra}
+    if "max_window_layers" not in extra:
+        del config["max_window_layers"]
+    path = write_config(tmp_path, config)
+    if sliding is None:
+        with pytest.raises(ConfigError, match="max_window_layers.*a mix vLLM refuses"):
+            model_spec(str(path))
+        return
+    spec = model_spec(str(path))
+    assert (spec.sliding_window, spec.sliding_layers) == ((4096, 28) if sliding else (None, 0))
+    assert spec.longest_request == (4096 if sliding else config["max_position_embeddings"])
+
+
+def test_qwen2_moe_windows_slide_the_even_layers_below_max_window_layers(tmp_path):
+    # transformers' Qwen2MoeConfig: layer i slides when i is even and below max_window_layers (default 28): 0 slides
+    # none; Qwen1.5-MoE's 21 slides 0, 2, ..., 20 of its 24 layers, a mix refused as Qwen2's
+    from tests.test_shared_experts_mla import published  # Qwen1.5-MoE-A2.7B: 24 layers, max_window_layers 21
+
+    on = {**published("Qwen1.5-MoE-A2.7B-Chat"), "use_sliding_window": True, "sliding_window": 4096}
+    assert model_spec(str(write_config(tmp_path / "n", {**on, "max_window_layers": 0}))).sliding_window is None
+    with pytest.raises(ConfigError, match="max_window_layers.* 21 .*slides 11 of 24 layers"):
+        model_spec(str(write_config(tmp_path / "m", on)))
 
 
 def test_requests_beyond_the_window_are_skipped_and_a_longer_max_model_len_refused(tmp_path, run_cli):
