@@ -96,11 +96,13 @@ class LookupNetwork:
         rows = data.get("rows") if isinstance(data, dict) else None
         if not rows or not isinstance(rows, list):
             raise _not_a_table(path, "expected a 'rows' list", data)
+        _check_metadata(path, data)
         sizes, times = [], []
         for i, row in enumerate(rows):
             given = [[k for k in keys if isinstance(row, dict) and k in row] for keys in (SIZE_KEYS, TIME_KEYS)]
             if not isinstance(row, dict) or not all(given):
                 raise ConfigError(f"network lookup table {path}: row {i} needs size_mib|size_bytes and ns3_ms|time_ms|time_s")
+            _check_row_notes(path, i, row)
             size_key, time_key = given[0][0], given[1][0]
             sizes.append(_row_value(path, i, row, given[0], "size"))
             times.append(_row_value(path, i, row, given[1], "time"))
@@ -120,6 +122,54 @@ class LookupNetwork:
                               f"{sizes_arr[-1]:.6g} bytes) imply {extrapolated * 8 / 1e6:.3g} Mb/s for larger "
                               f"transfers, below the {MIN_GBPS * 1e3:g} Mb/s of the slowest network kvsim models")
         return cls(sizes_arr, times_arr, source=str(path))
+
+
+# What a table may say beside its rows, none of it read: the notes tools/ns3_kv_timing.py writes (its link's
+# parameters, the ns-3 run) and the bundled SimAI table's (_source, bandwidth_gbps). A key of another name is a typo or
+# another file's, refused rather than ignored; the numbers a reader would take as the link's are checked.
+TABLE_TEXT_KEYS = ("_source", "scenario", "ns3_version", "created", "command")
+TABLE_KEYS = ("rows", *TABLE_TEXT_KEYS, "bandwidth_gbps", "parameters", "setup_wall_s", "total_wall_s", "incast")
+# a row's notes beside its size and time: the SimAI table's size / bandwidth (simple_ms), the tool's TCP handshake
+# and the wall time it took (handshake_s, wall_s)
+ROW_NOTE_KEYS = ("simple_ms", "handshake_s", "wall_s")
+
+
+def _check_metadata(path: Path, data: dict) -> None:
+    """The keys beside ``rows``: known ones only (``TABLE_KEYS``), text as text, a bandwidth (the table's, or its link
+    parameters') a network's (``network.bandwidth_gbps``' domain), wall times finite numbers >= 0."""
+    where = f"network lookup table {path}"
+    unknown = [key for key in data if key not in TABLE_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {str(unknown[0])[:40]!r} (a table has rows and, as notes, "
+                          f"{', '.join(TABLE_KEYS[1:])})")
+    for key in TABLE_TEXT_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: key {key!r} must be text, got {str(data[key])[:40]!r}")
+    parameters = data.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise ConfigError(f"{where}: key 'parameters' must be an object of the link's settings")
+    if not isinstance(data.get("incast", []), list):
+        raise ConfigError(f"{where}: key 'incast' must be a list of rows")
+    for key, value in (("bandwidth_gbps", data.get("bandwidth_gbps")),
+                       ("parameters.bandwidth_gbps", parameters.get("bandwidth_gbps"))):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and MIN_GBPS <= value < math.inf):
+            raise ConfigError(f"{where}: key {key!r} must be a bandwidth of {MIN_GBPS:g} Gb/s or more, got "
+                              f"{str(value)[:40]!r}")
+    for key in ("setup_wall_s", "total_wall_s"):
+        if key in data:
+            _table_number(path, None, key, data[key])
+
+
+def _check_row_notes(path: Path, index: int, row: dict) -> None:
+    """A row's keys: its size and time (``UNITS``) and the notes of ``ROW_NOTE_KEYS``, each a finite number >= 0."""
+    for key, value in row.items():
+        if key in ROW_NOTE_KEYS:
+            _table_number(path, index, key, value)
+        elif key not in UNITS:
+            raise ConfigError(f"network lookup table {path}: row {index} has unknown key {str(key)[:40]!r} (a row "
+                              f"gives {'|'.join(SIZE_KEYS)} and {'|'.join(TIME_KEYS)}; notes: "
+                              f"{', '.join(ROW_NOTE_KEYS)})")
 
 
 def _check_order(path: Path, order: np.ndarray, sizes: np.ndarray, times: np.ndarray) -> None:
@@ -165,13 +215,15 @@ def _row_value(path: Path, row_index: int, row: dict, keys: list[str], what: str
     return first
 
 
-def _table_number(path: Path, row: int, key: str, value: object) -> float:
-    """A lookup table's size or time: a finite number >= 0 (JSON allows NaN and Infinity, Python any integer)."""
+def _table_number(path: Path, row: int | None, key: str, value: object) -> float:
+    """A lookup table's size or time (or another number of it: ``row`` None, a key beside the rows): a finite number
+    >= 0 (JSON allows NaN and Infinity, Python any integer)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value) if abs(value) < 1e308 else math.inf
         if math.isfinite(number) and number >= 0:
             return number
-    raise ConfigError(f"network lookup table {path}: row {row} {key} must be a finite number >= 0, got {str(value)[:40]!r}")
+    where = f"row {row} {key}" if row is not None else f"key {key!r}"
+    raise ConfigError(f"network lookup table {path}: {where} must be a finite number >= 0, got {str(value)[:40]!r}")
 
 
 def network_model(config: NetworkConfig) -> NetworkModel:
