@@ -131,9 +131,13 @@ CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
 # need 8.0 for bf16 (v1/attention/backends/flash_attn.py supports_compute_capability)
 MODELLED_MAJORS = (8, 12)
-# a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width
+# a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width:
+# the generations PCI-SIG has published (3.0 to 7.0; a modelled GPU, Ampere on, is PCIe 4.0 to 6.0, a host's slot may
+# be older) and the link widths GPUs are built with (x1 to x16: the PCIe base specification's x32 has none)
 NVLINK_KINDS = ("nvlink3", "nvlink3-bridge", "nvlink4", "nvlink4-bridge", "nvlink5")
-PCIE_KIND = re.compile(r"^pcie\d(-x\d{1,2})?$")
+PCIE_GENERATIONS = (3, 4, 5, 6, 7)
+PCIE_WIDTHS = (1, 2, 4, 8, 16)
+PCIE_KIND = re.compile(rf"^pcie[{''.join(map(str, PCIE_GENERATIONS))}](-x({'|'.join(map(str, PCIE_WIDTHS))}))?$")
 
 
 def _capability(entry: dict, where: str) -> tuple[int, int] | None:
@@ -204,8 +208,17 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
             raise ConfigError(f"{where}: needs {key} (text)" if text is None else
                               f"{where}: {key} must be text, got {quote_yaml(text)}")
     if texts["link.kind"] not in NVLINK_KINDS and not PCIE_KIND.match(texts["link.kind"]):
-        raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or pcie<generation>[-x<lanes>] "
-                          f"(pcie4-x16), got {quote(texts['link.kind'])}")
+        raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or "
+                          f"pcie<generation>[-x<lanes>], generation {'/'.join(map(str, PCIE_GENERATIONS))} and lanes "
+                          f"{'/'.join(map(str, PCIE_WIDTHS))} (pcie4-x16), got {quote(texts['link.kind'])}")
+    # An NVIDIA GPU's L2 is the memory-side cache every SM's DRAM traffic passes through, so it moves at least what the
+    # DRAM does: every published pair has it faster, measured 2.5x (B200) to 6.5x (L40) in gpu-benches (the entries'
+    # notes in profiles/gpus.yaml), 2.68x to 4.64x in the V100/A100/H100 peaks L2_BANDWIDTH_RATIO cites
+    l2, dram = numbers.get("l2_bandwidth_gbps"), numbers["memory_bandwidth_gbps"]
+    if l2 is not None and l2 < dram:
+        raise ConfigError(f"{where}: l2_bandwidth_gbps {l2:g} is below memory_bandwidth_gbps {dram:g}: the DRAM's "
+                          "bytes pass through the L2, measured 2.5 to 6.5 times faster on every GPU "
+                          "(profiles/gpus.yaml)")
     return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
                    memory_bytes=int(round(numbers["memory_gib"] * GIB)),
                    memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,

@@ -224,6 +224,12 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS + "compute_capability: 7.0\n", "from 8.0 (Ampere) to 12.x (8.9, 12.0), got 7.0"),  # no bf16 kernels
     (H100_FIELDS + "compute_capability: '8.9'\n", "compute_capability must be a number"),  # as every number
     (H100_FIELDS.replace("kind: nvlink4", "kind: nvlnk4"), "link.kind must be one of nvlink3, nvlink3-bridge"),
+    # a PCIe generation PCI-SIG never published, or a width no GPU has, passed the pattern pcie<digit>[-x<1-2 digits>]
+    (H100_FIELDS.replace("kind: nvlink4", "kind: pcie9"), "generation 3/4/5/6/7 and lanes 1/2/4/8/16 (pcie4-x16), "
+                                                          "got 'pcie9'"),
+    (H100_FIELDS.replace("kind: nvlink4", "kind: pcie5-x12"), "got 'pcie5-x12'"),
+    # the L2 carries every DRAM byte: H100 SXM's 3,350 GB/s of DRAM beside a 3,000 GB/s L2 is no GPU's
+    (H100_FIELDS + "l2_bandwidth_gbps: 3000\n", "l2_bandwidth_gbps 3000 is below memory_bandwidth_gbps 3350"),
     (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
     (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
