@@ -156,6 +156,30 @@ def check_learned_points(points: list[tuple[str, str, Config]], options: RunOpti
             checked.add(key)
 
 
+def check_trace_files(points: list[tuple[str, Config]]) -> None:
+    """Refuse, before any point of a sweep runs, a point ``(where, config)`` whose trace file its run would refuse as it
+    reads it (a malformed row under workload.strict_validation, arrivals spanning past the limit): every point reading
+    that file with those loader settings fails alike, and each ran to that failure. Each distinct read is made once,
+    in point order (a forked worker finds the last one read in its process's memory: ``trace.cache``); a synthetic
+    workload reads no file."""
+    from sim.serving.engine_limits import block_size
+    from trace.cache import trace_read_key
+    from trace.workload import load_trace_file
+
+    seen: set[str] = set()
+    for where, config in points:
+        if config.workload.trace is None:
+            continue
+        key = trace_read_key(config.workload, block_size(config))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_trace_file(config)
+        except InputError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+
+
 def _workload_key(config: Config) -> str:
     """What ``load_workload`` reads of ``config``: the workload section, the seed (a synthetic workload's, drawn
     arrivals'), the block size and a synthetic conversation's longest context."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
-from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
+from experiments.execute import RunOptions, check_learned_points, check_point, check_trace_files, refuse_unread
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks, runs_on
@@ -307,6 +307,9 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)
                           for p, c in zip(points, configs, strict=True)],
                          options)  # (a learned model judged on its training requests: each workload loaded once)
+    # a trace file every point reading it would refuse (a malformed row under strict validation): refused once, not
+    # at each point in turn
+    check_trace_files([(f"sweep spec {spec.path}: point {p.name!r}", c) for p, c in zip(points, configs, strict=True)])
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],

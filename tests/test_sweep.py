@@ -163,6 +163,23 @@ def test_a_trace_axis_value_of_a_header_and_no_row_is_refused_before_any_point_r
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+def test_a_trace_every_point_would_refuse_is_refused_once_before_any_point_runs(run_cli, tmp_path):
+    """A capacity axis over one trace whose third line is no JSON object, read strictly: each point loaded it and
+    failed alike ("3 of 3 sweep points failed", a journal of three errors). Its rows are read once before any point
+    runs: exit 2 in the load's words, naming the first point and the line, nothing written."""
+    trace = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5, "hash_ids": [1, 2 + t]})
+             for t in range(4)]
+    trace.write_text("\n".join([*lines[:2], '{"timestamp": 9, "input_length": ', *lines[2:]]) + "\n")
+    spec = _spec(tmp_path, mode="cache-only", workload={"trace": str(trace)},
+                 axes={"cache.capacity_blocks": [10, 20, 30]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot",
+                             "--strict-workload-validation")
+    assert status == 2 and f"point '10': {trace}: record 3 (line 3): malformed row" in err, err
+    assert "sweep points failed" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
+
+
 def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path):
     """A trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace): every point of a block-size
     axis ran at 512 tokens (points alike, exit 0); with the blocks cut (split) each point is its own."""

@@ -122,6 +122,12 @@ def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
 _LAST: dict[str, Trace] = {}
 
 
+def trace_read_key(workload: WorkloadConfig, block_size: int) -> str:
+    """What ``load_trace_cached`` reads of a config: the trace's path and every loader setting (configs of one key read
+    the same requests)."""
+    return json.dumps([workload.trace, _loader_settings(workload, block_size)], default=str)
+
+
 def _last_loaded(workload: WorkloadConfig, block_size: int, path: Path) -> Trace:
     """``load_trace``, or a copy of the trace this process loaded last when its file (path and content: sha256) and
     every loader setting are the same: a max-rate search, a plan's or a sweep's points, ``--seeds`` load one trace

@@ -24,8 +24,7 @@ def load_workload(config: Config) -> Trace:
     scale, and prompt cap. At least one request is left, else a TraceError (the loader already
     refuses a file with none)."""
     if config.workload.trace is not None:
-        trace = load_trace_cached(config.workload, block_size(config))
-        check_time_span(trace, _span_cause(trace, config.workload.time_unit))
+        trace = load_trace_file(config)
         warn_if_rate_implausible(trace, config.workload.time_unit)
         warn_if_datetimes_coarse(trace)
     else:
@@ -45,6 +44,15 @@ def load_workload(config: Config) -> Trace:
     check_rate_finite(trace, _arrivals_fast_cause(config))
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
+    return trace
+
+
+def load_trace_file(config: Config) -> Trace:
+    """The trace file's requests as read (``workload.trace``: its rows, limit and block size), before the request
+    range, the arrival process and the load scale: what every config reading that file with those loader settings
+    shares (a sweep's points: ``experiments.execute.check_trace_files``)."""
+    trace = load_trace_cached(config.workload, block_size(config))
+    check_time_span(trace, _span_cause(trace, config.workload.time_unit))
     return trace
 
 
