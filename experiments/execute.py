@@ -221,14 +221,11 @@ def _check_search_range(config: Config, base: float) -> None:
     start = config.workload.rate_scale
     if math.isfinite(base * start * 2.0**MAX_EXPANSIONS):
         return
-    arrivals, synthetic = config.workload.arrivals, config.workload.trace is None
+    from trace.workload import rate_key
+
     room = sys.float_info.max / 2.0**MAX_EXPANSIONS  # the highest start rate the search can double from
-    if arrivals.process != "trace" and arrivals.rate_rps is not None:
-        key, fix = f"'workload.arrivals.rate_rps'={arrivals.rate_rps:g}", f"give a rate below {room / start:.3g} req/s"
-    elif synthetic:  # (a process drawn at the workload's own rate draws at the generator's)
-        key = f"'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g}"
-        fix = f"give a rate below {room / start:.3g} req/s"
-    else:
+    key, fix = rate_key(config), f"give a rate below {room / start:.3g} req/s"
+    if key is None:  # (the trace's timestamps set it)
         key, fix = f"the workload's own rate, {base:.3g} req/s", f"give a workload.rate_scale below {room / base:.3g}"
     scaled = f", x workload.rate_scale={start:g}," if start != 1.0 else ""
     raise InputError(f"--max-rate: {key}{scaled} doubled up to 2^{MAX_EXPANSIONS} times by the search passes the "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sim.config import load_config
-from sim.errors import ConfigError
+from sim.errors import ConfigError, TraceError
 from tests.conftest import BUNDLED_AZURE
 from trace.workload import load_workload
 
@@ -102,3 +102,30 @@ def test_drawn_arrivals_are_seeded_and_change_nothing_else():
 def test_bad_arrival_settings_name_the_key(sets, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         _load(*SYNTH, *sets)
+
+
+def test_arrivals_past_a_floats_rate_blame_what_set_them(tmp_path):
+    """Two requests 1e-305 ms (1e-308 s) apart: replayed, their rate 2 / 1e-308 passes the largest float (1.8e308),
+    and the message blames the timestamps. Drawn by a Poisson process at the trace's own mean rate (1 / 1e-308 s, a
+    float) the gap is random: for a seed whose draw is shorter than 2 / 1.8e308 s the drawn rate passes a float too,
+    and the message said the timestamps were that close (they are not: the draw is); it names the process and the
+    key that would set the rate. With a rate_rps given the key is that."""
+    from trace.arrivals import ARRIVALS_STREAM
+
+    trace = tmp_path / "close.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": 100, "output_length": 2, "hash_ids": [i + 1]})
+                             + "\n" for i, t in enumerate([0, 1e-305])))
+    with pytest.raises(TraceError, match="rate past the largest float: its timestamps are closer than any rate"):
+        _load(f"workload.trace={trace}")
+    # a seed whose single exponential gap (mean 1e-308 s) is under 2 / max float: by the draw itself
+    seed = next(s for s in range(100) if not np.isfinite(
+        2 / np.random.default_rng([s, ARRIVALS_STREAM]).exponential(1e-308)))
+    with pytest.raises(TraceError) as drawn:
+        _load(f"workload.trace={trace}", "workload.arrivals.process=poisson", f"seed={seed}")
+    assert "config key 'workload.arrivals.process'=poisson drew them at the trace's own mean rate" in str(drawn.value)
+    assert "give workload.arrivals.rate_rps" in str(drawn.value) and "timestamps are closer" not in str(drawn.value)
+    seed = next(s for s in range(100) if not np.isfinite(
+        2 / np.random.default_rng([s, ARRIVALS_STREAM]).exponential(1 / 9e307)))
+    with pytest.raises(TraceError, match=r"config key 'workload.arrivals.rate_rps'=9e\+307 is too high"):
+        _load(f"workload.trace={trace}", "workload.arrivals.process=poisson", "workload.arrivals.rate_rps=9e307",
+              f"seed={seed}")

@@ -145,9 +145,25 @@ def _synthetic_span_cause(syn, limit: int | None) -> str:
             f"'think_time_sigma'={syn.think_time_sigma:g} spread a conversation's turns too far apart")
 
 
+def rate_key(config: Config) -> str | None:
+    """The config key that sets the workload's request rate before ``workload.rate_scale``, as 'key'=value: a drawn
+    arrival process's rate_rps where one is given, else a synthetic workload's generator's (a process drawn at the
+    workload's own rate draws at it); None where a trace's timestamps set it, replayed or drawn at their mean rate.
+    What the rate's messages blame (``_arrivals_fast_cause``; --max-rate's
+    ``experiments.execute._check_search_range``)."""
+    arrivals, workload = config.workload.arrivals, config.workload
+    if arrivals.process != "trace" and arrivals.rate_rps is not None:
+        return f"'workload.arrivals.rate_rps'={arrivals.rate_rps:g}"
+    if workload.trace is None:
+        return f"'workload.synthetic.rate_rps'={workload.synthetic.rate_rps:g}"
+    return None
+
+
 def _arrivals_cause(config: Config) -> str:
     """What stretched arrivals that were within bounds before the arrival process and rate scale: a drawn process's
-    rate where one is set (a rate of 1e-12 was blamed on the rate scale), else the rate scale."""
+    rate where one is set (a rate of 1e-12 was blamed on the rate scale), else the rate scale (a synthetic workload's
+    own rate spread them within bounds before they were drawn: ``_synthetic_span_cause``, so ``rate_key``'s is not
+    blamed here)."""
     arrivals, scale = config.workload.arrivals, config.workload.rate_scale
     if arrivals.process != "trace" and arrivals.rate_rps is not None:
         return (f"config key 'workload.arrivals.rate_rps'={arrivals.rate_rps:g} (at workload.rate_scale={scale:g}) "
@@ -156,15 +172,18 @@ def _arrivals_cause(config: Config) -> str:
 
 
 def _arrivals_fast_cause(config: Config) -> str:
-    """What packed the arrivals so close that their rate passes a float: the rate scale where one is set, else a drawn
-    process's rate, else the synthetic generator's, else the trace's own timestamps."""
+    """What packed the arrivals so close that their rate passes a float: the rate scale where one is set, else the key
+    that set the rate (``rate_key``), else the trace's own timestamps: replayed, or their mean rate, at which a
+    process drew the arrivals (its draws, not the timestamps, are that close)."""
     arrivals, scale = config.workload.arrivals, config.workload.rate_scale
     if scale != 1.0:
         return f"config key 'workload.rate_scale'={scale:g} packs them too close"
-    if arrivals.process != "trace" and arrivals.rate_rps is not None:
-        return f"config key 'workload.arrivals.rate_rps'={arrivals.rate_rps:g} is too high"
-    if config.workload.trace is None:
-        return f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too high"
+    key = rate_key(config)
+    if key is not None:
+        return f"config key {key} is too high"
+    if arrivals.process != "trace":
+        return (f"config key 'workload.arrivals.process'={arrivals.process} drew them at the trace's own mean rate, "
+                "too high: give workload.arrivals.rate_rps")
     return "its timestamps are closer than any rate a float holds"
 
 
