@@ -51,6 +51,15 @@ def test_the_terminal_prints_booleans_as_the_json_does_and_numbers_grouped():
         "true", "false", "12,345", "0.5000", "1,234,567.2", "lru"]
 
 
+
+def test_the_terminal_prints_a_float_past_its_digits_in_significant_figures():
+    # Before: a rate of 1.68e308 requests/s (two requests 1.19e-308 s apart) printed 309 digits with commas, all but
+    # the first 17 not in the double; 2**53 (9.0e15) is the last float whose '.1f' digits are all held
+    assert fmt(1.6823551962632843e308) == "1.682e+308"
+    assert fmt(-2.5e20) == "-2.5e+20"
+    assert fmt(float(2**53)) == "9,007,199,254,740,992.0"
+
+
 def _report(**trace) -> dict:
     base = {"path": "t.csv", "format": "azure", "rows_used": 1_200, "rows_skipped": 3,
             "skip_reasons": {"zero_input_tokens": 3}, "block_ids": "synthetic", "block_tokens": 16}

@@ -498,3 +498,22 @@ def test_trace_stats_rate_panel_without_a_span_says_why_it_is_empty(figures, tmp
 
     plot_trace_stats(Instant(), tmp_path / "s.png")
     assert [t.get_text() for t in figures[0].axes[0].texts] == [said]
+
+
+def test_trace_stats_rate_panel_past_what_matplotlib_draws_says_so(figures, tmp_path):
+    # Before: two requests 1.2e-308 s apart (a finite rate, 1.67e308 requests/s) overflowed matplotlib's tick locator
+    # after the trace-stats were printed: an internal error (exit 1)
+    from sim.report.plots import plot_trace_stats
+
+    class Close:
+        arrival_s = np.array([0.0, 1.2e-308])
+        input_tokens = np.array([100, 100])
+        output_tokens = np.array([2, 2])
+        provenance = type("P", (), {"path": "c.jsonl", "format": "mooncake"})()
+
+        def __len__(self):
+            return 2
+
+    assert (tmp_path / "s.png") == plot_trace_stats(Close(), tmp_path / "s.png")
+    assert [t.get_text() for t in figures[0].axes[0].texts] == [
+        f"a rate of {2 / 1.2e-308:.4g} requests/s: beyond what the plot draws"]

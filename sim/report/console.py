@@ -76,13 +76,15 @@ def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
 
 
 def fmt(value) -> str:
-    """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large); a null one (the
-    JSON's null: not known) as the HTML report shows it, a dash."""
+    """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large, 4 significant
+    digits past 1e16); a null one (the JSON's null: not known) as the HTML report shows it, a dash."""
     if value is None:
         return "–"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
+        if abs(value) >= 1e16:  # past a double's 16 significant digits, ',.1f' printed digits it does not hold
+            return f"{value:.4g}"
         return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"

@@ -48,6 +48,10 @@ def save(fig, path: Path) -> Path:
 
 
 PLOT_RATE_BINS = 10_000  # at most this many arrival-rate bins drawn (a figure 1,500 pixels wide shows fewer)
+# the highest arrival rate drawn: matplotlib's tick locator scales an axis's range by its steps (up to 10x, twice),
+# which overflows a double near its largest value, 1.8e308 (a trace 2 requests 1e-308 s apart was an internal error
+# after its trace-stats were printed); no physical rate comes near it
+DRAWN_RATE_MAX = 1e300
 
 
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
@@ -59,8 +63,11 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     bin_s = RATE_BIN_S * max(1, math.ceil(span / RATE_BIN_S / PLOT_RATE_BINS))
     rates, edges = arrival_rate_bins(trace.arrival_s, bin_s)
     # each bin drawn over its whole width: a step plot ends at its last point, so the last bin needs its right edge
-    if len(rates):
+    if len(rates) and rates.max() <= DRAWN_RATE_MAX:
         axes[0].stairs(rates, edges, baseline=None)
+    elif len(rates):  # (rate_mean_rps and rate_peak_rps give it)
+        axes[0].text(0.5, 0.5, f"a rate of {rates.max():.4g} requests/s: beyond what the plot draws",
+                     ha="center", va="center", wrap=True, transform=axes[0].transAxes)
     elif len(trace):  # no span, so no bins (rate_mean_rps and rate_peak_rps are 0): said, not an empty panel
         said = "one request: no rate over time" if len(trace) == 1 else \
             f"all {len(trace):,} requests arrive at one instant: no rate over time"
