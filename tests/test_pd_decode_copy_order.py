@@ -21,8 +21,11 @@ class _Clock:
     now = 0.0
 
 
-def _manager(blocks: int, tiers: list[int] | None = None) -> KVCacheManager:
-    return KVCacheManager(BlockPool(blocks, _Clock()), make_cache("lru", tiers or [blocks], num_blocks=64), 16, True,
+def _manager(blocks: int, tiers: list[int] | None = None, generic: bool = False) -> KVCacheManager:
+    """``generic``: the Python-hook cache a policy without a compiled kernel (the learned one) runs on, here with the
+    reference LRU's hooks."""
+    return KVCacheManager(BlockPool(blocks, _Clock()),
+                          make_cache("lru", tiers or [blocks], num_blocks=64, reference=generic), 16, True,
                           lambda: 0.0)
 
 
@@ -55,13 +58,16 @@ def test_a_request_received_while_anothers_copies_are_in_flight_finds_the_landed
     assert kv.receive(c, 64) == 3
 
 
-def test_of_two_landed_copies_the_first_cached_becomes_the_block_found():
+@pytest.mark.parametrize("generic", [False, True])
+def test_of_two_landed_copies_the_first_cached_becomes_the_block_found(generic):
     """A, B, C in flight together (B's and C's 4 copies), landing in that order: B's copies are cached before C's.
     A ends and its blocks are evicted (D fills the pool): B's copies are the blocks found, held by B. B ends: its
     blocks are cached, still first of their hashes; C's copies stay its own. E (blocks 1-4) touches B's cached 1-3
     and takes 1 new block (a block-aligned prompt's last block is sent): the pool holds C's 4 + E's 4 = 8. Had C's
-    copies become the blocks found, E would share C's 1-3 and take 1 block: 5."""
-    kv = _manager(24)
+    copies become the blocks found, E would share C's 1-3 and take 1 block: 5. The same on the generic cache path (a
+    learned policy's), which has no batched ``find_each``: A's free raised AttributeError there (--pd --policy
+    learned on a RAG workload, where copies land: an internal error)."""
+    kv = _manager(24, generic=generic)
     a, b, c = _received(kv, 0, 1, 2)
     for job in (a, b, c):
         kv.landed(job)

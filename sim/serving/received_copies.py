@@ -117,9 +117,12 @@ class ReceivedCopies:
         ``get_new_blocks`` reuses a free block, ``_maybe_evict_cached_block`` popping it from the hash's blocks): the
         first cached of each becomes the block found (``_adopt``), the others stay behind it. Asked before a lookup
         and a free reads what is found."""
-        landed = self._landed_copies
+        landed, cache, pool = self._landed_copies, self.cache, self.pool
         keys = list(landed)
-        gone = np.flatnonzero(self.cache.find_each(keys, self.pool) != 0)
+        each = getattr(cache, "find_each", None)  # (the generic path's cache, a learned policy's, has no batched find)
+        levels = (each(keys, pool) if each is not None
+                  else np.array([0 if key in pool else cache.find(key) for key in keys], dtype=np.int8))
+        gone = np.flatnonzero(levels != 0)
         for at in gone.tolist():
             key = keys[at]
             holders = landed[key]
