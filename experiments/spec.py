@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -352,6 +353,31 @@ def check_points_differ(points: list[Point], configs: list[Config], spec_path: P
             raise _fail(spec_path, f"point {point.index + 1} ({point.name}) is point {seen[resolved].index + 1} "
                                    f"({seen[resolved].name}) in other words: both resolve to one config; give it once")
         seen[resolved] = point
+
+
+def note_points_alike(points: list[Point], configs: list[Config], unread: list[dict[str, str]], spec_path: Path) -> None:
+    """Points whose configs differ only in keys neither reads (``unread``: each point's, as ``check_point`` gives them)
+    run one run under several names: an axis of a key only some values of another axis read (``cache.learned_model``
+    beside a ``cache.policy`` axis of lru and learned) crosses every value with the points that ignore it. Said once,
+    with the zip that pairs such keys; they run (each point's report is whole)."""
+    groups: dict[str, list[Point]] = {}
+    for point, config, skipped in zip(points, configs, unread, strict=True):
+        resolved = config.to_dict()
+        for key in skipped:
+            *parents, leaf = key.split(".")
+            section = resolved
+            for parent in parents:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if isinstance(section, dict):
+                section.pop(leaf, None)
+        groups.setdefault(json.dumps(resolved, sort_keys=True, default=str), []).append(point)
+    alike = [group for group in groups.values() if len(group) > 1]
+    if alike:
+        names = ", ".join(" = ".join(repr(p.name) for p in group) for group in alike[:3])
+        more = f" and {len(alike) - 3:,} more groups" if len(alike) > 3 else ""
+        logging.getLogger("kvsim.sweep").warning(
+            "kvsim: note: sweep spec %s: points %s%s differ only in keys they do not read, so each group runs one run "
+            "under several names; a 'zip:' group pairs a key with the values that read it", spec_path, names, more)
 
 
 def point_config(base: Config, point: Point, spec_path: Path) -> Config:

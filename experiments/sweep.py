@@ -35,6 +35,7 @@ from experiments.spec import (
     expand,
     keys_overlap,
     load_spec,
+    note_points_alike,
     point_config,
     resolve_layers,
 )
@@ -303,6 +304,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     warn_slo_units(configs, told=base)  # (the base's own were told as it was resolved)
     check_inputs_spared(spec.layers, configs, outputs, ("--sweep", spec.path))
     check_points_differ(points, configs, spec.path)
+    note_points_alike(points, configs, [skipped for _, skipped in unread], spec.path)
     check_block_size_varies(spec, configs)
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)
                           for p, c in zip(points, configs, strict=True)],

@@ -177,3 +177,32 @@ def test_a_plan_refuses_a_setting_no_candidate_reads(run_cli, tmp_path):
     assert status == 2 and not out.exists()
     assert err.startswith(f"kvsim: error: plan {plan}: --set workload.outputs_in_next_turn is read by no candidate of "
                           "the plan: config key 'workload.outputs_in_next_turn'=false changes nothing"), err
+
+
+def test_points_that_differ_only_in_keys_they_do_not_read_are_said_to_run_alike(run_cli, tmp_path, caplog):
+    # Before: a depth axis crossed with an admission axis ran 'none/8' and 'none/64' (admission none reads no depth)
+    # as two points with one result, unsaid; selective_write's two depths are different runs
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "cache-only",
+                                    "set": {"workload.synthetic.num_requests": 120, "cache.capacity_blocks": 200},
+                                    "axes": {"cache.admission": ["none", "selective_write"],
+                                             "cache.selective_write_depth": [1, 64]}}))
+    out = tmp_path / "s.csv"
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot")
+    assert status == 0, err
+    [note] = [r.getMessage() for r in caplog.records if "differ only in keys they do not read" in r.getMessage()]
+    assert "'none/1' = 'none/64'" in note and "selective_write/" not in note
+    rows = {row["name"]: row for row in _rows(out)}
+    assert rows["none/1"]["hits"] == rows["none/64"]["hits"]
+    assert rows["selective_write/1"]["hits"] != rows["selective_write/64"]["hits"]  # (read: two runs)
+    # a sweep whose points all read their keys says nothing of the kind
+    spec.write_text(yaml.safe_dump({"mode": "cache-only",
+                                    "set": {"workload.synthetic.num_requests": 120, "cache.capacity_blocks": 200,
+                                            "cache.admission": "selective_write"},
+                                    "axes": {"cache.selective_write_depth": [1, 64]}}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot")
+    assert status == 0, err
+    assert not [r for r in caplog.records if "do not read" in r.getMessage()]
