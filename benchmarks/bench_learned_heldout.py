@@ -10,7 +10,7 @@ learned/README.md ("Workloads it was never tuned on") has the figures and what t
 
     python benchmarks/bench_learned_heldout.py [--workloads system-prompt,rag,...] [--seeds 2,3,4]
 
-All of it takes about 40 minutes on 2 shared cores (turns6 and prompt4k stream 2.5-7 M accesses a seed).
+All of it takes about an hour on 2 shared cores (turns6, prompt4k and multi-turn-10k stream 2.4-7 M accesses a seed).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ WORKLOADS = {
     "rag": (synthetic("rag", 3000, 16), True, 16),
     "agentic": (synthetic("agentic", 3000, 16), True, 16),
     "multi-turn": (synthetic("multi-turn", 3000, 16), True, 16),
+    "multi-turn-10k": (synthetic("multi-turn", 10000, 16), True, 16),
     "turns6": (synthetic("multi-turn", 3000, 16, "workload.synthetic.turns_mean=6.0"), True, 16),
     "think10": (synthetic("multi-turn", 3000, 16, "workload.synthetic.think_time_median_s=10.0"), True, 16),
     "prompt4k": (synthetic("multi-turn", 3000, 16, "workload.synthetic.input_tokens_mean=4096"), True, 16),
@@ -178,7 +179,8 @@ def main() -> None:
     from sim.cli import OneLineParser
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list of %(default)s")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma list of workloads (default: every one: %(default)s)")
     parser.add_argument("--seeds", default="2,3,4", help="judged seeds of the synthetic workloads (default %(default)s)")
     args = parser.parse_args()
     names = [n for n in args.workloads.split(",") if n]

@@ -14,10 +14,12 @@ The policy is five caches of the same capacity fed the same accesses:
   accesses only one of the two hit (most hits are common to all experts and say nothing). It evicts
   first the blocks it holds and the leader does not (kept per set of experts not holding them as a
   linked list), so it converges to the leader's contents and its hit ratio to the leader's. A weak
-  model therefore costs at most the switching lag against the best classic expert, and a good one
-  is followed. A copy that sees only part of the stream the model predicts (``Predictions.private``: an
-  instance's HBM among several) runs the classic experts alone, and where every block it holds is its leader's it
-  evicts them in the leader's own order, so that following a classic expert is being it.
+  model therefore costs the switching lag against the best classic expert plus one convergence to it (the real
+  cache gains the new leader's blocks only as it misses them: learned/README.md, "Workloads it was never tuned
+  on"), and a good one is followed. A copy that sees only part of the stream the model predicts
+  (``Predictions.private``: an instance's HBM among several) runs the classic experts alone, and where every
+  block it holds is its leader's it evicts them in the leader's own order, so that following a classic expert is
+  being it.
 
 The model expert's hit densities come from ``learned.hit_density``, the classic experts are
 ``learned.shadow_experts``, the arrays' layout is ``learned.state_layout``. Hooks follow the tier protocol
