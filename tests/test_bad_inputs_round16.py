@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.bad_input_helpers import AZURE_HEADER, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake, trace_stats
-from tests.test_bad_inputs import plan
+from tests.test_bad_plan_sweep_inputs import plan
 
 CASES: dict[str, Case] = {
     # every entry null is none given, as `slo: {}` is: beside a hit ratio it loaded silently (sets nothing)

@@ -80,7 +80,7 @@ def test_vidur_mlp_reference_carries_the_norms_rotary_and_activation(tmp_path):
     rotary embedding's 32-wide part of 32 query and 32 KV heads 2 x 64 x 32) = 79,872 B: the sum's attention-output
     and residual reads' 2 B x 2 x 2,560 = 10,240 at 0.8 x 3.35 TB/s, the other 69,632 in L2."""
     from sim.serving.calibration import _roofline, _vidur_mlp
-    from tests.test_compute import PHI_2_SHAPE, _write_vidur_mlp
+    from tests.test_profile_tables import PHI_2_SHAPE, _write_vidur_mlp
 
     one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
     _write_vidur_mlp(tmp_path / "p", PHI_2_SHAPE, {1: one, 51: one, 101: [2 * v for v in one]})

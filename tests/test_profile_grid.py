@@ -9,7 +9,7 @@ import pytest
 
 from sim.serving.compute import StepShape
 from sim.serving.profile_grid import GridNode, interpolate, interpolate_many
-from tests.test_compute import _hand_bundle
+from tests.test_profile_tables import _hand_bundle
 
 X, Y = [10.0, 20.0, 40.0], [1.0, 3.0, 2.0]
 
