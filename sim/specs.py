@@ -131,6 +131,7 @@ CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
 # need 8.0 for bf16 (v1/attention/backends/flash_attn.py supports_compute_capability)
 MODELLED_MAJORS = (8, 12)
+FP8_CAPABILITY = (8, 9)  # the first with FP8 tensor cores (Ada's; NVIDIA's Ada and Hopper tuning guides)
 # a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width:
 # the generations PCI-SIG has published (3.0 to 7.0; a modelled GPU, Ampere on, is PCIe 4.0 to 6.0, a host's slot may
 # be older) and the link widths GPUs are built with (x1 to x16: the PCIe base specification's x32 has none)
@@ -219,6 +220,14 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: l2_bandwidth_gbps {l2:g} is below memory_bandwidth_gbps {dram:g}: the DRAM's "
                           "bytes pass through the L2, measured 2.5 to 6.5 times faster on every GPU "
                           "(profiles/gpus.yaml)")
+    capability = _capability(entry, where)
+    # FP8 tensor cores came with Ada and Hopper (compute capability 8.9 and 9.0): on an Ampere GPU (8.0, 8.6) vLLM runs
+    # an FP8 checkpoint weight-only through Marlin at the BF16 peak (vllm/model_executor/layers/quantization/fp8.py:
+    # use_marlin where not current_platform.has_device_capability(89)), so an FP8 peak there is read as no GPU runs it
+    if "dense_fp8_tflops" in numbers and capability is not None and capability < FP8_CAPABILITY:
+        raise ConfigError(f"{where}: dense_fp8_tflops with compute_capability {capability[0]}.{capability[1]}: FP8 "
+                          f"tensor cores start at {FP8_CAPABILITY[0]}.{FP8_CAPABILITY[1]} (Ada, Hopper), and vLLM runs "
+                          "FP8 weights through Marlin at the BF16 peak below it: drop dense_fp8_tflops")
     return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
                    memory_bytes=int(round(numbers["memory_gib"] * GIB)),
                    memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,
@@ -232,7 +241,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
                    l2_bytes=int(round(numbers["l2_mib"] * 2**20)) if "l2_mib" in numbers else None,
                    l2_bandwidth=numbers["l2_bandwidth_gbps"] * 1e9 if "l2_bandwidth_gbps" in numbers else None,
-                   compute_capability=_capability(entry, where))
+                   compute_capability=capability)
 
 
 @lru_cache(maxsize=None)
