@@ -224,6 +224,10 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     if numbers.get("l2_mib", 0.0) * 2**20 >= numbers["memory_gib"] * GIB:
         raise ConfigError(f"{where}: l2_mib {numbers['l2_mib']:g} is not below memory_gib {numbers['memory_gib']:g} "
                           f"({numbers['memory_gib'] * 1024:g} MiB): the L2 caches a slice of the GPU's memory")
+    # the L2's bandwidth prices the bytes an L2 of l2_mib holds (sim.serving.elementwise): without its size none is
+    if "l2_bandwidth_gbps" in numbers and "l2_mib" not in numbers:
+        raise ConfigError(f"{where}: l2_bandwidth_gbps without l2_mib is read by nothing: the L2's bandwidth prices the "
+                          "bytes an L2 of l2_mib holds; give l2_mib too, or drop it")
     capability = _capability(entry, where)
     # FP8 tensor cores came with Ada and Hopper (compute capability 8.9 and 9.0): on an Ampere GPU (8.0, 8.6) vLLM runs
     # an FP8 checkpoint weight-only through Marlin at the BF16 peak (vllm/model_executor/layers/quantization/fp8.py:

@@ -239,6 +239,9 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     # bytes in its L2 (20 requests: mean TTFT 0.2307 s against the 50 MiB L2's 0.2406 s)
     (H100_FIELDS + "l2_mib: 200000\n", "l2_mib 200000 is not below memory_gib 80 (81920 MiB)"),
     (H100_FIELDS + "l2_mib: 81920\n", "l2_mib 81920 is not below memory_gib 80"),
+    # the L2's bandwidth prices the bytes an L2 of l2_mib holds: without l2_mib it was read by nothing (20 requests'
+    # TTFT and TPOT identical with l2_bandwidth_gbps 20000 and without it)
+    (H100_FIELDS + "l2_bandwidth_gbps: 20000\n", "l2_bandwidth_gbps without l2_mib is read by nothing"),
     (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
     (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
