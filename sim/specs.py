@@ -228,6 +228,13 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     if "l2_bandwidth_gbps" in numbers and "l2_mib" not in numbers:
         raise ConfigError(f"{where}: l2_bandwidth_gbps without l2_mib is read by nothing: the L2's bandwidth prices the "
                           "bytes an L2 of l2_mib holds; give l2_mib too, or drop it")
+    # an FP8 tensor core does twice the BF16 one's work a clock: every dense_fp8_tflops in profiles/gpus.yaml is 2x
+    # (1.999-2.025x) its datasheet's BF16 peak; one below the BF16 peak (the two swapped?) ran FP8 GEMMs slower than BF16
+    fp8 = numbers.get("dense_fp8_tflops")
+    if fp8 is not None and fp8 < numbers["dense_bf16_tflops"]:
+        raise ConfigError(f"{where}: dense_fp8_tflops {fp8:g} is below dense_bf16_tflops "
+                          f"{numbers['dense_bf16_tflops']:g}: FP8 tensor cores run twice the BF16 peak on every "
+                          "datasheet (profiles/gpus.yaml)")
     capability = _capability(entry, where)
     # FP8 tensor cores came with Ada and Hopper (compute capability 8.9 and 9.0): on an Ampere GPU (8.0, 8.6) vLLM runs
     # an FP8 checkpoint weight-only through Marlin at the BF16 peak (vllm/model_executor/layers/quantization/fp8.py:

@@ -242,6 +242,9 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     # the L2's bandwidth prices the bytes an L2 of l2_mib holds: without l2_mib it was read by nothing (20 requests'
     # TTFT and TPOT identical with l2_bandwidth_gbps 20000 and without it)
     (H100_FIELDS + "l2_bandwidth_gbps: 20000\n", "l2_bandwidth_gbps without l2_mib is read by nothing"),
+    # FP8 below BF16 (swapped?): Qwen3-32B FP8's GEMMs ran at 500 TFLOP/s beside a 989.4 BF16 peak, exit 0 (20
+    # requests: mean TTFT 1.901 s, 0.633 s at H100's FP8 1,979)
+    (H100_FIELDS.replace("1979", "500"), "dense_fp8_tflops 500 is below dense_bf16_tflops 989.4"),
     (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
     (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
