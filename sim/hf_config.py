@@ -440,6 +440,9 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int,
     if family.hybrid_layout == "alternate":
         layout = [i % 2 == 0 for i in range(layers)]
     else:
+        if layer_types is None:
+            _not_null(keys, "sliding_window_pattern", "no layer_types", f"{family.sliding_window_pattern} (every "
+                      f"{family.sliding_window_pattern}th layer full)")
         pattern = keys.positive("sliding_window_pattern", family.sliding_window_pattern)
         layout = [(i + 1) % pattern != 0 for i in range(layers)]
     sliding = layout
@@ -458,6 +461,16 @@ def _sliding_layers(keys: _Keys, family: Family, layers: int,
     return window, (count if hybrid else None), hybrid and sliding[-1]
 
 
+def _not_null(keys: _Keys, key: str, beside: str, choices: str) -> None:
+    """Refuse ``key`` given as null where transformers' config class lays the layers out by it (a default applies only
+    where the key is absent): Qwen2Config's ``i >= max_window_layers`` and Gemma3TextConfig's ``(i + 1) %
+    sliding_window_pattern`` raise a TypeError on None, so vLLM, which reads config.json through them, loads no such
+    model; kvsim read the class's default in its place."""
+    if key in keys.config and keys.config[key] is None:
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + key!r} is null: with {beside} transformers "
+                          f"lays the layers out by it, and fails on null; give {choices}, or drop it")
+
+
 # transformers' Qwen2Config / Qwen3Config / Qwen2MoeConfig default max_window_layers
 MAX_WINDOW_LAYERS = 28
 
@@ -472,6 +485,8 @@ def _every_layer_slides(keys: _Keys, family: Family, layers: int, given: bool) -
     rule = family.window_layers
     if rule is None:
         return True
+    _not_null(keys, "max_window_layers", "use_sliding_window",
+              f"0 (every layer slides) or {layers} (none)" if rule == "from" else "0 (none)")
     cut = keys.count("max_window_layers", MAX_WINDOW_LAYERS)
     sliding = sum(1 for i in range(layers) if (i >= cut if rule == "from" else i % 2 == 0 and i < cut))
     if 0 < sliding < layers:

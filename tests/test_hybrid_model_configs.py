@@ -193,6 +193,23 @@ def test_qwen2_windows_slide_the_layers_from_max_window_layers_on(extra, sliding
     assert spec.longest_request == (4096 if sliding else config["max_position_embeddings"])
 
 
+@pytest.mark.parametrize("config, key", [
+    ({**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": None}, "max_window_layers"),
+    ({**GEMMA_3_1B, "sliding_window_pattern": None}, "sliding_window_pattern"),
+], ids=["qwen2-max-window-layers", "gemma3-pattern"])
+def test_a_null_layout_key_is_refused_where_transformers_lays_the_layers_out_by_it(config, key, tmp_path):
+    """Qwen2Config lays layer i out as sliding when ``i >= max_window_layers`` (with use_sliding_window) and
+    Gemma3TextConfig when ``(i + 1) % sliding_window_pattern`` (without layer_types): a null there is a TypeError in
+    transformers, so vLLM loads no such config. kvsim read the default in its place (28: Qwen2-7B's 28 layers all
+    full; 6: Gemma 3 1B's 22 of 26 sliding), at exit 0."""
+    with pytest.raises(ConfigError, match=f"key '{key}' is null: with .* transformers lays the layers out by it"):
+        model_spec(str(write_config(tmp_path, config)))
+    # the null is read by nothing where layer_types lay the layers out (transformers' Gemma3TextConfig too)
+    if key == "sliding_window_pattern":
+        spec = model_spec(str(write_config(tmp_path / "typed", {**config, "layer_types": ["sliding_attention"] * 26})))
+        assert (spec.sliding_window, spec.num_sliding_layers) == (512, None)  # every layer slides: no hybrid
+
+
 def test_qwen2_moe_windows_slide_the_even_layers_below_max_window_layers(tmp_path):
     # transformers' Qwen2MoeConfig: layer i slides when i is even and below max_window_layers (default 28): 0 slides
     # none; Qwen1.5-MoE's 21 slides 0, 2, ..., 20 of its 24 layers, a mix refused as Qwen2's
