@@ -229,6 +229,22 @@ def model_text_defect(text: str) -> str | None:
             return f"tree {i} is malformed"
     if not re.match(r"\s*end of trees", data[at:at + 100].decode("utf-8", errors="replace")):
         return "truncated (no 'end of trees' after its trees)"
+    return _parameters_defect(data[at:].decode("utf-8", errors="replace"))
+
+
+def _parameters_defect(tail: str) -> str | None:
+    """What is wrong with the ``parameters:`` section after the trees (None: nothing, or no section): LightGBM reads
+    each of its lines as ``[name: value]`` by splitting it at ':' (empty pieces dropped) and taking the second piece
+    unchecked, so a line of fewer than two pieces (a model cut inside the section, "[boos"; a line "x") crashed the
+    process (SIGSEGV, exit 139) as the Python package read the loaded parameters back."""
+    lines = tail.split("\n")
+    if "parameters:" not in lines:
+        return None
+    for line in lines[lines.index("parameters:") + 1:]:
+        if line == "end of parameters":
+            break
+        if line and len([piece for piece in line.split(":") if piece]) < 2:
+            return f"its parameters section has a line LightGBM cannot read ({line[:30]!r}: truncated?)"
     return None
 
 
