@@ -220,6 +220,9 @@ def model_text_defect(text: str) -> str | None:
                 return f"tree {i} is malformed"
             if leaves > 1 and any(len(lines.get(k, "").split()) != leaves - 1 for k in _SPLIT_KEYS):
                 return f"tree {i} is malformed"
+            wrong = _arrays_defect(lines, leaves)
+            if wrong:
+                return f"tree {i} {wrong}"
             if not all(math.isfinite(float(v)) for v in lines["leaf_value"].split()):
                 return f"tree {i} has non-finite leaf values"
             wrong = _split_defect(lines, leaves, features, int(lines.get("num_cat") or 0))
@@ -245,6 +248,57 @@ def _parameters_defect(tail: str) -> str | None:
             break
         if line and len([piece for piece in line.split(":") if piece]) < 2:
             return f"its parameters section has a line LightGBM cannot read ({line[:30]!r}: truncated?)"
+    return None
+
+
+# The numbers of a tree as LightGBM parses them (src/io/tree.cpp, Tree::Tree(const char*)): integers, and doubles as
+# it writes them (digits, an exponent, inf or nan); Python's float() also takes "1_0" and "infinity", LightGBM not
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
+# a tree's arrays past its leaf values, read only where it has two leaves or more: one number a node (leaves - 1) or
+# a leaf. Each is read by count, so a number edited into another token or a count off by one (a hand edit keeping the
+# tree's length) aborted the process in LightGBM's parallel tree parse ("Check failed: (strs.size()) == (n)",
+# "Unknown token"), exit 134
+_NODE_ARRAYS = {"split_feature": _INT, "split_gain": _FLOAT, "threshold": _FLOAT, "decision_type": _INT,
+                "left_child": _INT, "right_child": _INT, "internal_value": _FLOAT, "internal_weight": _FLOAT,
+                "internal_count": _INT}
+_LEAF_ARRAYS = {"leaf_weight": _FLOAT, "leaf_count": _INT}
+_REQUIRED_ARRAYS = ("cat_threshold", "leaf_const", "leaf_features", "leaf_coeff")  # (where read; others optional)
+
+
+def _arrays_defect(lines: dict[str, str], leaves: int) -> str | None:
+    """What in a tree's fields LightGBM's parser would abort on (None: nothing): a missing or non-integer num_cat
+    ("Tree model should contain num_cat field"), an is_linear other than 0 or 1, or an array whose numbers are not
+    LightGBM's or not as many as the tree's nodes, leaves, categories or (a linear tree) its leaves' terms."""
+    if not _INT.fullmatch(lines.get("num_cat", "").strip()) or int(lines["num_cat"]) < 0:
+        return "has no num_cat (the count of its categorical splits)"
+    linear = lines.get("is_linear", "0").strip()
+    if linear not in ("0", "1"):
+        return "has an is_linear other than 0 or 1"
+    if not all(_FLOAT.fullmatch(v) for v in lines["leaf_value"].split()):
+        return "has a leaf value that is not a number"
+    wanted = []
+    if linear == "1":  # a linear tree's leaves (read whatever their count): a constant, and coefficients of features
+        features = lines.get("num_features", "").split()
+        if len(features) != leaves or not all(_INT.fullmatch(f) and int(f) >= 0 for f in features):
+            return f"has num_features other than {leaves} counts LightGBM reads"
+        terms = sum(int(f) for f in features)
+        wanted += [("leaf_const", _FLOAT, leaves), ("leaf_features", _INT, terms), ("leaf_coeff", _FLOAT, terms)]
+    elif leaves < 2:
+        return None
+    if leaves > 1:
+        wanted += [(key, pattern, leaves - 1) for key, pattern in _NODE_ARRAYS.items()]
+        wanted += [(key, pattern, leaves) for key, pattern in _LEAF_ARRAYS.items()]
+    categorical = int(lines["num_cat"])
+    if categorical:
+        bounds = lines.get("cat_boundaries", "").split()
+        if len(bounds) != categorical + 1 or not all(_INT.fullmatch(b) for b in bounds):
+            return "has cat_boundaries not one more than its num_cat"
+        wanted.append(("cat_threshold", _INT, int(bounds[-1])))
+    for key, pattern, count in wanted:
+        values = lines.get(key, "").split() if key in lines or key in _REQUIRED_ARRAYS else None
+        if values is not None and (len(values) != count or not all(pattern.fullmatch(v) for v in values)):
+            return f"has {key} other than {count} numbers LightGBM reads"
     return None
 
 
