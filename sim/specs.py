@@ -131,6 +131,23 @@ CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
 # need 8.0 for bf16 (v1/attention/backends/flash_attn.py supports_compute_capability)
 MODELLED_MAJORS = (8, 12)
+# GB/s a link of each kind carries a direction, at most: NVLink a GPU's total over two (NVIDIA's NVLink figures: A100
+# 600 GB/s, H100 900, B200 1.8 TB/s; its bridges, A100 PCIe and H100 NVL, 600 GB/s), PCIe a lane's share of PCI-SIG's
+# x16 rate (x16 both ways: 3.0 32 GB/s, 4.0 64, 5.0 128, 6.0 256, 7.0 512) times the lanes (x16 where unsaid). NCCL's
+# figures the entries give are below them (A100's 240 of 300; PCIe 5.0 x16's 48 of 64)
+NVLINK_DIRECTION_GBPS = {"nvlink3": 300.0, "nvlink3-bridge": 300.0, "nvlink4": 450.0, "nvlink4-bridge": 300.0,
+                         "nvlink5": 900.0}
+PCIE_LANE_GBPS = {3: 1.0, 4: 2.0, 5: 4.0, 6: 8.0, 7: 16.0}
+
+
+def link_ceiling(kind: str) -> float:
+    """The most GB/s a link of ``kind`` (``NVLINK_KINDS`` or ``PCIE_KIND``) carries in one direction."""
+    if kind in NVLINK_DIRECTION_GBPS:
+        return NVLINK_DIRECTION_GBPS[kind]
+    generation, _, lanes = kind.removeprefix("pcie").partition("-x")
+    return PCIE_LANE_GBPS[int(generation)] * int(lanes or 16)
+
+
 FP8_CAPABILITY = (8, 9)  # the first with FP8 tensor cores (Ada's; NVIDIA's Ada and Hopper tuning guides)
 # a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width:
 # the generations PCI-SIG has published (3.0 to 7.0; a modelled GPU, Ampere on, is PCIe 4.0 to 6.0, a host's slot may
@@ -212,6 +229,10 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or "
                           f"pcie<generation>[-x<lanes>], generation {'/'.join(map(str, PCIE_GENERATIONS))} and lanes "
                           f"{'/'.join(map(str, PCIE_WIDTHS))} (pcie4-x16), got {quote(texts['link.kind'])}")
+    ceiling, link_gbps = link_ceiling(texts["link.kind"]), link_numbers["bandwidth_gbps"]
+    if link_gbps > ceiling:
+        raise ConfigError(f"{where}: link: bandwidth_gbps {link_gbps:g} is above the {ceiling:g} GB/s a "
+                          f"{texts['link.kind']} link carries a direction (its line rate; NCCL plans below it)")
     # An NVIDIA GPU's L2 is the memory-side cache every SM's DRAM traffic passes through, so it moves at least what the
     # DRAM does: every published pair has it faster, measured 2.5x (B200) to 6.5x (L40) in gpu-benches (the entries'
     # notes in profiles/gpus.yaml), 2.68x to 4.64x in the V100/A100/H100 peaks L2_BANDWIDTH_RATIO cites

@@ -245,6 +245,12 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     # FP8 below BF16 (swapped?): Qwen3-32B FP8's GEMMs ran at 500 TFLOP/s beside a 989.4 BF16 peak, exit 0 (20
     # requests: mean TTFT 1.901 s, 0.633 s at H100's FP8 1,979)
     (H100_FIELDS.replace("1979", "500"), "dense_fp8_tflops 500 is below dense_bf16_tflops 989.4"),
+    # a link past its kind's line rate (H100 SXM's NCCL NVLink figure under a PCIe 4.0 x16 kind: 370.8 GB/s where the
+    # slot carries 32 a direction) ran at exit 0, TP 2's all-reduces priced on it (20 requests: mean TTFT 0.447 s
+    # against 1.525 s at the 24 GB/s NCCL plans for that slot)
+    (H100_FIELDS.replace("kind: nvlink4", "kind: pcie4-x16"), "bandwidth_gbps 370.8 is above the 32 GB/s a pcie4-x16"),
+    (H100_FIELDS.replace("kind: nvlink4", "kind: pcie5-x8"), "above the 32 GB/s a pcie5-x8 link carries"),
+    (H100_FIELDS.replace("kind: nvlink4", "kind: nvlink4-bridge"), "above the 300 GB/s a nvlink4-bridge link"),
     (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
     (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
