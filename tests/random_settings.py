@@ -92,17 +92,22 @@ def _written(name: str, text: str, suffix: str) -> str:
     return str(path)
 
 
+LINK_GBPS = {"nvlink4": ["24", "370.8", "0.001", "450"], "pcie4-x16": ["24", "32", "0.001", "16"]}  # to its line rate
+
+
 def gpu_spec_file(c: Chooser) -> str:
     """A GPU spec file in gpus.yaml's entry fields with drawn numbers."""
-    # README: every number from 0.001 to 10^6 of its unit is accepted (the bounds drawn too, 10^6 as 1e6)
-    lines = [f"dense_bf16_tflops: {c.pick(['30', '121', '989.4', '2250', '0.001', '1e6'])}",
+    # README: every number from 0.001 to 10^6 of its unit is accepted (the bounds drawn too, 10^6 as 1e6), but a link
+    # past its kind's line rate (pcie4-x16: 32 GB/s a direction, nvlink4: 450) and an FP8 peak below the BF16 one
+    bf16 = c.pick(['30', '121', '989.4', '2250', '0.001', '1e6'])
+    lines = [f"dense_bf16_tflops: {bf16}",
              f"memory_gib: {c.pick(['16', '24', '80', '192', '1e6'])}",
              f"memory_bandwidth_gbps: {c.pick(['300', '3350', '8000', '0.001', '1e6'])}",
-             "link:", f"  kind: {c.pick(['pcie4-x16', 'nvlink4'])}",
-             f"  bandwidth_gbps: {c.pick(['24', '370.8', '0.001', '1e6'])}",
+             "link:", f"  kind: {(kind := c.pick(['pcie4-x16', 'nvlink4']))}",
+             f"  bandwidth_gbps: {c.pick(LINK_GBPS[kind])}",
              f"  step_latency_us: {c.pick(['3.4', '5.7', '0.001', '1e6'])}"]
-    if c.maybe(0.5):
-        lines.insert(1, f"dense_fp8_tflops: {c.pick([242.5, 1979])}")
+    if c.maybe(0.5):  # (FP8 twice BF16, as every datasheet has it; at most 10^6)
+        lines.insert(1, f"dense_fp8_tflops: {min(float(bf16) * c.pick([2.0, 2.0246]), 1e6):g}")
     return _written("gpu", "\n".join(lines) + "\n", ".yaml")
 
 
