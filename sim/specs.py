@@ -241,7 +241,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: l2_bandwidth_gbps {l2:g} is below memory_bandwidth_gbps {dram:g}: the DRAM's "
                           "bytes pass through the L2, measured 2.5 to 6.5 times faster on every GPU "
                           "(profiles/gpus.yaml)")
-    # The L2 caches the DRAM's bytes, a slice of them (126 MB of 180 GB on a B200, the largest in profiles/gpus.yaml)
+    # The L2 caches the DRAM's bytes, a slice of them (the largest in profiles/gpus.yaml: 128 MiB of 96 GB, RTX PRO 6000)
     if numbers.get("l2_mib", 0.0) * 2**20 >= numbers["memory_gib"] * GIB:
         raise ConfigError(f"{where}: l2_mib {numbers['l2_mib']:g} is not below memory_gib {numbers['memory_gib']:g} "
                           f"({numbers['memory_gib'] * 1024:g} MiB): the L2 caches a slice of the GPU's memory")
