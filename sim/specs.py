@@ -241,16 +241,18 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: l2_bandwidth_gbps {l2:g} is below memory_bandwidth_gbps {dram:g}: the DRAM's "
                           "bytes pass through the L2, measured 2.5 to 6.5 times faster on every GPU "
                           "(profiles/gpus.yaml)")
-    # The L2 caches the DRAM's bytes, a slice of them (the largest in profiles/gpus.yaml: 128 MiB of 96 GB, RTX PRO 6000)
+    # The L2 caches the DRAM's bytes, a slice of them (the largest in profiles/gpus.yaml: 128 MiB of 96 GB, the RTX
+    # PRO 6000's)
     if numbers.get("l2_mib", 0.0) * 2**20 >= numbers["memory_gib"] * GIB:
         raise ConfigError(f"{where}: l2_mib {numbers['l2_mib']:g} is not below memory_gib {numbers['memory_gib']:g} "
                           f"({numbers['memory_gib'] * 1024:g} MiB): the L2 caches a slice of the GPU's memory")
     # the L2's bandwidth prices the bytes an L2 of l2_mib holds (sim.serving.elementwise): without its size none is
     if "l2_bandwidth_gbps" in numbers and "l2_mib" not in numbers:
-        raise ConfigError(f"{where}: l2_bandwidth_gbps without l2_mib is read by nothing: the L2's bandwidth prices the "
-                          "bytes an L2 of l2_mib holds; give l2_mib too, or drop it")
+        raise ConfigError(f"{where}: l2_bandwidth_gbps without l2_mib is read by nothing: the L2's bandwidth prices "
+                          "the bytes an L2 of l2_mib holds; give l2_mib too, or drop it")
     # an FP8 tensor core does twice the BF16 one's work a clock: every dense_fp8_tflops in profiles/gpus.yaml is 2x
-    # (1.999-2.025x) its datasheet's BF16 peak; one below the BF16 peak (the two swapped?) ran FP8 GEMMs slower than BF16
+    # (1.999-2.025x) its datasheet's BF16 peak; one below the BF16 peak (the two swapped?) ran FP8 GEMMs slower than
+    # BF16
     fp8 = numbers.get("dense_fp8_tflops")
     if fp8 is not None and fp8 < numbers["dense_bf16_tflops"]:
         raise ConfigError(f"{where}: dense_fp8_tflops {fp8:g} is below dense_bf16_tflops "

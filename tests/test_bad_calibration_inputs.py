@@ -223,8 +223,9 @@ CASES: dict[str, Case] = {
                                           files={"n.json": '{"bandwidth_gbps": 100, "rows": [{"size_mib": 1, '
                                                            '"ns3_ms": 0.00009}, {"size_mib": 16, "ns3_ms": 1.36}]}'}),
     "lookup_row_past_its_link": Case([*LOOKUP_PD], names=("n.json", "row 1", "parameters.bandwidth_gbps 100"),
-                                     files={"n.json": '{"parameters": {"bandwidth_gbps": 100}, "rows": [{"size_mib": 1, '
-                                                      '"time_s": 9e-05}, {"size_mib": 16, "time_s": 0}]}'}),
+                                     files={"n.json": '{"parameters": {"bandwidth_gbps": 100}, "rows": '
+                                                      '[{"size_mib": 1, "time_s": 9e-05}, '
+                                                      '{"size_mib": 16, "time_s": 0}]}'}),
     "lookup_unknown_key": Case([*LOOKUP_PD], names=("n.json", "unknown key 'bandwith_gbps'", "_source"),
                                files={"n.json": '{"bandwith_gbps": 100, "rows": [{"size_mib": 1, "ns3_ms": 0.09}, '
                                                 '{"size_mib": 2, "ns3_ms": 0.17}]}'}),

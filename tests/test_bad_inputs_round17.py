@@ -55,8 +55,8 @@ def _first_split_tree(text: str) -> tuple[int, int]:
 
 
 def _edit_line(text: str, key: str, edit) -> str:
-    """``text`` with the first split tree's ``key`` line edited by ``edit`` (its length kept: the tree keeps the size its
-    header gives it, and passes that check)."""
+    """``text`` with the first split tree's ``key`` line edited by ``edit`` (its length kept: the tree keeps the size
+    its header gives it, and passes that check)."""
     start, end = _first_split_tree(text)
     at = text.index(f"\n{key}=", start, end) + 1
     line_end = text.index("\n", at)
@@ -86,5 +86,6 @@ def test_a_tree_field_lightgbm_would_abort_on_is_refused(key, edit, said, small_
                            "--set", "serving.block_size=512"],  # (the model's: the run gets past its block size)
                           cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=300)
     message = done.stderr.strip()
-    assert done.returncode == 2 and "\n" not in message and "Traceback" not in message, (done.returncode, message[-999:])
+    assert done.returncode == 2 and "\n" not in message and "Traceback" not in message, (done.returncode,
+                                                                                        message[-999:])
     assert "model.txt" in message and said in message, message
