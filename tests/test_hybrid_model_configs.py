@@ -172,13 +172,15 @@ def test_a_narrower_sliding_window_bounds_the_requests(config, tmp_path):
 @pytest.mark.parametrize("extra, sliding", [({"max_window_layers": 0}, True), ({"max_window_layers": 28}, False),
                                             ({"max_window_layers": 40}, False), ({}, False),
                                             ({"max_window_layers": 20}, None), ({"num_hidden_layers": 40}, None),
+                                            ({"max_window_layers": 1}, None), ({"max_window_layers": 27}, None),
                                             ({"layer_types": ["full_attention"] * 28}, False)],
-                         ids=["0", "28-of-28", "40-of-28", "default-28-of-28", "20-of-28", "default-28-of-40", "types"])
+                         ids=["0", "28-of-28", "40-of-28", "default-28-of-28", "20-of-28", "default-28-of-40", "1-of-28",
+                              "27-of-28", "types"])
 def test_qwen2_windows_slide_the_layers_from_max_window_layers_on(extra, sliding, tmp_path):
     """transformers' Qwen2Config (configuration_qwen2.py): with use_sliding_window, layer i slides when i >=
     max_window_layers (default 28), unless layer_types are given. Qwen2-7B has 28 layers: from 0 every layer slides,
     from 28 or later none (full attention: served to its context); from 20, layers 20..27 slide beside full ones, and
-    so does the default 28 with 40 layers: a mix vLLM's qwen2.py refuses ("Sliding window for some but all layers is
+    so do the default 28 with 40 layers and the mixes' two ends, from 1 (27 of 28 slide) and from 27 (1 of 28): a mix vLLM's qwen2.py refuses ("Sliding window for some but all layers is
     not supported"), refused here naming the key (it slid every layer)."""
     config = {**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096, **extra}
     if "max_window_layers" not in extra:
