@@ -334,7 +334,8 @@ def test_layerwise_exposed_transfer_pays_the_link_latency_once(run_cli, tmp_path
 @pytest.mark.parametrize("mode", [("--pd",), ("--cluster", "--pd", "--set", "hardware.gpus_per_node=1",
                                               "--set", "cluster.nodes_per_rack=2")], ids=["pd", "cluster-pd"])
 @pytest.mark.parametrize("model,layers,sent,last", [("gpt-oss-20b", 24, 12 * (6 + 1) * 2**20, 6 * 2**20),
-                                                    ("gemma-3-4b", 34, 5 * (6 + 6 * 2) * 2 * 2**20, 2 * 2 * 2**20)])
+                                                    ("gemma-3-4b", 34, 5 * (6 + 6 * 2) * 2 * 2**20, 2 * 2 * 2**20),
+                                                    ("gemma-3-12b", 48, 8 * (6 + 5 * 2) * 4 * 2**20, 6 * 4 * 2**20)])
 def test_layerwise_tail_is_the_last_layers_own_kv(run_cli, tmp_path, model, layers, sent, last, mode):
     """A sliding-window hybrid's layers send different bytes, so the message left after the last layer's compute is
     that layer's, not the mean layer's. By hand, one 3,072-token prompt (6 Mooncake blocks of 512 tokens) under
@@ -346,7 +347,11 @@ def test_layerwise_tail_is_the_last_layers_own_kv(run_cli, tmp_path, model, laye
     - gemma-3-4b (34 layers, full where (i + 1) % 6 == 0: its last, 33, slides within 1,024 tokens): 2 x 4 x 256 x
       2 B = 4,096 B, 2 MiB a page; groups of 5 layers (5 full, 29 sliding: one full group, six sliding). The window
       (tokens 2,049..3,071) is in blocks 4 and 5: 5 pages x (6 + 6 x 2) blocks; layer 33's: 2 pages, 4 MiB (the
-      mean's 180 MiB / 34 = 5.29 MiB was charged).
+      mean's 180 MiB / 34 = 5.29 MiB was charged);
+    - gemma-3-12b (48 layers, full where (i + 1) % 6 == 0: its last, 47, is full attention): 2 x 8 x 256 x 2 B =
+      8,192 B, 4 MiB a page; groups of 8 layers (8 full, 40 sliding: one full group, five sliding). The window is in
+      blocks 4 and 5: 8 pages x (6 + 5 x 2) blocks; layer 47's: its 6 full blocks, 24 MiB (the full-attention blocks
+      are the blocks sent less each of the five sliding groups' window, not less one window: 16 MiB).
     At 400 Gb/s the link keeps up with the compute: exposed = 2 ms latency + the last layer's bytes / bandwidth."""
     import json
 
