@@ -206,3 +206,31 @@ def test_points_that_differ_only_in_keys_they_do_not_read_are_said_to_run_alike(
         status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot")
     assert status == 0, err
     assert not [r for r in caplog.records if "do not read" in r.getMessage()]
+
+
+def test_the_note_masks_a_nested_unread_key_and_names_three_groups_then_counts_the_rest(caplog):
+    """``note_points_alike`` by hand: four capacities (read) crossed with two values of a key three levels deep
+    (workload.synthetic.rate_rps) that every point leaves unread are four groups of two alike points; the note names
+    the first three groups and counts the fourth. The same points reading every key (``unread`` empty) are eight
+    runs: no note. (The test above masks a two-level key and has one group: masking through the first parent only, or
+    naming one group, passed it.)"""
+    from pathlib import Path
+
+    from experiments.spec import Point, note_points_alike
+    from sim.config import load_config, replace
+
+    base = load_config()
+    points, configs = [], []
+    for capacity in (100, 200, 300, 400):
+        for rate in (1.0, 2.0):
+            overrides = {"cache.capacity_blocks": capacity, "workload.synthetic.rate_rps": rate}
+            points.append(Point(len(points), f"{capacity}/{rate:g}", overrides))
+            configs.append(replace(base, **overrides))
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        note_points_alike(points, configs, [{"workload.synthetic.rate_rps": "unread"} for _ in points], Path("s.yaml"))
+    [note] = [r.getMessage() for r in caplog.records]
+    assert "points '100/1' = '100/2', '200/1' = '200/2', '300/1' = '300/2' and 1 more groups differ only" in note
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        note_points_alike(points, configs, [{} for _ in points], Path("s.yaml"))
+    assert not caplog.records
