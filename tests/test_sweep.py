@@ -180,6 +180,26 @@ def test_a_trace_every_point_would_refuse_is_refused_once_before_any_point_runs(
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+def test_a_trace_a_later_point_would_refuse_is_refused_before_a_synthetic_or_good_point_runs(run_cli, tmp_path):
+    """A trace axis of a synthetic workload (null), a good trace and one whose third line is no JSON object, read
+    strictly: every distinct read is made before any point runs, past a point that reads no file and past a first
+    trace that reads well, so the bad one is refused first (exit 2 naming its point and line, nothing written). Not
+    before: stopping at the synthetic point, or reading only the first trace, ran the first two points and failed
+    the third ("1 of 3 sweep points failed")."""
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    lines = [json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5, "hash_ids": [1, 2 + t]})
+             for t in range(4)]
+    good.write_text("\n".join(lines) + "\n")
+    bad.write_text("\n".join([*lines[:2], '{"timestamp": 9, "input_length": ', *lines[2:]]) + "\n")
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, set={"cache.capacity_blocks": 100},
+                 axes={"workload.trace": [None, str(good), str(bad)]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot",
+                             "--strict-workload-validation")
+    assert status == 2 and f"point 'bad': {bad}: record 3 (line 3): malformed row" in err, err
+    assert "sweep points failed" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
+
+
 def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path):
     """A trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace): every point of a block-size
     axis ran at 512 tokens (points alike, exit 0); with the blocks cut (split) each point is its own."""
