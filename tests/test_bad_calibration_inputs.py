@@ -238,6 +238,13 @@ CASES: dict[str, Case] = {
     "lookup_source_not_text": Case([*LOOKUP_PD], names=("n.json", "'_source'", "text"),
                                    files={"n.json": '{"_source": 5, "rows": [{"size_mib": 1, "ns3_ms": 0.09}, '
                                                     '{"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    # (hmut9: dropping total_wall_s from the wall-time check, or the incast list check, passed every case above)
+    "lookup_total_wall_negative": Case([*LOOKUP_PD], names=("n.json", "'total_wall_s'", ">= 0", "got '-3'"),
+                                       files={"n.json": '{"setup_wall_s": 1, "total_wall_s": -3, "rows": '
+                                                        '[{"size_mib": 1, "ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    "lookup_incast_not_a_list": Case([*LOOKUP_PD], names=("n.json", "'incast'", "a list of rows"),
+                                     files={"n.json": '{"incast": {"senders": 4}, "rows": [{"size_mib": 1, "ns3_ms": 0.09}, '
+                                                      '{"size_mib": 2, "ns3_ms": 0.17}]}'}),
     "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
                                          "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
                                         files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',
