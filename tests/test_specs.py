@@ -169,6 +169,9 @@ def test_a_gpu_spec_files_l2_bandwidth_is_read_else_the_ratio(tmp_path):
     (tmp_path / "without.yaml").write_text(H100_FIELDS + "l2_mib: 50\n")
     assert gpu_spec(str(tmp_path / "with.yaml")).cache_bandwidth == 9000e9
     assert gpu_spec(str(tmp_path / "without.yaml")).cache_bandwidth == pytest.approx(3350e9 * 3133 / 900)
+    # the refusal is of an L2 below the DRAM's 3,350 GB/s: one of 3,350 itself is read (hmut9: '<=' refused it)
+    (tmp_path / "equal.yaml").write_text(H100_FIELDS + "l2_mib: 50\nl2_bandwidth_gbps: 3350\n")
+    assert gpu_spec(str(tmp_path / "equal.yaml")).cache_bandwidth == 3350e9
 
 
 def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
