@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from learned.train import main as train_main
 
 
@@ -59,3 +61,52 @@ def test_a_learned_eic_s_occupancy_is_its_blocks(tmp_path, run_cli):
         occupancy[name] = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]["metrics"]["cluster"][
             "eic_occupancy"]
     assert 0 < occupancy["lru"]["max"] < 1 and occupancy["learned"] == occupancy["lru"]
+
+
+def test_a_generic_tier_s_blocks_leave_the_index_and_its_count_as_they_leave_its_set():
+    """``IndexedResidents`` by hand, two generic tiers of one arena: the tests above fill no tier, so no block ever
+    left one; a block removed (or discarded) leaves the block index (``holders``) and its tier's resident count, a
+    block held by both tiers leaves only the one it is removed from, discarding an absent block changes nothing, and a
+    block may come back. (hmut9: a discard that left the block filed, and a second add of a held block filing it
+    twice, passed the cluster tests above.)"""
+    from sim.cache.arena import TierArena
+    from sim.cache.indexed_residents import IndexedResidents
+
+    arena = TierArena(max_keys=64)
+    a, b = arena.add_tier(0, 4, 0), arena.add_tier(0, 4, 0)  # (kind 0: a tier without a compiled kernel)
+    in_a, in_b = IndexedResidents(arena, a, [3, 5]), IndexedResidents(arena, b, [5])
+    in_a.add(7)
+    in_a.add(3)  # (already held: no second slot, no second count)
+    assert sorted(in_a) == [3, 5, 7] and arena.resident_keys(a).tolist() == [3, 5, 7]
+    assert (arena.resident_count(a), arena.resident_count(b)) == (3, 1)
+    assert sorted(arena.holders(5).tolist()) == [a, b]
+    in_a.remove(5)
+    in_a.discard(11)
+    in_a.discard(3)
+    assert arena.resident_keys(a).tolist() == [7] and arena.resident_count(a) == 1
+    assert arena.holders(5).tolist() == [b] and arena.holders(3).tolist() == []
+    in_b.remove(5)
+    assert arena.resident_count(b) == 0 and arena.holders(5).tolist() == []
+    in_a.add(5)
+    assert arena.resident_count(a) == 2 and arena.holders(5).tolist() == [a]
+
+
+def test_a_tier_s_predictions_are_private_where_it_sees_part_of_the_lookups():
+    """``ClusterRun._tier_predicted`` by the rule its docstring gives: a node's DRAM/SSD sees only its node's lookups
+    where the cluster has several nodes (racks x nodes per rack), a rack's EIC only its rack's where there are several
+    racks; there its copy is private (no model expert leads), elsewhere it sees every lookup and the model may lead.
+    By hand for 1 x 1, 1 x 2 and 2 x 1 racks x nodes. (hmut9: 'parts > 0', every tier private, passed every test.)"""
+    from types import SimpleNamespace
+
+    from learned.predictions import Predictions
+    from sim.cluster.fetch import DRAM, EIC, SSD
+    from sim.cluster.run import ClusterRun
+
+    predicted = Predictions.perfect(np.arange(1.0, 6.0), 5)
+    expected = {(1, 1): (True, True, True), (1, 2): (False, False, True), (2, 1): (False, False, False)}
+    for (racks, nodes), leads in expected.items():
+        run = SimpleNamespace(topo=SimpleNamespace(num_racks=racks, nodes_per_rack=nodes), _predicted=predicted)
+        got = tuple(ClusterRun._tier_predicted(run, kind).model_leads for kind in (DRAM, SSD, EIC))
+        assert got == leads, (racks, nodes)
+        run._predicted = None
+        assert ClusterRun._tier_predicted(run, EIC) is None
