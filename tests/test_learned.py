@@ -426,6 +426,12 @@ def test_a_private_copy_s_own_pick_is_its_leader_s_next_victim():
     for key in (1, 2, 3):
         policy.on_insert(key, key + 1)
     assert policy.summary()["leader"] == "arc" and policy.victim(4) == 1
+    # T1's blocks pinned (a prefix replay's request holds them): the first of T2 instead, 0; -1 only where every block
+    # is pinned (hmut9: a pick that stopped at the list REPLACE chose said -1 with block 0 free)
+    policy.pinned = {1, 2, 3}
+    assert policy.victim(4) == 0
+    policy.pinned = {0, 1, 2, 3}
+    assert policy.victim(4) == -1
 
 
 @pytest.mark.parametrize("leader", ["lru", "arc", "s3fifo"])
