@@ -43,6 +43,21 @@ CASES: dict[str, Case] = {
                                                   "workload.synthetic.rate_rps=1e302", "--set",
                                                   "workload.synthetic.num_requests=10", "--set", "slo.ttft_s=0.5"],
                                                  names=("--max-rate", "'workload.synthetic.rate_rps'=1e+302")),
+    # the start the search doubles is the rate x rate_scale, and where no key set the rate the trace's own mean rate is
+    # named: the largest float / 2^24 = 1.0715e301 req/s is the highest start, so a scale of 1e301 (a config file's:
+    # --set of it is refused with --max-rate) on the synthetic workload's 5 req/s leaves a rate below 1.07 req/s, and
+    # two requests 1e-301 s apart (2e301 req/s: finite, so the trace loads) a scale below 0.536 (hmut9: the check
+    # without the scale, and the branch of the trace's own rate, passed the two cases above)
+    "max_rate_scaled_rate_past_a_float": Case(["--max-rate", "--config", "{tmp}/c.yaml", "--no-plot", "--set",
+                                               "workload.synthetic.num_requests=10", "--set", "slo.ttft_s=0.5"],
+                                              names=("--max-rate: 'workload.synthetic.rate_rps'=5, x workload.rate_scale="
+                                                     "1e+301, doubled up to 2^24 times", "give a rate below 1.07 req/s"),
+                                              files={"c.yaml": "workload: {rate_scale: 1.0e+301}\n"}),
+    "max_rate_trace_rate_past_a_float": Case(["--max-rate", "--workload-trace", "{tmp}/m.jsonl", "--no-plot", "--set",
+                                              "slo.ttft_s=0.5"],
+                                             names=("--max-rate: the workload's own rate, 2e+301 req/s doubled up to "
+                                                    "2^24 times", "give a workload.rate_scale below 0.536"),
+                                             files={"m.jsonl": mooncake(0, 600, 5, [1, 2]) + mooncake(1e-298, 600, 5, [3, 4])}),
     # arrivals packed past a float's rate: rates written null after numpy's overflow warning on stderr
     "trace_stats_rate_scale_past_a_float": Case(trace_stats("--rate-scale", "1e307", trace="{tmp}/m.jsonl"),
                                                 names=("m.jsonl", "'workload.rate_scale'=1e+307", "3 requests"),
