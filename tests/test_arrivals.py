@@ -129,3 +129,16 @@ def test_arrivals_past_a_floats_rate_blame_what_set_them(tmp_path):
     with pytest.raises(TraceError, match=r"config key 'workload.arrivals.rate_rps'=9e\+307 is too high"):
         _load(f"workload.trace={trace}", "workload.arrivals.process=poisson", "workload.arrivals.rate_rps=9e307",
               f"seed={seed}")
+
+
+def test_a_rate_scale_below_1_is_not_blamed_for_arrivals_too_close(tmp_path):
+    """Two requests 1e-306 ms (1e-309 s) apart: a rate of 2e309, past the largest float (1.8e308). A rate scale
+    divides the gaps: at 0.5 they are 2e-309 s apart, still past it, and the message blamed the scale for packing
+    them ("'workload.rate_scale'=0.5 packs them too close"); the timestamps did (hmut9). At 2 the scale packs them."""
+    trace = tmp_path / "closer.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": 100, "output_length": 2, "hash_ids": [i + 1]})
+                             + "\n" for i, t in enumerate([0, 1e-306])))
+    with pytest.raises(TraceError, match="within 2e-309 s, a rate past the largest float: its timestamps are closer"):
+        _load(f"workload.trace={trace}", "workload.rate_scale=0.5")
+    with pytest.raises(TraceError, match="within 5e-310 s.*'workload.rate_scale'=2 packs them too close"):
+        _load(f"workload.trace={trace}", "workload.rate_scale=2")
