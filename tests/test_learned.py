@@ -115,6 +115,19 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
     assert ours == evictions("arc", capacity, stream.tolist())[1]
 
 
+def test_compiled_arc_expert_equals_the_arc_policy_where_its_target_reaches_the_capacity():
+    """ARC's target p is at most the capacity c (the paper's min(p + delta, c)): 3 blocks over 7 keys drawn evenly, so
+    ghost hits push p to c and later B2 hits pull it down from c, not from past it. The zipf streams above never
+    reached c (hmut9: p left unbounded passed them)."""
+    stream = np.random.default_rng(0).integers(0, 7, 600)
+    state = kernel.new_state(3, 7, np.eye(2), np.array([0.5, 1.0, np.inf]))
+    ours, targets = [], []
+    for key in stream.tolist():
+        ours.append(bool(shadow_experts.arc_step(state["blocks"], state["ints"], state["floats"], key)))
+        targets.append(state["floats"][state_layout.X_P])
+    assert max(targets) == 3.0 and ours == evictions("arc", 3, stream.tolist())[1]
+
+
 @pytest.mark.parametrize("capacity", [1, 20, 150])
 def test_compiled_lru_expert_equals_the_lru_policy(capacity):
     stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
