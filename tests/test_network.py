@@ -81,18 +81,19 @@ def test_the_bundled_tables_notes_are_accepted():
 
 def test_a_tables_bandwidth_note_of_the_networks_least_bandwidth_is_accepted(tmp_path):
     # the notes' bandwidths share network.bandwidth_gbps' domain, whose least is MIN_GBPS (0.001 Gb/s) itself: a table
-    # noting it (and its parameters') loads, its rows timed as given; a bandwidth just under it is refused
+    # noting it (and its parameters') loads, its rows timed as given; a bandwidth just under it is refused. The rows
+    # are no faster than that bandwidth (1 MiB at 1 Mb/s: 8.39 s), as a table's rows must be
     from sim.config import MIN_GBPS
 
     path = tmp_path / "n.json"
     for gbps in (MIN_GBPS, MIN_GBPS * (1 - 1e-9)):
         path.write_text(json.dumps({"bandwidth_gbps": gbps, "parameters": {"bandwidth_gbps": gbps},
-                                    "rows": [{"size_mib": 1, "ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}))
+                                    "rows": [{"size_mib": 1, "ns3_ms": 9e3}, {"size_mib": 2, "ns3_ms": 17e3}]}))
         if gbps < MIN_GBPS:
             with pytest.raises(ConfigError, match="'bandwidth_gbps' must be a bandwidth of 0.001 Gb/s or more"):
                 LookupNetwork.from_json(path)
         else:
-            assert LookupNetwork.from_json(path).isolated_time(2 * MIB) == pytest.approx(0.17e-3, rel=1e-12)
+            assert LookupNetwork.from_json(path).isolated_time(2 * MIB) == pytest.approx(17.0, rel=1e-12)
 
 
 def test_bad_tables_are_named(tmp_path):
