@@ -42,9 +42,11 @@ from learned.shadow_experts import (
     arc_step,
     expert_drops,
     expert_gains,
+    leave,
     lru_step,
     out_set,
     out_unlink,
+    readmit,
     s3_step,
 )
 from learned.state_layout import (
@@ -321,8 +323,7 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
         # order the real cache's victims (Mooncake's model on the multi-turn workload, 4 x 200 HBM blocks with
         # DRAM/SSD, seed 3: 0.4457 -> 0.4548, ARC 0.4642); the score window's clock is the LRU expert's eviction age
         hit_model = False
-        if blocks[key, B_LRU_PREV] == -2 and ints[S_LRU_SIZE] >= ints[S_CAP]:
-            floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - last[ints[S_LRU_HEAD]]) - floats[X_AGE])
+        _lru_age(blocks, last, ints, floats, key, now)
     hit_arc = arc_step(blocks, ints, floats, key)
     hit_lru = lru_step(blocks, ints, key)
     hit_s3 = s3_step(blocks, ints, key)
@@ -332,8 +333,18 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
         hit_arc = depth < ints[S_PLEN + ARC]
         hit_lru = depth < ints[S_PLEN + LRU]
         hit_s3 = depth < ints[S_PLEN + S3FIFO]
+    _score(ints, floats, (hit_model, hit_arc, hit_lru, hit_s3))
+    last[key] = at
+    blocks[key, B_CLASS] = klass
+    ints[S_CLOCK] = now
+
+
+@njit(cache=True)
+def _score(ints, floats, hits):
+    """Each expert's decayed hits (and the pairwise discordant ones) take one lookup's ``hits``; the leader is
+    re-elected on them: the expert with the most hits takes over when its lead is significant (``X_SIGMAS`` of a
+    Poisson count)."""
     decay = 1.0 - 1.0 / (SCORE_WINDOW_AGES * max(floats[X_AGE], 256.0))
-    hits = (hit_model, hit_arc, hit_lru, hit_s3)
     for a in range(EXPERTS):
         floats[X_SCORE + a] = floats[X_SCORE + a] * decay + hits[a]
         for b in range(EXPERTS):
@@ -351,9 +362,63 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     if best != leader and won - lost > floats[X_SIGMAS] * np.sqrt(won + lost + 1.0):
         ints[S_LEADER] = best
         ints[S_SWITCHES] += 1
+
+
+@njit(cache=True)
+def _lru_age(blocks, last, ints, floats, key, now):
+    """A private copy's eviction age (its score window's clock) is the LRU expert's: its least recent block's idle time
+    as an access of ``key`` it does not hold makes it evict."""
+    if blocks[key, B_LRU_PREV] == -2 and ints[S_LRU_SIZE] >= ints[S_CAP]:
+        floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - last[ints[S_LRU_HEAD]]) - floats[X_AGE])
+
+
+@njit(cache=True)
+def _readmit(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext):
+    """``key``, held by the real cache, enters it again (a lower tier shared by instances receives the same block from
+    another one): nothing was looked up, so no expert is scored; each classic expert readmits it as its policy does
+    (``shadow_experts.readmit``: LRU keeps its place, as ``sim.cache.policies.lru``'s ``keep_place``), so that the
+    real cache, following one, is that policy's tier. The model expert takes it as a use (its class, from ``at``)."""
+    now = max(ints[S_CLOCK], at)
+    if ints[S_ELECT_FROM] == MODEL:
+        _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now, pkeys, pstart,
+                    pnext)
+    else:
+        _lru_age(blocks, last, ints, floats, key, now)
+    for e in range(ARC, EXPERTS):
+        readmit(blocks, ints, floats, e, key)
     last[key] = at
     blocks[key, B_CLASS] = klass
     ints[S_CLOCK] = now
+
+
+@njit(cache=True)
+def _model_drop(blocks, model_slots, ints, key):
+    """The model expert lets ``key`` go (its slot goes to its last one)."""
+    slot = blocks[key, B_MODEL]
+    n = ints[S_NMODEL] - 1
+    moved = model_slots[0, n]
+    model_slots[0, slot] = moved
+    model_slots[1, slot] = model_slots[1, n]
+    blocks[moved, B_MODEL] = slot
+    blocks[key, B_MODEL] = -1
+    ints[S_NMODEL] = n
+    _unlink(blocks, ints, key, B_MLRU_PREV, S_MLRU_HEAD, 1)
+
+
+@njit(cache=True)
+def _leave(blocks, model_slots, ints, floats, key):
+    """``key`` left the real cache other than as its victim: promoted up out of an exclusive lower tier. That read is
+    the tier's hit, and each expert holding the block would have served it (scored); then each drops it as its
+    policy drops a block that leaves (``shadow_experts.leave``: no ghost), so that an expert's holdings are what its
+    policy's tier would hold, not blocks the tier gave up (the LRU expert, full of them, evicted blocks the tier
+    still held, and its leader's victims followed the out-lists' order, not recency)."""
+    hits = (_holds(blocks, MODEL, key), _holds(blocks, ARC, key), _holds(blocks, LRU, key),
+            _holds(blocks, S3FIFO, key))
+    _score(ints, floats, hits)
+    if hits[MODEL]:
+        _model_drop(blocks, model_slots, ints, key)
+    for e in range(ARC, EXPERTS):
+        leave(blocks, ints, e, key)
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -369,9 +434,9 @@ def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, 
 def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart,
               pnext):
     """``key`` enters the real cache (after any victim left). Already there (a lower tier shared by
-    instances receives the same block from two of them): an access."""
+    instances receives the same block from two of them): a readmission (``_readmit``)."""
     if blocks[key, B_REAL] >= 0:
-        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)
+        _readmit(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)
         return
     n = ints[S_NREAL]
     real_ids[n] = key
@@ -386,8 +451,10 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
 
 
 @njit(cache=True)
-def on_remove(blocks, real_ids, ints, key):
-    """``key`` leaves the real cache."""
+def on_remove(blocks, real_ids, model_slots, ints, floats, key, leaves):
+    """``key`` leaves the real cache: its victim, or taken by a running request that gives it back when freed (the
+    experts keep their own view: they evict by their own choices, and a taken block comes back), or, ``leaves``, it
+    leaves the tier otherwise (promoted out of an exclusive lower tier: ``_leave``)."""
     slot = blocks[key, B_REAL]
     if slot < 0:
         return
@@ -399,6 +466,8 @@ def on_remove(blocks, real_ids, ints, key):
     ints[S_NREAL] = n
     ints[S_REMOVALS] += 1
     out_unlink(blocks, ints, key)
+    if leaves:
+        _leave(blocks, model_slots, ints, floats, key)
 
 
 @njit(cache=True)
@@ -418,7 +487,7 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
             continue
         if ints[S_NREAL] >= capacity:
             v = victim(blocks, last, real_ids, ints, floats, table, dist, edges, plain, plain, plain, plain, key)
-            on_remove(blocks, real_ids, ints, v)
+            on_remove(blocks, real_ids, model_slots, ints, floats, v, False)
             evictions += 1
         on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now, plain, plain,
                   plain)

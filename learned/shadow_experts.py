@@ -183,6 +183,20 @@ def arc_replaces_t1(ints, p, where):
 
 
 @njit(cache=True)
+def _arc_trim(blocks, ints):
+    """ARC's directory before a complete miss (paper case IV): L1 = T1 + B1 at c drops B1's least recent ghost (T1
+    alone at c: none), else a full directory (2c) drops B2's."""
+    c = ints[S_CAP]
+    t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
+    b1, b2 = ints[S_ARC_SIZE + 2], ints[S_ARC_SIZE + 3]
+    if t1 + b1 >= c:
+        if t1 < c and b1 > 0:
+            _arc_unlink(blocks, ints, ints[S_ARC_HEAD + 2])
+    elif t1 + b1 + t2 + b2 >= 2 * c and b2 > 0:
+        _arc_unlink(blocks, ints, ints[S_ARC_HEAD + 3])
+
+
+@njit(cache=True)
 def arc_step(blocks, ints, floats, key):
     """The ARC expert sees an access to ``key``; returns True on a hit."""
     where = blocks[key, B_ARC]
@@ -191,15 +205,10 @@ def arc_step(blocks, ints, floats, key):
         _arc_push(blocks, ints, T2, key)
         return True
     c = ints[S_CAP]
-    t1, t2 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1]
-    b1, b2 = ints[S_ARC_SIZE + 2], ints[S_ARC_SIZE + 3]
     if where == B1 or where == B2:
         floats[X_P] = arc_target(ints, floats, where)
-    elif t1 + b1 >= c:
-        if t1 < c and b1 > 0:
-            _arc_unlink(blocks, ints, ints[S_ARC_HEAD + 2])
-    elif t1 + b1 + t2 + b2 >= 2 * c and b2 > 0:
-        _arc_unlink(blocks, ints, ints[S_ARC_HEAD + 3])
+    else:
+        _arc_trim(blocks, ints)
     t1, t2, b1 = ints[S_ARC_SIZE], ints[S_ARC_SIZE + 1], ints[S_ARC_SIZE + 2]
     if t1 + t2 >= c:
         in_ghost = where == B1 or where == B2
@@ -306,6 +315,51 @@ def s3_step(blocks, ints, key):
         _s3_push(blocks, ints, SMALL, key)
     expert_gains(blocks, ints, S3FIFO, key)
     return False
+
+
+# ----------------------------------------------------------------------------- the tier's own moves
+
+
+@njit(cache=True)
+def readmit(blocks, ints, floats, e, key):
+    """The tier admits ``key`` again while it holds it (a lower tier shared by instances receives another one's copy):
+    expert ``e`` (ARC, LRU or S3-FIFO) does as its policy's ``readmit`` where it holds the block too (``sim.cache.
+    policies``: LRU keeps its place, ARC trims its directory as for a complete miss and keeps its place, S3-FIFO's
+    frequency restarts at 0), and inserts it as its policy would where it does not (it had evicted it: to that
+    policy's tier the block is new). No lookup: nothing is scored."""
+    if e == ARC:
+        where = blocks[key, B_ARC]
+        if where == T1 or where == T2:
+            _arc_trim(blocks, ints)
+        else:
+            arc_step(blocks, ints, floats, key)
+    elif e == LRU:
+        if blocks[key, B_LRU_PREV] == -2:
+            lru_step(blocks, ints, key)
+    else:
+        queue = blocks[key, B_S3] >> 2
+        if queue == SMALL or queue == MAIN:
+            blocks[key, B_S3] = queue << 2
+        else:
+            s3_step(blocks, ints, key)
+
+
+@njit(cache=True)
+def leave(blocks, ints, e, key):
+    """``key`` leaves the tier other than as its victim (promoted up out of an exclusive tier): expert ``e`` (ARC, LRU
+    or S3-FIFO) drops it as its policy's ``remove`` drops a block that is not its victim: no ghost. One that does not
+    hold it (evicted, or a ghost) is left as it is."""
+    if e == ARC:
+        if blocks[key, B_ARC] == T1 or blocks[key, B_ARC] == T2:
+            _arc_unlink(blocks, ints, key)
+    elif e == LRU:
+        if blocks[key, B_LRU_PREV] != -2:
+            _unlink(blocks, ints, key, B_LRU_PREV, S_LRU_HEAD, 1)
+            blocks[key, B_LRU_PREV] = -2
+    else:
+        queue = blocks[key, B_S3] >> 2
+        if queue == SMALL or queue == MAIN:
+            _s3_unlink(blocks, ints, key)
 
 
 # the compiled steps inline the layout and S3-FIFO's thresholds from its policy module

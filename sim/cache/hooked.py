@@ -175,7 +175,10 @@ class HookedMultiTierCache:
             self._counters(level)[PROMOTIONS] += 1
         if level == 0 or not self.inclusive:
             kept = self.policies[0].history(key) if level == 0 else -1
-            self.policies[level].on_remove(key)
+            if level == 0:  # (freed back into the top tier)
+                self.policies[0].on_take(key)
+            else:  # (exclusive: freed into the top tier, it leaves this one)
+                self.policies[level].on_remove(key)
             self.residents[level].remove(key)
             if kept >= 0:
                 self._taken[key] = kept

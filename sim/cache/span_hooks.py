@@ -141,7 +141,7 @@ class SpanHooks:
             cache._counters(level)[PROMOTIONS] += 1
         self._leave(level, key)
         kept = self.policy.history(key)
-        self.policy.on_remove(key)
+        self.policy.on_take(key)  # (freed back into the tiers this policy spans)
         self.count -= 1
         if kept >= 0:
             cache._taken[key] = kept

@@ -95,6 +95,12 @@ class EvictionPolicy:
     def victim(self, incoming: int) -> int:
         raise NotImplementedError
 
+    def on_take(self, key: int) -> None:
+        """A running request takes resident ``key`` out of the tier, to give it back when it frees it (the take rule,
+        ``history`` asked first): a removal, but to a policy that keeps its own view of blocks it no longer holds
+        (the learned one's experts) not one that leaves for good."""
+        self.on_remove(key)
+
     def history(self, key: int) -> int:
         """What the policy knows of resident ``key`` as a running request takes it (the take rule); -1: nothing."""
         return -1

@@ -42,6 +42,7 @@ class Learned(EvictionPolicy):
         self._pkeys = predicted.keys if predicted.keys is not None else plain
         self._pstart = predicted.starts if predicted.starts is not None else plain
         self._pnext = predicted.nexts if predicted.nexts is not None else plain
+        self._victim = -1  # the last victim named (a removal of another block is not an eviction)
         self._bind()
 
     def _bind(self) -> None:
@@ -54,18 +55,30 @@ class Learned(EvictionPolicy):
             self._bind()
 
     def on_access(self, key: int, now: int) -> None:
+        self._victim = -1
         s = self.state
         kernel.on_access(self._blocks, self._last, s["model_slots"], self._ints, s["floats"], s["table"], s["dist"],
                          s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart, self._pnext)
 
     def on_insert(self, key: int, now: int) -> None:
         self._fit(key)
+        self._victim = -1
         s = self.state
         kernel.on_insert(self._blocks, self._last, s["real_ids"], s["model_slots"], self._ints, s["floats"], s["table"],
                          s["dist"], s["edges"], key, int(self.klass[now]), now, self._pkeys, self._pstart, self._pnext)
 
     def on_remove(self, key: int) -> None:
-        kernel.on_remove(self._blocks, self.state["real_ids"], self._ints, key)
+        """``key`` leaves: the victim just named, or a block promoted out of the tier (``kernel.on_remove``)."""
+        self._remove(key, key != self._victim)
+
+    def on_take(self, key: int) -> None:
+        """A running request takes ``key``, to give it back when freed: the experts keep it (``kernel.on_remove``)."""
+        self._remove(key, False)
+
+    def _remove(self, key: int, leaves: bool) -> None:
+        self._victim = -1
+        s = self.state
+        kernel.on_remove(self._blocks, s["real_ids"], s["model_slots"], self._ints, s["floats"], key, leaves)
 
     def victim(self, incoming: int) -> int:
         """The real cache's victim, passing over pinned blocks (-1: every block is): asked again with the pins only
@@ -76,6 +89,7 @@ class Learned(EvictionPolicy):
         key = int(kernel.victim(*args, NO_PINS, incoming))
         if self.pinned and key in self.pinned:
             key = int(kernel.victim(*args, np.fromiter(self.pinned, dtype=np.int64, count=len(self.pinned)), incoming))
+        self._victim = key
         return key
 
     def summary(self) -> dict:
