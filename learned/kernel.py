@@ -19,7 +19,9 @@ The policy is five caches of the same capacity fed the same accesses:
   on"), and a good one is followed. A copy that sees only part of the stream the model predicts
   (``Predictions.private``: an instance's HBM among several) runs the classic experts alone, and where every
   block it holds is its leader's it evicts them in the leader's own order, so that following a classic expert is
-  being it.
+  being it. The experts see the tier's own moves as their policies would (a readmission of a block it holds is each
+  policy's ``readmit``; a block promoted out of the tier is its hit and leaves each expert: ``_readmit``,
+  ``_leave``), so that in a lower tier shared by instances too, following a classic expert is being it.
 
 The model expert's hit densities come from ``learned.hit_density``, the classic experts are
 ``learned.shadow_experts``, the arrays' layout is ``learned.state_layout``. Hooks follow the tier protocol
