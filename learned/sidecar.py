@@ -17,6 +17,7 @@ import numpy as np
 
 from learned.features import FEATURES
 from learned.state_layout import CLASS_BITS
+from sim.config_fields import INT64_MAX
 from sim.errors import InputError, quote
 
 MAX_BUCKETS = 256  # label buckets: the trainer writes 11
@@ -87,8 +88,10 @@ def check_sidecar(meta: Any, side: Path) -> dict[str, Any]:
     if not isinstance(meta["model_sha256"], str):
         raise field_error(side, "model_sha256", "must be a string")
     tokens = meta["block_tokens"]
-    if not _is_int(tokens) or tokens < 1:
-        raise field_error(side, "block_tokens", f"is not a whole number of tokens (got {quote(tokens, 40)})")
+    if not _is_int(tokens) or not 1 <= tokens <= INT64_MAX:  # (serving.block_size's domain: a run's refusal of a
+        # model of 2^70 tokens a block suggested --set serving.block_size=1180591620717411303424, itself refused)
+        raise field_error(side, "block_tokens", f"is not a whole number of tokens a block size can be (got "
+                          f"{quote(tokens, 40)})")
     params = _get(side, meta, "params", dict)
     threads = params.get("num_threads", 2)
     if not _is_int(threads) or not 1 <= threads <= MAX_THREADS:

@@ -65,6 +65,8 @@ CASES = {  # corruption: (edit, field the message names)
     "edges all 0": (_set("label.edges", lambda e: [0] * len(e)), "label.edges"),
     "block tokens text": (_set("block_tokens", "512"), "block_tokens"),
     "block tokens null": (_set("block_tokens", None), "block_tokens"),
+    # past int64, as serving.block_size is: the run's refusal told to --set a block size itself refused (hfuzz11)
+    "block tokens 2^70": (_set("block_tokens", 2**70), "block_tokens"),
     "fingerprint text": (_set("train.fingerprint", "x"), "train.fingerprint"),
     "fingerprint of another definition": (_set("train.fingerprint.definition", "v0"), "train.fingerprint.definition"),
     "fingerprint gram 0": (_set("train.fingerprint.gram", 0), "train.fingerprint.gram"),
