@@ -151,10 +151,13 @@ class LearnedModel:
             a, b = train["request_range"]
             c, d = trace.provenance.request_range or (0, trace.provenance.rows_used)
             if max(a, c) < min(b, d):
+                # (a synthetic workload is its generator's draw at one seed: --seeds runs several, so say which)
+                drawn = not trace.provenance.sha256
                 raise InputError(
-                    f"learned model {self.path} was trained on requests [{a}, {b}) of this workload and the run uses "
+                    f"learned model {self.path} was trained on requests [{a}, {b}) of this "
+                    f"{f'synthetic workload at seed {config.seed}' if drawn else 'workload'} and the run uses "
                     f"[{c}, {d}): evaluate on a disjoint range (e.g. --set workload.range_start=0.5) or another "
-                    "trace, or pass --allow-train-test-overlap")
+                    f"{'seed' if drawn else 'trace'}, or pass --allow-train-test-overlap")
         self._check_content(trace)
 
     def _check_content(self, trace: Trace) -> None:

@@ -255,3 +255,17 @@ def test_one_shared_request_is_an_overlap_and_adjacent_ranges_are_not():
     _check_run((0, 100), (100, 200))
     with pytest.raises(InputError, match="trained on 16-token blocks and this run uses 32-token blocks"):
         _check_run((0, 100), (100, 200), run_block_tokens=32)
+
+
+def test_a_synthetic_overlap_names_the_seed_and_asks_for_another(small_learned_model, run_cli, tmp_path):
+    """--seeds runs the synthetic generator at several seeds: the refusal said "requests [0, 400) of this workload",
+    not which draw (hfuzz11). The model is of seed 0's 400 requests; seeds 0 and 1 from seed 0: seed 0's is refused;
+    from seed 5 none overlaps."""
+    common = ["--cache-only", "--policy", "learned", "--set", "serving.block_size=512", "--set",
+              "workload.synthetic.num_requests=400", "--set", f"cache.learned_model={small_learned_model}",
+              "--no-plot", "--quiet"]
+    status, _, err = run_cli(*common, "--seeds", "2")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "[0, 400) of this synthetic workload at seed 0 and the run uses [0, 400)" in err and "another seed" in err
+    status, _, err = run_cli(*common, "--seeds", "2", "--set", "seed=5", "--report-json", tmp_path / "r.json")
+    assert status == 0, err
