@@ -231,8 +231,12 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                           f"{'/'.join(map(str, PCIE_WIDTHS))} (pcie4-x16), got {quote(texts['link.kind'])}")
     ceiling, link_gbps = link_ceiling(texts["link.kind"]), link_numbers["bandwidth_gbps"]
     if link_gbps > ceiling:
+        # NVIDIA's NVLink figures and PCI-SIG's x16 rates count both directions (H100's 900 GB/s): one of them copied
+        # here is twice a direction's at most, so said
+        both = (f": {link_gbps:g} is within both directions' {2 * ceiling:g}, the total NVIDIA and PCI-SIG publish; "
+                "give one direction's, NCCL's figure as profiles/gpus.yaml does" if link_gbps <= 2 * ceiling else "")
         raise ConfigError(f"{where}: link: bandwidth_gbps {link_gbps:g} is above the {ceiling:g} GB/s a "
-                          f"{texts['link.kind']} link carries a direction (its line rate; NCCL plans below it)")
+                          f"{texts['link.kind']} link carries a direction (its line rate; NCCL plans below it){both}")
     # An NVIDIA GPU's L2 is the memory-side cache every SM's DRAM traffic passes through, so it moves at least what the
     # DRAM does: every published pair has it faster, measured 2.5x (B200) to 6.5x (L40) in gpu-benches (the entries'
     # notes in profiles/gpus.yaml), 2.68x to 4.64x in the V100/A100/H100 peaks L2_BANDWIDTH_RATIO cites

@@ -279,6 +279,21 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
     assert "without the entry's name" not in err or "x:" in text  # that hint only for a named entry at the top
 
 
+@pytest.mark.parametrize("kind, gbps, both", [("nvlink4", 900, True), ("nvlink5", 1800, True), ("pcie5", 128, True),
+                                              ("nvlink4", 450.5, True), ("pcie4-x16", 370.8, False),
+                                              ("nvlink4", 900.5, False)])
+def test_a_link_figure_of_both_directions_is_said_to_be_one(tmp_path, kind, gbps, both):
+    """NVIDIA publishes NVLink as both directions together (H100 SXM 900 GB/s, B200 1.8 TB/s), PCI-SIG its x16 rates
+    too (PCIe 5.0: 128 GB/s): such a figure copied into bandwidth_gbps, one direction's, is refused as above the line
+    rate (450, 900, 64), and the message says a figure up to twice it is both directions'. One past twice it (H100's
+    NCCL 370.8 under PCIe 4.0 x16's 32) is no such total: not said."""
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("kind: nvlink4, bandwidth_gbps: 370.8", f"kind: {kind}, bandwidth_gbps: {gbps}"))
+    with pytest.raises(ConfigError, match=f"bandwidth_gbps {gbps:g} is above") as refused:
+        gpu_spec(str(spec))
+    assert ("both directions'" in str(refused.value)) is both, str(refused.value)
+
+
 @pytest.mark.parametrize("capability, fp8", [("8.9", True), ("9.0", True), ("8.0", False), ("8.6", False)])
 def test_an_fp8_peak_is_read_from_compute_capability_8_9(tmp_path, capability, fp8):
     """The first GPUs with FP8 tensor cores are Ada's (8.9: L40S, RTX 4090) and Hopper (9.0); an Ampere spec (8.0,
