@@ -66,7 +66,7 @@ class ModelSpec(WeightBytes):
     num_sliding_layers: int | None = None
     # Of such a model, whether its last layer slides (Gemma 3 at 34 or 62 layers: layer i is full where (i + 1) % 6
     # == 0) rather than attends fully (gpt-oss, Gemma 2: layers i % 2 == 0 slide, an even count): what a layerwise PD
-    # transfer sends after the prefill's last layer (``sim.serving.run``); true only with num_sliding_layers
+    # transfer sends after the prefill's last layer (``sim.serving.pd_transfers``); true only with num_sliding_layers
     last_layer_slides: bool = False
     num_experts: int | None = None  # routed experts per MoE layer
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
