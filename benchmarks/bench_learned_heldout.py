@@ -183,16 +183,19 @@ def main() -> None:
                         help="comma list of workloads (default: every one: %(default)s)")
     parser.add_argument("--seeds", default="2,3,4", help="judged seeds of the synthetic workloads (default %(default)s)")
     args = parser.parse_args()
-    names = [n for n in args.workloads.split(",") if n]
+    # (a workload or seed named twice ran twice, minutes each; a negative seed failed after the wrong models trained)
+    names = parser.distinct("--workloads", [n for n in args.workloads.split(",") if n])
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown or not names:
         parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = parser.distinct("--seeds", [int(s) for s in args.seeds.split(",")])
     except ValueError:
         parser.error(f"--seeds: a comma list of integers, got {args.seeds!r}")
     if 1 in seeds:
         parser.error("--seeds: seed 1 is the one the own models are trained on")
+    if min(seeds) < 0:
+        parser.error(f"--seeds: a seed is an integer 0 or more (config key 'seed'), got {min(seeds)}")
     with tempfile.TemporaryDirectory() as tmp:
         wrong = {}
         for size in sorted({WORKLOADS[n][2] for n in names}):

@@ -26,6 +26,11 @@ CASES = [
     ("bench_cache.py", ["--trace", "/nonexistent.jsonl"], "trace not found: /nonexistent.jsonl"),
     ("bench_learned.py", ["--workloads", "mooncake,nope", "--peers", ""], "unknown workloads ['nope']"),
     ("probe_learned.py", ["nope"], "unknown probes ['nope']"),
+    # bench_learned_heldout: a workload or seed named twice ran twice (minutes each); a negative seed failed only after
+    # the wrong models were trained
+    ("bench_learned_heldout.py", ["--workloads", "rag,rag"], "--workloads names 'rag' twice"),
+    ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds", "2,2"], "--seeds names 2 twice"),
+    ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds=-1"], "--seeds: a seed is an integer 0 or more"),
     ("aiconfigurator_all_reduce.py", ["/nonexistent"], "/nonexistent: not a folder"),
     # an empty path was read as '.', the working folder (type=Path): a folder is no trace, checkout or run
     ("bench_cache.py", ["--trace", ""], "argument --trace: empty path"),
