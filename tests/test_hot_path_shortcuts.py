@@ -68,6 +68,34 @@ AZURE_ROWS = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
               "2023-11-16 18:15:49.0000000,33,30\n")
 
 
+def test_traces_loaded_in_turn_are_each_parsed_once_while_they_fit_the_bound(tmp_path, monkeypatch):
+    # Before: one trace kept, so a sweep over two traces (its up-front check reads each, then each point) parsed
+    # every file twice (hrev24: 20 traces, 40 reads); past KEPT_TRACE_BYTES the least recently used goes, the last
+    # loaded always stays
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for path in paths:
+        path.write_text(AZURE_ROWS)
+    paths[1].write_text(AZURE_ROWS.replace(",100,10", ",101,10"))  # (other content: another trace)
+    monkeypatch.setattr(trace_cache, "_LAST", {}, raising=False)
+    parses = []
+    parse = trace_cache.load_trace
+    monkeypatch.setattr(trace_cache, "load_trace",
+                        lambda w, *a, **k: parses.append(w.trace.rsplit("/", 1)[-1]) or parse(w, *a, **k))
+    for name in ("a", "b", "a", "b", "a"):
+        loaded = trace_cache.load_trace_cached(WorkloadConfig(trace=str(tmp_path / f"{name}.csv")), 16)
+        assert loaded.input_tokens.tolist()[0] == (100 if name == "a" else 101)
+    assert parses == ["a.csv", "b.csv"]
+    # a bound of two traces' arrays (3 requests each, a few hundred bytes): after a, b, a, b, a, then c, the least
+    # recently used, b, goes (parsed again), and c, used since, stays
+    one = trace_cache._array_bytes(trace_cache._LAST[next(iter(trace_cache._LAST))])
+    monkeypatch.setattr(trace_cache, "KEPT_TRACE_BYTES", 2 * one)
+    (tmp_path / "c.csv").write_text(AZURE_ROWS.replace(",100,10", ",102,10"))
+    parses.clear()
+    for name in ("c", "b", "c"):
+        trace_cache.load_trace_cached(WorkloadConfig(trace=str(tmp_path / f"{name}.csv")), 16)
+    assert parses == ["c.csv", "b.csv"]
+
+
 def test_a_trace_loaded_again_in_one_process_is_parsed_once_and_each_run_gets_its_own(tmp_path, monkeypatch):
     path = tmp_path / "t.csv"
     path.write_text(AZURE_ROWS)

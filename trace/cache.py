@@ -117,9 +117,12 @@ def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
     return trace
 
 
-# The last trace file this process loaded without a workload cache, by its path, content and loader settings (one
-# entry: a process that moves on to another trace lets the first go)
+# The trace files this process loaded without a workload cache, by path, content and loader settings, the least
+# recently used first: the last always, and those before it while their arrays fit KEPT_TRACE_BYTES together (a
+# sweep's up-front check reads each of its traces once and its points then find them here, a forked worker too; a
+# process that moves on to other traces lets the oldest go)
 _LAST: dict[str, Trace] = {}
+KEPT_TRACE_BYTES = 2**30  # what a process holds of traces beyond the one in use: a bound on memory, not a tuning
 
 
 def trace_read_key(workload: WorkloadConfig, block_size: int) -> str:
@@ -129,19 +132,27 @@ def trace_read_key(workload: WorkloadConfig, block_size: int) -> str:
 
 
 def _last_loaded(workload: WorkloadConfig, block_size: int, path: Path) -> Trace:
-    """``load_trace``, or a copy of the trace this process loaded last when its file (path and content: sha256) and
-    every loader setting are the same: a max-rate search, a plan's or a sweep's points, ``--seeds`` load one trace
-    again and again, each load a fresh parse (a tenth of a 300-request plan's time). The copy is a new ``Trace``
-    and provenance over the same arrays, which nothing changes in place (``Trace``'s methods replace them)."""
+    """``load_trace``, or a copy of a trace this process loaded before (``_LAST``) when its file (path and content:
+    sha256) and every loader setting are the same: a max-rate search, a plan's or a sweep's points, ``--seeds`` load
+    one trace again and again, each load a fresh parse (a tenth of a 300-request plan's time). The copy is a new
+    ``Trace`` and provenance over the same arrays, which nothing changes in place (``Trace``'s methods replace
+    them)."""
     sha256 = file_sha256(path)
     key = json.dumps([str(path), sha256, _loader_settings(workload, block_size)])
     kept = _LAST.get(key)
     if kept is None:
         trace = load_trace(workload, block_size, sha256=sha256)
-        _LAST.clear()
-        _LAST[key] = kept = _detached(trace)
+        _LAST[key] = _detached(trace)
+        while len(_LAST) > 1 and sum(_array_bytes(held) for held in _LAST.values()) > KEPT_TRACE_BYTES:
+            del _LAST[next(iter(_LAST))]
         return trace
+    _LAST[key] = _LAST.pop(key)  # (the latest used: kept longest)
     return _detached(kept)
+
+
+def _array_bytes(trace: Trace) -> int:
+    """The bytes of a trace's arrays (what keeping it holds in memory)."""
+    return sum(array.nbytes for array in _arrays(trace).values() if array is not None)
 
 
 def _detached(trace: Trace) -> Trace:
