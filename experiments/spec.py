@@ -374,7 +374,7 @@ def note_points_alike(points: list[Point], configs: list[Config], unread: list[d
     alike = [group for group in groups.values() if len(group) > 1]
     if alike:
         names = ", ".join(" = ".join(repr(p.name) for p in group) for group in alike[:3])
-        more = f" and {len(alike) - 3:,} more groups" if len(alike) > 3 else ""
+        more = f" and {len(alike) - 3:,} more group{'s' if len(alike) > 4 else ''}" if len(alike) > 3 else ""
         logging.getLogger("kvsim.sweep").warning(
             "kvsim: note: sweep spec %s: points %s%s differ only in keys they do not read, so each group runs one run "
             "under several names; a 'zip:' group pairs a key with the values that read it", spec_path, names, more)

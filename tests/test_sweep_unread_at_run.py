@@ -229,7 +229,7 @@ def test_the_note_masks_a_nested_unread_key_and_names_three_groups_then_counts_t
     with caplog.at_level("WARNING", logger="kvsim.sweep"):
         note_points_alike(points, configs, [{"workload.synthetic.rate_rps": "unread"} for _ in points], Path("s.yaml"))
     [note] = [r.getMessage() for r in caplog.records]
-    assert "points '100/1' = '100/2', '200/1' = '200/2', '300/1' = '300/2' and 1 more groups differ only" in note
+    assert "points '100/1' = '100/2', '200/1' = '200/2', '300/1' = '300/2' and 1 more group differ only" in note
     caplog.clear()
     with caplog.at_level("WARNING", logger="kvsim.sweep"):
         note_points_alike(points, configs, [{} for _ in points], Path("s.yaml"))

@@ -117,11 +117,10 @@ class ReceivedCopies:
         ``get_new_blocks`` reuses a free block, ``_maybe_evict_cached_block`` popping it from the hash's blocks): the
         first cached of each becomes the block found (``_adopt``), the others stay behind it. Asked before a lookup
         and a free reads what is found."""
-        landed, cache, pool = self._landed_copies, self.cache, self.pool
+        landed = self._landed_copies
         keys = list(landed)
-        each = getattr(cache, "find_each", None)  # (the generic path's cache, a learned policy's, has no batched find)
-        levels = (each(keys, pool) if each is not None
-                  else np.array([0 if key in pool else cache.find(key) for key in keys], dtype=np.int8))
+        each = self.find_each  # (None where the cache has no batched find: the generic path's, a learned policy's)
+        levels = each(keys) if each is not None else np.array([self.find(key) for key in keys], dtype=np.int8)
         gone = np.flatnonzero(levels != 0)
         for at in gone.tolist():
             key = keys[at]
