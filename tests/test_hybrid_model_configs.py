@@ -169,6 +169,18 @@ def test_a_narrower_sliding_window_bounds_the_requests(config, tmp_path):
     assert spec.longest_request == 4096  # up to its window a sliding-window model attends to every token
 
 
+def test_a_sliding_window_beside_layer_types_of_full_attention_slides_no_layer(tmp_path):
+    """layer_types name each layer's kind, and a window applies to the layers they mark sliding_attention (vLLM's
+    llama.py, which serves Mistral, takes a layer's window from them when given): a Mistral config with a 4,096-token
+    window and every layer full_attention is full attention, served to its context (it slid every layer before
+    62b3ef0; hrev24 asked for the case)."""
+    config = {**LLAMA_3_8B, "model_type": "mistral", "sliding_window": 4096,
+              "layer_types": ["full_attention"] * LLAMA_3_8B["num_hidden_layers"]}
+    spec = model_spec(str(write_config(tmp_path, config)))
+    assert (spec.sliding_window, spec.sliding_layers) == (None, 0)
+    assert spec.longest_request == config["max_position_embeddings"]
+
+
 @pytest.mark.parametrize("extra, sliding", [({"max_window_layers": 0}, True), ({"max_window_layers": 28}, False),
                                             ({"max_window_layers": 40}, False), ({}, False),
                                             ({"max_window_layers": 20}, None), ({"num_hidden_layers": 40}, None),
