@@ -89,7 +89,7 @@ class Family:
     # embed_tokens), "own" (gpt-oss, GLM-4.5, MiniMax-M2: a ParallelLMHead never tied); None: as the key says
     lm_head: Literal["tied", "own"] | None = None
     attention_sinks: bool = False  # a learned sink logit per attention head and layer (gpt-oss; a parameter, not KV)
-    # Sliding-window and full-attention layers side by side (``sim.hf_config._sliding_layers``): which layers slide
+    # Sliding-window and full-attention layers side by side (``sim.hf_sliding_layers``): which layers slide
     # when the config has no layer_types. "alternate": layer i slides when i % 2 == 0 (Gemma 2, gpt-oss);
     # "pattern": layer i is full when (i + 1) % sliding_window_pattern == 0 (Gemma 3). None: every layer slides when
     # there is a window, and layer_types other than full_attention are refused.
