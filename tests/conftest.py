@@ -175,3 +175,26 @@ def atomic_leftovers(directory: Path) -> list[str]:
     from sim.report.output import TEMP_PREFIX
 
     return [p.name for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures sim.report's plot functions make, kept open (their ``save`` is replaced by one that records
+    them)."""
+    from sim.report import plots, serving_plots, sweep_plots
+
+    made = []
+
+    def keep(fig, path):
+        fig.tight_layout()  # lay out as plots.save does before writing
+        fig.canvas.draw()
+        made.append(fig)
+        return path
+
+    for module in (plots, serving_plots, sweep_plots):
+        monkeypatch.setattr(module, "save", keep)
+    yield made
+    import matplotlib.pyplot as plt
+
+    for fig in made:
+        plt.close(fig)
