@@ -259,3 +259,19 @@ def test_a_pruned_candidate_whose_run_fails_is_failed_and_the_next_runs():
     p1 = next(c for c in cands if c.name == "P1")
     assert p1.status == "failed" and p1.reason.startswith("out of memory (run after the miss-ratio curve: no tier")
     assert chosen.name == "P2" and ran == ["P2"]
+
+
+def test_plan_page_says_why_each_candidate_was_not_timed():
+    # Before: the page's candidates table had no reason column, so an infeasible candidate read only "infeasible" and a
+    # pruned one "pruned", while the printed plan and the JSON say why (a model that does not fit, a cheaper mix).
+    why = "model llama-3.1-70b (131.4 GiB of weights per GPU) does not fit in h100-sxm at gpu_memory_utilization=0.92"
+    plan = {"target": {"slo": {"ttft_s": 1.0}, "rate_rps": 4.0}, "measure": "max_rate_rps",
+            "chosen": {"name": "big", "cost_usd_per_hour": 2.0},
+            "proof": {"meets": {"name": "big", "cost_usd_per_hour": 2.0, "measured": 1.0, "meets": True}},
+            "candidates": [{"name": "small", "cost_usd_per_hour": 1.0, "max_rate_rps": None, "status": "infeasible",
+                            "reason": why},
+                           {"name": "big", "cost_usd_per_hour": 2.0, "max_rate_rps": 8.0, "status": "timed",
+                            "chosen": True}]}
+    _, (header, rows) = _tables(render_html(_report([], plan=plan, mode="plan"), []), "plan")
+    assert header[-1] == "reason"
+    assert rows == [["small", "1", "–", "infeasible", "–", why], ["big", "2", "8", "timed", "–", "–"]]

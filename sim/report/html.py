@@ -149,8 +149,9 @@ def _plan(plan: dict) -> str:
                    + (f'<ul class="warn">{"".join(notes)}</ul>' if notes else ""))
     cands = plan["candidates"]
     measure = plan["measure"]
-    rows = [[c["name"], c["cost_usd_per_hour"], c.get(measure), c.get("status"), c.get("pareto")] for c in cands]
-    out.append("<h3>candidates</h3>" + _table(["candidate", "USD/h", measure, "status", "Pareto"], rows, 1,
+    rows = [[c["name"], c["cost_usd_per_hour"], c.get(measure), c.get("status"), c.get("pareto"), c.get("reason")]
+            for c in cands]  # the reason, as the printed plan gives it: why infeasible, pruned, or not sustained
+    out.append("<h3>candidates</h3>" + _table(["candidate", "USD/h", measure, "status", "Pareto", "reason"], rows, 1,
                                               ["chosen" if c.get("chosen") else "" for c in cands]))
     return "".join(out)
 
