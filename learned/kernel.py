@@ -44,6 +44,7 @@ from learned.shadow_experts import (
     arc_step,
     expert_drops,
     expert_gains,
+    holds,
     leave,
     lru_step,
     out_set,
@@ -68,7 +69,6 @@ from learned.state_layout import (
     FLOAT_SLOTS,
     INT_SLOTS,
     LRU,
-    MAIN,
     MODEL,
     OUT_LISTS,
     S3FIFO,
@@ -97,9 +97,6 @@ from learned.state_layout import (
     S_SAMPLES,
     S_SWITCHES,
     S_TABLES,
-    SMALL,
-    T1,
-    T2,
     X_AGE,
     X_AGE_WEIGHT,
     X_DISCORD,
@@ -269,21 +266,6 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
 
 
 @njit(cache=True)
-def _holds(blocks, e, key):
-    """Whether expert ``e`` holds ``key``."""
-    if key >= blocks.shape[0]:  # (an id the state has not grown to yet: nobody has seen it)
-        return False
-    if e == MODEL:
-        return blocks[key, B_MODEL] >= 0
-    if e == ARC:
-        return blocks[key, B_ARC] == T1 or blocks[key, B_ARC] == T2
-    if e == LRU:
-        return blocks[key, B_LRU_PREV] != -2
-    queue = blocks[key, B_S3] >> 2
-    return queue == SMALL or queue == MAIN
-
-
-@njit(cache=True)
 def _prefix_scan(blocks, ints, pkeys, pstart, lo):
     """A request (its blocks from stream position ``lo`` on) is first touched: how many of its blocks, from its first,
     each expert holds now, before any of its touches changes them: what that expert, were it the cache, would serve
@@ -292,7 +274,7 @@ def _prefix_scan(blocks, ints, pkeys, pstart, lo):
     n = len(pkeys)
     for e in range(EXPERTS):
         p = lo
-        while p < n and pstart[p] == lo and _holds(blocks, e, pkeys[p]):
+        while p < n and pstart[p] == lo and holds(blocks, e, pkeys[p]):
             p += 1
         ints[S_PLEN + e] = p - lo
 
@@ -414,8 +396,8 @@ def _leave(blocks, model_slots, ints, floats, key):
     policy drops a block that leaves (``shadow_experts.leave``: no ghost), so that an expert's holdings are what its
     policy's tier would hold, not blocks the tier gave up (the LRU expert, full of them, evicted blocks the tier
     still held, and its leader's victims followed the out-lists' order, not recency)."""
-    hits = (_holds(blocks, MODEL, key), _holds(blocks, ARC, key), _holds(blocks, LRU, key),
-            _holds(blocks, S3FIFO, key))
+    hits = (holds(blocks, MODEL, key), holds(blocks, ARC, key), holds(blocks, LRU, key),
+            holds(blocks, S3FIFO, key))
     _score(ints, floats, hits)
     if hits[MODEL]:
         _model_drop(blocks, model_slots, ints, key)
@@ -446,7 +428,7 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
     ints[S_NREAL] = n + 1
     out = 0  # the experts that do not hold it
     for e in range(EXPERTS):
-        if not _holds(blocks, e, key):
+        if not holds(blocks, e, key):
             out |= 1 << e
     out_set(blocks, ints, key, out, True)
     _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, pkeys, pstart, pnext)

@@ -24,6 +24,7 @@ from learned.state_layout import (
     B_ARC,
     B_ARC_PREV,
     B_LRU_PREV,
+    B_MODEL,
     B_OUT,
     B_OUT_PREV,
     B_REAL,
@@ -32,6 +33,7 @@ from learned.state_layout import (
     GHOST,
     LRU,
     MAIN,
+    MODEL,
     OUT_LISTS,
     S3FIFO,
     S_ARC_HEAD,
@@ -157,6 +159,21 @@ def expert_drops(blocks, ints, e, key):
     """Expert ``e`` evicted ``key``: if the real cache holds it, it joins the matching out-list (last)."""
     if blocks[key, B_REAL] >= 0:
         out_set(blocks, ints, key, blocks[key, B_OUT] | (1 << e), False)
+
+
+@njit(cache=True)
+def holds(blocks, e, key):
+    """Whether expert ``e`` holds ``key``."""
+    if key >= blocks.shape[0]:  # (an id the state has not grown to yet: nobody has seen it)
+        return False
+    if e == MODEL:
+        return blocks[key, B_MODEL] >= 0
+    if e == ARC:
+        return blocks[key, B_ARC] == T1 or blocks[key, B_ARC] == T2
+    if e == LRU:
+        return blocks[key, B_LRU_PREV] != -2
+    queue = blocks[key, B_S3] >> 2
+    return queue == SMALL or queue == MAIN
 
 
 # ----------------------------------------------------------------------------- experts
@@ -327,21 +344,17 @@ def readmit(blocks, ints, floats, e, key):
     policies``: LRU keeps its place, ARC trims its directory as for a complete miss and keeps its place, S3-FIFO's
     frequency restarts at 0), and inserts it as its policy would where it does not (it had evicted it: to that
     policy's tier the block is new). No lookup: nothing is scored."""
-    if e == ARC:
-        where = blocks[key, B_ARC]
-        if where == T1 or where == T2:
+    if holds(blocks, e, key):
+        if e == ARC:
             _arc_trim(blocks, ints)
-        else:
-            arc_step(blocks, ints, floats, key)
+        elif e == S3FIFO:
+            blocks[key, B_S3] = (blocks[key, B_S3] >> 2) << 2
+    elif e == ARC:
+        arc_step(blocks, ints, floats, key)
     elif e == LRU:
-        if blocks[key, B_LRU_PREV] == -2:
-            lru_step(blocks, ints, key)
+        lru_step(blocks, ints, key)
     else:
-        queue = blocks[key, B_S3] >> 2
-        if queue == SMALL or queue == MAIN:
-            blocks[key, B_S3] = queue << 2
-        else:
-            s3_step(blocks, ints, key)
+        s3_step(blocks, ints, key)
 
 
 @njit(cache=True)
@@ -349,17 +362,15 @@ def leave(blocks, ints, e, key):
     """``key`` leaves the tier other than as its victim (promoted up out of an exclusive tier): expert ``e`` (ARC, LRU
     or S3-FIFO) drops it as its policy's ``remove`` drops a block that is not its victim: no ghost. One that does not
     hold it (evicted, or a ghost) is left as it is."""
+    if not holds(blocks, e, key):
+        return
     if e == ARC:
-        if blocks[key, B_ARC] == T1 or blocks[key, B_ARC] == T2:
-            _arc_unlink(blocks, ints, key)
+        _arc_unlink(blocks, ints, key)
     elif e == LRU:
-        if blocks[key, B_LRU_PREV] != -2:
-            _unlink(blocks, ints, key, B_LRU_PREV, S_LRU_HEAD, 1)
-            blocks[key, B_LRU_PREV] = -2
+        _unlink(blocks, ints, key, B_LRU_PREV, S_LRU_HEAD, 1)
+        blocks[key, B_LRU_PREV] = -2
     else:
-        queue = blocks[key, B_S3] >> 2
-        if queue == SMALL or queue == MAIN:
-            _s3_unlink(blocks, ints, key)
+        _s3_unlink(blocks, ints, key)
 
 
 # the compiled steps inline the layout and S3-FIFO's thresholds from its policy module
