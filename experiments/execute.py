@@ -160,7 +160,7 @@ def check_trace_files(points: list[tuple[str, Config]]) -> None:
     """Refuse, before any point of a sweep runs, a point ``(where, config)`` whose trace file its run would refuse as it
     reads it (a malformed row under workload.strict_validation, arrivals spanning past the limit): every point reading
     that file with those loader settings fails alike, and each ran to that failure. Each distinct read is made once,
-    in point order (a forked worker finds the last one read in its process's memory: ``trace.cache``); a synthetic
+    in point order, and kept for the points (``trace.cache``'s kept traces, a forked worker's too); a synthetic
     workload reads no file."""
     from sim.serving.engine_limits import block_size
     from trace.cache import trace_read_key

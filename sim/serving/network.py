@@ -151,10 +151,8 @@ def _check_metadata(path: Path, data: dict) -> None:
         raise ConfigError(f"{where}: key 'parameters' must be an object of the link's settings")
     if not isinstance(data.get("incast", []), list):
         raise ConfigError(f"{where}: key 'incast' must be a list of rows")
-    for key, value in (("bandwidth_gbps", data.get("bandwidth_gbps")),
-                       ("parameters.bandwidth_gbps", parameters.get("bandwidth_gbps"))):
-        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                      and MIN_GBPS <= value < math.inf):
+    for key, value in _stated_bandwidths(data):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and MIN_GBPS <= value < math.inf):
             raise ConfigError(f"{where}: key {key!r} must be a bandwidth of {MIN_GBPS:g} Gb/s or more, got "
                               f"{str(value)[:40]!r}")
     for key in ("setup_wall_s", "total_wall_s"):
@@ -172,17 +170,21 @@ LINE_RATE_SLACK = 1.10
 def _check_line_rate(path: Path, data: dict, sizes: list[float], times: list[float]) -> None:
     """Each row's bytes / time at most the table's ``bandwidth_gbps`` (or its ``parameters.bandwidth_gbps``, the link
     tools/ns3_kv_timing.py simulated) x ``LINE_RATE_SLACK``, where the table states one."""
-    parameters = data.get("parameters", {})
-    for key, gbps in (("bandwidth_gbps", data.get("bandwidth_gbps")),
-                      ("parameters.bandwidth_gbps", parameters.get("bandwidth_gbps"))):
-        if gbps is None:
-            continue
+    for key, gbps in _stated_bandwidths(data):
         for i, (size, seconds) in enumerate(zip(sizes, times)):
             if size * 8 > gbps * 1e9 * seconds * LINE_RATE_SLACK:
                 rate = f"{size * 8 / seconds / 1e9:.4g} Gb/s" if seconds > 0 else "no time"
                 raise ConfigError(f"network lookup table {path}: row {i} moves {size:.10g} bytes in {seconds:.6g} s "
                                   f"({rate}), faster than its {key} {gbps:g} Gb/s: a time in another unit, or "
                                   "another link's bandwidth")
+
+
+def _stated_bandwidths(data: dict) -> list[tuple[str, object]]:
+    """The bandwidths a table states, by key: its own ``bandwidth_gbps`` and its link parameters' (the link
+    tools/ns3_kv_timing.py simulated), where given (``parameters`` checked to be a mapping first)."""
+    stated = (("bandwidth_gbps", data.get("bandwidth_gbps")),
+              ("parameters.bandwidth_gbps", data.get("parameters", {}).get("bandwidth_gbps")))
+    return [(key, value) for key, value in stated if value is not None]
 
 
 def _check_row_notes(path: Path, index: int, row: dict) -> None:
