@@ -225,18 +225,44 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"{where}: needs {key} (text)" if text is None else
                               f"{where}: {key} must be text, got {quote_yaml(text)}")
-    if texts["link.kind"] not in NVLINK_KINDS and not PCIE_KIND.match(texts["link.kind"]):
+    _check_link(where, texts["link.kind"], link_numbers["bandwidth_gbps"])
+    capability = _capability(entry, where)
+    _check_memory_and_compute(where, numbers, capability)
+    return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
+                   memory_bytes=int(round(numbers["memory_gib"] * GIB)),
+                   memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,
+                   link=LinkSpec(kind=texts["link.kind"], bandwidth=link_numbers["bandwidth_gbps"] * 1e9,
+                                 step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"],
+                                 peer_access=peer_access),
+                   source=texts["source"],
+                   fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None,
+                   reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))
+                   if "reported_memory_gib" in numbers else None,
+                   sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
+                   l2_bytes=int(round(numbers["l2_mib"] * 2**20)) if "l2_mib" in numbers else None,
+                   l2_bandwidth=numbers["l2_bandwidth_gbps"] * 1e9 if "l2_bandwidth_gbps" in numbers else None,
+                   compute_capability=capability)
+
+
+def _check_link(where: str, kind: str, link_gbps: float) -> None:
+    """A GPU spec's link: a kind NVIDIA or PCI-SIG published, and a bandwidth a direction within its line rate."""
+    if kind not in NVLINK_KINDS and not PCIE_KIND.match(kind):
         raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or "
                           f"pcie<generation>[-x<lanes>], generation {'/'.join(map(str, PCIE_GENERATIONS))} and lanes "
-                          f"{'/'.join(map(str, PCIE_WIDTHS))} (pcie4-x16), got {quote(texts['link.kind'])}")
-    ceiling, link_gbps = link_ceiling(texts["link.kind"]), link_numbers["bandwidth_gbps"]
+                          f"{'/'.join(map(str, PCIE_WIDTHS))} (pcie4-x16), got {quote(kind)}")
+    ceiling = link_ceiling(kind)
     if link_gbps > ceiling:
         # NVIDIA's NVLink figures and PCI-SIG's x16 rates count both directions (H100's 900 GB/s): one of them copied
         # here is twice a direction's at most, so said
         both = (f": {link_gbps:g} is within both directions' {2 * ceiling:g}, the total NVIDIA and PCI-SIG publish; "
                 "give one direction's, NCCL's figure as profiles/gpus.yaml does" if link_gbps <= 2 * ceiling else "")
         raise ConfigError(f"{where}: link: bandwidth_gbps {link_gbps:g} is above the {ceiling:g} GB/s a "
-                          f"{texts['link.kind']} link carries a direction (its line rate; NCCL plans below it){both}")
+                          f"{kind} link carries a direction (its line rate; NCCL plans below it){both}")
+
+
+def _check_memory_and_compute(where: str, numbers: dict[str, float], capability: tuple[int, int] | None) -> None:
+    """A GPU spec's numbers against each other as every published GPU has them: its L2 against its DRAM, its FP8
+    peak against its BF16 peak and its compute capability."""
     # An NVIDIA GPU's L2 is the memory-side cache every SM's DRAM traffic passes through, so it moves at least what the
     # DRAM does: every published pair has it faster, measured 2.5x (B200) to 6.5x (L40) in gpu-benches (the entries'
     # notes in profiles/gpus.yaml), 2.68x to 4.64x in the V100/A100/H100 peaks L2_BANDWIDTH_RATIO cites
@@ -262,7 +288,6 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: dense_fp8_tflops {fp8:g} is below dense_bf16_tflops "
                           f"{numbers['dense_bf16_tflops']:g}: FP8 tensor cores run twice the BF16 peak on every "
                           "datasheet (profiles/gpus.yaml)")
-    capability = _capability(entry, where)
     # FP8 tensor cores came with Ada and Hopper (compute capability 8.9 and 9.0): on an Ampere GPU (8.0, 8.6) vLLM runs
     # an FP8 checkpoint weight-only through Marlin at the BF16 peak (vllm/model_executor/layers/quantization/fp8.py:
     # use_marlin where not current_platform.has_device_capability(89)), so an FP8 peak there is read as no GPU runs it
@@ -270,20 +295,6 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
         raise ConfigError(f"{where}: dense_fp8_tflops with compute_capability {capability[0]}.{capability[1]}: FP8 "
                           f"tensor cores start at {FP8_CAPABILITY[0]}.{FP8_CAPABILITY[1]} (Ada, Hopper), and vLLM runs "
                           "FP8 weights through Marlin at the BF16 peak below it: drop dense_fp8_tflops")
-    return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
-                   memory_bytes=int(round(numbers["memory_gib"] * GIB)),
-                   memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,
-                   link=LinkSpec(kind=texts["link.kind"], bandwidth=link_numbers["bandwidth_gbps"] * 1e9,
-                                 step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"],
-                                 peer_access=peer_access),
-                   source=texts["source"],
-                   fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None,
-                   reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))
-                   if "reported_memory_gib" in numbers else None,
-                   sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
-                   l2_bytes=int(round(numbers["l2_mib"] * 2**20)) if "l2_mib" in numbers else None,
-                   l2_bandwidth=numbers["l2_bandwidth_gbps"] * 1e9 if "l2_bandwidth_gbps" in numbers else None,
-                   compute_capability=capability)
 
 
 @lru_cache(maxsize=None)
