@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -105,6 +106,21 @@ def test_weighted_percentiles_equal_numpy_on_the_expanded_sample():
         assert [got[f"p{p}"] for p in (50, 90, 99)] == np.percentile(expanded, (50, 90, 99)).tolist(), trial
         assert got["mean"] == pytest.approx(np.mean(expanded), rel=1e-12)
     assert math.isnan(weighted_distribution(np.array([1.0]), np.array([0]))["p50"])  # no tokens: no gap
+
+
+def test_weighted_mean_is_correctly_rounded_whatever_the_summation_order():
+    # A report's mean token gap must not depend on the machine: summed through BLAS (np.dot) it took the order of
+    # the BLAS threads (the core count; a Ray worker runs one) and one sweep's itl_s.mean differed in its last digit
+    # between --backend local and --backend ray. Correct rounding fixes the answer: by hand, (-1e16 + 1 + 1e16) / 3
+    # is 1/3, which any left-to-right float sum loses (-1e16 + 1 rounds back to -1e16). The mean is the sum of the
+    # products, rounded once, over the count (IEEE division rounds once more).
+    got = weighted_distribution(np.array([-1e16, 1.0, 1e16]), np.array([1, 1, 1]))["mean"]
+    assert got == 1 / 3
+    rng = np.random.default_rng(3)
+    values = np.sort(rng.lognormal(-5, 2, 200_000))
+    counts = rng.integers(1, 1000, len(values))
+    exact_sum = sum((Fraction(v * c) for v, c in zip(values.tolist(), counts.tolist())), Fraction(0))  # each v x c
+    assert weighted_distribution(values, counts)["mean"] == float(exact_sum) / int(counts.sum())  # rounded once
 
 
 def _run(run_cli, tmp_path, name, *extra):
