@@ -213,14 +213,14 @@ def test_an_answer_above_the_service_rate_is_flagged_as_transient(run_cli, tmp_p
         assert "steady_state" not in search and "note" not in search
 
 
-def _search_over(attainment_at, target: float = 0.9):
+def _search_over(attainment_at, target: float = 0.9, start: float = 1.0):
     """``search`` over a made-up deployment whose SLO attainment at rate scale s is ``attainment_at(s)``."""
     from experiments.maxrate import search
     from sim.config import SLOConfig
     from sim.report.document import RunResult
 
     return search(lambda s: RunResult(name="r", metrics={"slo_attainment": attainment_at(s)}),
-                  SLOConfig(ttft_s=1.0, attainment=target))
+                  SLOConfig(ttft_s=1.0, attainment=target), start=start)
 
 
 def test_the_search_brackets_and_bisects_to_the_highest_scale_that_meets():
@@ -249,11 +249,12 @@ def test_a_search_started_far_above_capacity_halves_through_the_burst_plateau():
         return RunResult(name="r", metrics={"slo_attainment": 0.05 if loaded else 1.0, "timeseries": series})
 
     result = search(run_at, SLOConfig(ttft_s=1.0, attainment=0.9), start=100.0)
-    assert [p.scale for p in result.steps[:6]] == [100.0, 50.0, 25.0, 12.5, 6.25, 3.125]
+    # (from 64, the power of two at or below 100: ``grid_start``)
+    assert [p.scale for p in result.steps[:5]] == [64.0, 32.0, 16.0, 8.0, 4.0]
     assert result.meets.scale <= 6.0 < result.fails.scale and result.fails.scale / result.meets.scale - 1.0 <= 0.01
     steady = search(lambda s: RunResult(name="r", metrics={"slo_attainment": 0.5, "timeseries": {
         "arrivals": [50, 50, 0], "completions": [45, 50, 5]}}), SLOConfig(ttft_s=1.0, attainment=0.9), start=100.0)
-    assert [p.scale for p in steady.steps] == [100.0, 50.0, 25.0]  # kept up with its arrivals: unloaded, stops
+    assert [p.scale for p in steady.steps] == [64.0, 32.0, 16.0]  # kept up with its arrivals: unloaded, stops
 
 
 def test_a_search_started_at_a_thousand_times_the_trace_rate_finds_the_rate_one_from_the_trace_rate_finds(
@@ -273,6 +274,22 @@ def test_a_search_started_at_a_thousand_times_the_trace_rate_finds_the_rate_one_
         assert status == 0, err
         answers.append(json.loads(out.read_text())["runs"][0]["metrics"]["max_rate_scale"])
     assert answers[1] > 1.0 and answers[0] == pytest.approx(answers[1], rel=0.01)
+
+
+@pytest.mark.parametrize("start", [0.7, 1.0, 3.0, 5.5])
+def test_the_answer_does_not_depend_on_the_start_where_attainment_is_not_monotone(start):
+    """A short replay's attainment need not fall steadily with the rate (hexplore7: one candidate planned for 40 and
+    22.5 req/s answered 45.1 and 53.5). Here it meets up to scale 3, fails in (3, 5), meets again in [5, 6] and fails
+    above. Started at 5.5 (the planner starts at its target) the search met there, failed at 11 and bisected to 6;
+    from 1 it doubled to 4, failed, and bisected to 3. Begun at the power of two at or below the start (0.5, 1, 2 or
+    4), every start brackets [2, 4] and bisects the same scales: the answer is the crossing at 3 from each."""
+    def attainment_at(s: float) -> float:
+        return 1.0 if s <= 3.0 or 5.0 <= s <= 6.0 else 0.0
+
+    result = _search_over(attainment_at, start=start)
+    reference = _search_over(attainment_at, start=1.0)
+    assert result.meets.scale <= 3.0 < result.fails.scale
+    assert (result.meets.scale, result.fails.scale) == (reference.meets.scale, reference.fails.scale)
 
 
 def test_the_search_stops_halving_when_less_load_changes_nothing():
