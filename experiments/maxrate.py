@@ -152,6 +152,33 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
     return RunResult(name=best.run.name, metrics=metrics, overrides=overrides, per_request=best.run.per_request)
 
 
+def contradicted(search: dict, scale: float, attainment: float) -> dict | None:
+    """A run at ``scale`` outside a search (the planner's proof run at its target) whose verdict the search's bracket
+    contradicts: met above the lowest scale the search saw fail, or failed below the highest it saw meet. Over a short
+    replay the attainment need not fall steadily with the rate, and a bisection never probes outside its own bracket,
+    so this is where a run that does shows it. ``search``: a run's ``max_rate_search``; None where the run agrees."""
+    meets = attainment >= search["target_attainment"]
+    bound = search["fails"] if meets else search["meets"]
+    if bound is None or (scale <= bound["rate_scale"] if meets else scale >= bound["rate_scale"]):
+        return None
+    per_scale = (bound["rate_rps"] / bound["rate_scale"]) if bound["rate_rps"] is not None else None
+    point = {"rate_scale": scale, "rate_rps": scale * per_scale if per_scale is not None else None,
+             "slo_attainment": attainment}
+    seen = {"rate_scale": bound["rate_scale"], "rate_rps": bound["rate_rps"], "slo_attainment": bound["slo_attainment"]}
+    return {"meets": point, "fails": seen} if meets else {"meets": seen, "fails": point}
+
+
+def non_monotone_note(pair: dict, target: float) -> str:
+    """What ``contradicted``'s pair says, for a note: the max rate is one boundary of several, not an accuracy."""
+    def at(p: dict) -> str:
+        rate = f"{p['rate_rps']:.4g} req/s" if p["rate_rps"] is not None else f"rate scale {p['rate_scale']:.4g}"
+        return f"{rate} (SLO attainment {p['slo_attainment']:.4g})"
+
+    return (f"SLO attainment is not monotone in the rate here: {at(pair['meets'])} meets the target {target:g} "
+            f"above {at(pair['fails'])}, which fails; the max rate is the boundary the search found, one of several, "
+            f"and the tolerance is not its accuracy; replay more requests")
+
+
 def _burst(meets: Probe | None, rate_rps: float | None) -> str | None:
     """Why the answer is no sustained rate, if it is not: by Little's law (L = λW) a steady state at the answered
     rate holds rate x mean E2E requests at once; a workload of no more requests than that arrives within one

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.execute import RunOptions
+from experiments.maxrate import contradicted, non_monotone_note
 from experiments.plan_candidates import Candidate
 from experiments.runner import Task, run_task
 from sim.config import replace
@@ -70,6 +71,19 @@ def reaches_rate(c: Candidate, target_scale: float) -> bool:
     return (c.metrics.get("max_rate_scale") or 0.0) >= target_scale
 
 
+def _check_monotone(c: Candidate, scale: float, attainment: float) -> None:
+    """Say, in ``c``'s search note, reason and JSON (``max_rate_search.non_monotone``), where its proof run at the
+    target contradicts its search: one met above a rate the search saw fail, or failed below one it saw meet."""
+    search = c.metrics.get("max_rate_search")
+    pair = contradicted(search, scale, attainment) if search else None
+    if pair is None:
+        return
+    note = non_monotone_note(pair, search["target_attainment"])
+    c.metrics["max_rate_search"] = {**search, "non_monotone": pair,
+                                    "note": f"{search['note']}; {note}" if search.get("note") else note}
+    c.reason = f"{c.reason}; {note}" if c.reason else note
+
+
 def prove_slo(timed: list[Candidate], target_scale: float, attainment: float,
                cache: dict[str, dict] | None = None) -> tuple[Candidate | None, dict]:
     """Cheapest candidate whose max rate reaches the target, confirmed by runs at the target rate (kept in ``cache``
@@ -84,6 +98,7 @@ def prove_slo(timed: list[Candidate], target_scale: float, attainment: float,
             if record["error"]:
                 raise InputError(f"proof run of {c.name} failed: {record['error']}")
             cache[c.name] = record["runs"][0]
+            _check_monotone(c, target_scale, cache[c.name]["metrics"]["slo_attainment"])
         run = cache[c.name]
         value = run["metrics"]["slo_attainment"]
         return run, value, value >= attainment

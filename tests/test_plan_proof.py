@@ -275,3 +275,39 @@ def test_plan_page_says_why_each_candidate_was_not_timed():
     _, (header, rows) = _tables(render_html(_report([], plan=plan, mode="plan"), []), "plan")
     assert header[-1] == "reason"
     assert rows == [["small", "1", "–", "infeasible", "–", why], ["big", "2", "8", "timed", "–", "–"]]
+
+
+def test_a_proof_run_that_contradicts_its_candidates_search_says_attainment_is_not_monotone(monkeypatch):
+    """A search never probes outside its bracket, so a proof run at the target is where a short replay's non-monotone
+    attainment shows (hexplore7: one candidate answered 45.1 and 53.5 req/s for two targets). Target scale 1.5,
+    attainment 0.9, 3 req/s per unit of scale. A (5 USD/h) searched: met at 1.1x (0.95), failed at 1.2x (0.8), yet
+    meets at 1.5x (0.92): met above a rate it failed. C (20 USD/h) searched: met at 2x (0.91), failed at 2.1x, yet
+    fails at 1.5x (0.85): failed below a rate it met. B (8 USD/h) met at 2x and meets at 1.5x: no contradiction.
+    Each contradiction is named, with both runs' rates, in the candidate's search (JSON) and its reason (console)."""
+    def search(meets: tuple[float, float], fails: tuple[float, float]) -> dict:
+        def side(p): return {"rate_scale": p[0], "rate_rps": 3.0 * p[0], "slo_attainment": p[1]}
+        return {"target_attainment": 0.9, "meets": side(meets), "fails": side(fails), "steps": [meets, fails]}
+
+    at_target = {"A": 0.92, "B": 0.95, "C": 0.85}
+    monkeypatch.setattr(plan_proof, "run_task", lambda task: {"error": None, "runs": [
+        {"metrics": {"slo_attainment": at_target[task.name]}}]})
+    candidates = {}
+    for name, cost, meets, fails in (("A", 5.0, (1.1, 0.95), (1.2, 0.8)), ("B", 8.0, (2.0, 0.93), (2.1, 0.5)),
+                                     ("C", 20.0, (2.0, 0.91), (2.1, 0.7))):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
+        c.metrics = {"max_rate_scale": meets[0], "max_rate_search": search(meets, fails)}
+        c.measured = 3.0 * meets[0]
+        candidates[name] = c
+    plan_proof.prove_slo([candidates["C"]], target_scale=1.5, attainment=0.9)
+    chosen, _ = plan_proof.prove_slo([candidates["A"], candidates["B"]], target_scale=1.5, attainment=0.9)
+    assert chosen.name == "A"  # (cheaper, and met at the target: the planner's rule before this check too)
+    a, c = (candidates[n].metrics["max_rate_search"] for n in "AC")
+    for found, meets, fails in ((a, (1.5, 4.5, 0.92), (1.2, 3.6, 0.8)), (c, (2.0, 6.0, 0.91), (1.5, 4.5, 0.85))):
+        for side, (scale, rps, value) in (("meets", meets), ("fails", fails)):
+            assert found["non_monotone"][side] == pytest.approx(
+                {"rate_scale": scale, "rate_rps": rps, "slo_attainment": value})
+    assert "non_monotone" not in candidates["B"].metrics["max_rate_search"]
+    for name, meets, fails in (("A", "4.5 req/s (SLO attainment 0.92)", "3.6 req/s (SLO attainment 0.8)"),
+                               ("C", "6 req/s (SLO attainment 0.91)", "4.5 req/s (SLO attainment 0.85)")):
+        said = f"SLO attainment is not monotone in the rate here: {meets} meets the target 0.9 above {fails}, which fails"
+        assert said in candidates[name].reason and said in candidates[name].metrics["max_rate_search"]["note"]
