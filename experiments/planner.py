@@ -96,7 +96,7 @@ def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argpa
 
 def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--plan`` command."""
-    from sim.report.outputs import render_outputs
+    from sim.report.outputs import NO_PLOT_NOTE, render_outputs
     from sim.serving.engine_limits import block_size
     from trace.workload import load_workload
 
@@ -225,9 +225,13 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         from sim.report.sweep_plots import plot_pareto  # (matplotlib, ~0.5 s to import: only when plots are drawn)
 
         y_label = "block hit ratio" if hit_target is not None else "max request rate meeting the SLO (req/s)"
-        plots.append(plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,
-                                 outputs.plot_dir / "plan_pareto.png", measure, y_label))
+        drawn = plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,
+                            outputs.plot_dir / "plan_pareto.png", measure, y_label)
+        plots += [drawn] if drawn is not None else []
         notes += [f"plot: {p}" for p in plots]
+        if drawn is None:
+            notes.append(f"{NO_PLOT_NOTE}plan_pareto.png: no candidate ran to a {measure} (each pruned, infeasible "
+                         f"or failed: the table says why), so there is no point to draw")
     notes += render_outputs(report, [], "plan", outputs.plot_dir, draw_plots=False, html_path=outputs.html, notes=notes)
     if not args.quiet:
         # (a candidate's GPU spec file, a failed run's reason, a report's path: one line each, as errors name them)
@@ -238,10 +242,13 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
 
 
 def _candidate_entry(c: Candidate, measure: str) -> dict:
+    search = c.metrics.get("max_rate_search") or {}
+    # a max rate no rate tried failed: the search's cap, not the candidate's rate (the plot draws it so)
+    lower_bound = measure == "max_rate_rps" and search.get("meets") is not None and search.get("fails", 0) is None
     return {"name": c.name, "overrides": c.overrides, "mode": c.mode, "cost_usd_per_hour": c.cost,
             "status": c.status, **({"reason": c.reason} if c.reason else {}),
             "mrc_hit_ratio": list(c.mrc_levels) if c.mrc_levels else None, measure: c.measured,
-            "pareto": c.pareto, "chosen": c.chosen}
+            **({"lower_bound": True} if lower_bound else {}), "pareto": c.pareto, "chosen": c.chosen}
 
 
 def _runs(candidates: list[Candidate], proof: dict, trace: dict) -> list[dict]:

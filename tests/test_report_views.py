@@ -265,6 +265,55 @@ def test_pareto_legend_and_labels_cover_no_point_and_stay_on_the_figure(figures,
     assert _legend_labels(ax) == ["candidates", "Pareto front", "chosen: 2x2x8xh100-sxm tp1 eic=64GiB", "target 0.25"]
 
 
+
+def test_a_plan_with_no_measured_candidate_draws_no_pareto_frame_and_its_page_says_why(figures, tmp_path):
+    """hexplore7: plan_mooncake_tiers.yaml at 300 requests prunes all 9 candidates by the exact curve; the Pareto plot
+    was an empty frame on a cost axis from -0.04 to +0.04 USD/h, embedded in the HTML. No candidate has a measure:
+    no figure, no file, and the page says why where the plot would be."""
+    from sim.report.html import render_html
+    from sim.report.sweep_plots import plot_pareto
+
+    cands = [{"name": f"1xh100 dram={g}GiB", "cost_usd_per_hour": 12.3 + g / 1e3, "hit_ratio": None,
+              "status": "pruned"} for g in (0, 512)]
+    assert plot_pareto(cands, 0.25, tmp_path / "p.png", "hit_ratio", "block hit ratio") is None
+    assert figures == [] and not (tmp_path / "p.png").exists()
+    why = "plan_pareto.png: no candidate ran to a hit_ratio (each pruned, infeasible or failed: the table says why)"
+    page = render_html(_report([]), [], undrawn=[why])
+    plots = page[page.index('<section id="plots">'):page.index('<section id="metrics">')]
+    assert why in plots and "<img" not in plots and "run without --no-plot" not in plots
+
+
+def test_a_lower_bound_max_rate_is_clipped_to_the_top_and_does_not_squash_the_others(figures, tmp_path):
+    """A search that never failed answers its cap (hexplore7: 2xb200 6.7e8 req/s beside 60-680 req/s), and on a linear
+    axis every other candidate lay on 0. The axis now runs to 1.15 x the largest exact value or the target (680 ->
+    782), the lower bound drawn at its top as a triangle labelled with its value, the legend saying so."""
+    from sim.report.sweep_plots import plot_pareto
+
+    cands = [{"name": "1xh200", "cost_usd_per_hour": 13.0, "max_rate_rps": 60.0},
+             {"name": "2xh200", "cost_usd_per_hour": 0.04, "max_rate_rps": 200.0, "pareto": True, "chosen": True},
+             {"name": "1xb200", "cost_usd_per_hour": 14.0, "max_rate_rps": 680.0, "pareto": True},
+             {"name": "2xb200", "cost_usd_per_hour": 28.0, "max_rate_rps": 6.7e8, "pareto": True, "lower_bound": True}]
+    plot_pareto(cands, 40.0, tmp_path / "p.png", "max_rate_rps", "max rate (req/s)")
+    [ax] = figures[0].axes
+    assert ax.get_ylim() == pytest.approx((0.0, 680.0 * 1.15))
+    assert "≥ 6.7e+08" in [t.get_text() for t in ax.texts]
+    front = [line for line in ax.get_lines() if line.get_label() == "Pareto front"][0]
+    assert list(front.get_ydata()) == pytest.approx([200.0, 680.0, 782.0])
+    assert "lower bound: every rate tried met (clipped to the top, value beside it)" in _legend_labels(ax)
+
+
+def test_a_plan_candidate_whose_search_never_failed_is_marked_a_lower_bound():
+    """The plan's JSON marks a max rate no tried rate failed (``lower_bound``), which the plot draws so."""
+    from experiments.plan_candidates import Candidate
+    from experiments.planner import _candidate_entry
+
+    def entry(fails):
+        c = Candidate("b200", 2, 1, None, {}, name="2xb200", status="timed", measured=6.7e8)
+        c.metrics = {"max_rate_search": {"meets": {"rate_scale": 1.0}, "fails": fails}}
+        return _candidate_entry(c, "max_rate_rps")
+
+    assert entry(None)["lower_bound"] is True and "lower_bound" not in entry({"rate_scale": 2.0})
+
 # ---- --max-rate's caveat (no steady state, no rate met, every rate met) is said wherever the rate is shown ----
 
 BURST = ("not a sustained rate: at 99.89 req/s the 100 requests arrive within one mean E2E (1.72 s; Little's law: "

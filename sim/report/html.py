@@ -120,8 +120,9 @@ def _metrics(report: dict) -> str:
     return "".join(parts) or "<p>no runs</p>"
 
 
-def _plots(plots: list[Path]) -> str:
-    figures = []
+def _plots(plots: list[Path], undrawn: list[str] = ()) -> str:
+    """The plots, embedded; ``undrawn``: a plot asked for and not drawn, each with why (in place of an empty frame)."""
+    figures = [f'<p class="small">{html.escape(why)}</p>' for why in undrawn]
     for path in plots:
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         name = html.escape(Path(path).name)
@@ -156,7 +157,8 @@ def _plan(plan: dict) -> str:
     return "".join(out)
 
 
-def render_html(report: dict, plots: list[Path], title: str | None = None, cluster_pd: bool = False) -> str:
+def render_html(report: dict, plots: list[Path], title: str | None = None, cluster_pd: bool = False,
+                undrawn: list[str] = ()) -> str:
     """The report document as one HTML page. ``cluster_pd``: a cluster run with prefill/decode pools
     (``--cluster --pd``), whose report's ``mode`` is ``cluster`` (Contract); its title and summary name PD too.
     The page leaves out the report's ``timing`` (wall time, peak memory: the JSON and the terminal give them), so the
@@ -182,7 +184,7 @@ def render_html(report: dict, plots: list[Path], title: str | None = None, clust
         sections.append(_section("sweep", "Sweep", _table(["item", "value"], [[k, v] for k, v in sweep.items()])))
     sections += [
         _section("runs", "Runs", _runs(report)),
-        _section("plots", "Plots", _plots(plots)),
+        _section("plots", "Plots", _plots(plots, undrawn)),
         _section("metrics", "Metrics", _metrics(report)),
         _section("config", "Resolved configuration", f"<pre>{html.escape(yaml.safe_dump(report['config'], sort_keys=False))}</pre>"),
         _section("trace", "Trace provenance", means + _table(["field", "value"], [[k, v] for k, v in trace.items()])
@@ -192,5 +194,6 @@ def render_html(report: dict, plots: list[Path], title: str | None = None, clust
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
-def write_html(report: dict, plots: list[Path], path: str | Path, cluster_pd: bool = False) -> Path:
-    return atomic_write_text(path, render_html(report, plots, cluster_pd=cluster_pd))
+def write_html(report: dict, plots: list[Path], path: str | Path, cluster_pd: bool = False,
+               undrawn: list[str] = ()) -> Path:
+    return atomic_write_text(path, render_html(report, plots, cluster_pd=cluster_pd, undrawn=undrawn))

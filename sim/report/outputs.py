@@ -7,6 +7,7 @@ from pathlib import Path
 from sim.report.document import RunResult
 
 PLOT_NOTE = "plot: "
+NO_PLOT_NOTE = "no plot: "  # a plot asked for and not drawn, and why: the HTML says so where the plot would be
 
 
 def render_outputs(report: dict, runs: list[RunResult], kind: str, plot_dir: Path, draw_plots: bool,
@@ -17,6 +18,7 @@ def render_outputs(report: dict, runs: list[RunResult], kind: str, plot_dir: Pat
     ``notes`` are the invocation's notes so far: the plots listed there (``plot: PATH``) go into the HTML too.
     """
     plots = [Path(n[len(PLOT_NOTE):]) for n in notes if n.startswith(PLOT_NOTE)]
+    undrawn = [n[len(NO_PLOT_NOTE):] for n in notes if n.startswith(NO_PLOT_NOTE)]
     new: list[str] = []
     if draw_plots and runs:
         from sim.report.serving_plots import plot_runs
@@ -27,5 +29,5 @@ def render_outputs(report: dict, runs: list[RunResult], kind: str, plot_dir: Pat
     if html_path:
         from sim.report.html import write_html
 
-        new.append(f"html: {write_html(report, plots, html_path, cluster_pd)}")
+        new.append(f"html: {write_html(report, plots, html_path, cluster_pd, undrawn)}")
     return new

@@ -174,29 +174,56 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
     return [p for p in made if p is not None]
 
 
-def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path:
-    """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point."""
-    fig, ax = plt.subplots(figsize=(9, 5.8))  # taller: the legend sits below the axes
+def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path | None:
+    """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point. None (no
+    file) where no candidate has the metric (every one pruned, infeasible or failed): an empty frame around no point,
+    on an autoscaled cost axis from -0.04 USD/h, said nothing. A max rate that is a lower bound (``lower_bound``: its
+    search met at every rate it tried, up to 2^24 times its start, 6.7e8 req/s) is drawn at the top of an axis the
+    others set, as a triangle pointing up, labelled with its value: drawn at its value it pressed every other point
+    onto 0."""
     timed = [c for c in candidates if c.get(y_key) is not None]
-    ax.scatter([c["cost_usd_per_hour"] for c in timed], [c[y_key] for c in timed], color="lightgray",
+    if not timed:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 5.8))  # taller: the legend sits below the axes
+    bounded = [c for c in timed if not c.get("lower_bound")]
+    # the axis the exact values (and the target) set; a lower bound above it sits at its top, clipped
+    top = max([c[y_key] for c in bounded] + ([target] if target is not None else []), default=None)
+    top = top * 1.15 if top else None
+    clipped = {c["name"] for c in timed if c.get("lower_bound") and top is not None and c[y_key] > top}
+
+    def y(c: dict) -> float:
+        return top if c["name"] in clipped else c[y_key]
+
+    ax.scatter([c["cost_usd_per_hour"] for c in bounded], [c[y_key] for c in bounded], color="lightgray",
                edgecolor="gray", label="candidates", zorder=2)
+    lower = [c for c in timed if c.get("lower_bound")]
+    if lower:
+        ax.scatter([c["cost_usd_per_hour"] for c in lower], [y(c) for c in lower], marker="^", s=80, color="lightgray",
+                   edgecolor="black", zorder=2, clip_on=False,
+                   label="lower bound: every rate tried met" + (" (clipped to the top, value beside it)" if clipped else ""))
+        for c in lower:
+            if c["name"] in clipped:
+                ax.annotate(f"≥ {c[y_key]:.3g}", (c["cost_usd_per_hour"], top), fontsize=7, xytext=(0, -12),
+                            textcoords="offset points", ha="center")
     front = sorted((c for c in timed if c.get("pareto")), key=lambda c: c["cost_usd_per_hour"])
     if front:
-        ax.plot([c["cost_usd_per_hour"] for c in front], [c[y_key] for c in front], marker="o", color="tab:blue",
-                drawstyle="steps-post", label="Pareto front", zorder=3)
+        ax.plot([c["cost_usd_per_hour"] for c in front], [y(c) for c in front], marker="o", color="tab:blue",
+                drawstyle="steps-post", label="Pareto front", zorder=3, clip_on=False)
         costs = [c["cost_usd_per_hour"] for c in timed]
         middle = (min(costs) + max(costs)) / 2
         for c in front:  # a label runs away from the nearer side, so none leaves the axes
             right = c["cost_usd_per_hour"] > middle
-            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(-4 if right else 4, 4),
+            ax.annotate(c["name"], (c["cost_usd_per_hour"], y(c)), fontsize=7, xytext=(-4 if right else 4, 4),
                         textcoords="offset points", ha="right" if right else "left")
     chosen = [c for c in timed if c.get("chosen")]
     if chosen:
-        ax.scatter([chosen[0]["cost_usd_per_hour"]], [chosen[0][y_key]], marker="*", s=250, color="tab:red",
-                   label=f"chosen: {chosen[0]['name']}", zorder=4)
+        ax.scatter([chosen[0]["cost_usd_per_hour"]], [y(chosen[0])], marker="*", s=250, color="tab:red",
+                   label=f"chosen: {chosen[0]['name']}", zorder=4, clip_on=False)
     if target is not None:
         ax.axhline(target, color="tab:red", linestyle=":", label=f"target {target:g}")
     ax.margins(x=0.1)
+    if clipped:
+        ax.set_ylim(0.0, top)
     ax.set(xlabel="cost (USD per hour)", ylabel=y_label, title="planner: cost vs capability")
     ax.grid(alpha=0.3)
     # below the axes: never over a point or a label
