@@ -125,6 +125,30 @@ def _report(runs: list[dict], **extra) -> dict:
             "trace": {"path": "t.csv", "rows_used": 10}, "runs": runs, "timing": {"wall_s": 1.0}, **extra}
 
 
+def test_the_metrics_section_shows_per_instance_lists_as_tables_and_no_blank_cells():
+    """README: --html writes "every table". The metrics section flattened dicts only, so a --cluster --pd run's
+    per-instance list (prefill busy 0.895 over 481 steps, decode 0.996 over 11,095: hexplore7) was in the JSON alone;
+    it is a table, a row per instance, and the lists it cannot show (the time series) are named with their lengths.
+    An empty dict (no skip reason, no override) was a blank cell; the terminal says "none", and so does the page."""
+    each = [{"index": 0, "role": "prefill", "steps": 481, "busy_fraction": 0.8948},
+            {"index": 1, "role": "decode", "steps": 11095, "busy_fraction": 0.996}]
+    run = {"name": "r", "overrides": {}, "metrics": {"hit_ratio": 0.08, "instances": {"busy_mean": 0.95, "each": each},
+                                                     "timeseries": {"t_s": [0.0, 0.4, 0.8], "queued": [0, 5, 3]}}}
+    report = _report([run])
+    report["trace"]["skip_reasons"] = {}
+    page = render_html(report, [])
+    tables = _tables(page, "metrics")
+    [(header, rows)] = [t for t in tables if t[0][:2] == ["index", "role"]]
+    assert header == ["index", "role", "steps", "busy_fraction"]
+    assert rows == [["0", "prefill", "481", "0.8948"], ["1", "decode", "11,095", "0.996"]]
+    assert "timeseries.t_s (3), timeseries.queued (3)" in page
+    [(_, trace_rows)] = _tables(page, "trace")
+    assert ["skip_reasons", "none"] in trace_rows
+    [(_, run_rows)] = _tables(page, "runs")
+    assert run_rows[0][:2] == ["r", "none"]
+    for _, rows in _tables(page, "metrics") + _tables(page, "trace") + _tables(page, "runs"):
+        assert all(cell.strip() for row in rows for cell in row)
+
 def test_large_floats_are_whole_numbers_not_scientific():
     # Before: 87,328.97 tokens was shown as "8.733e+04" (4 significant digits below 1e5).
     page = render_html(_report([{"name": "r", "overrides": {}, "metrics": {
@@ -150,7 +174,7 @@ def test_seeds_runs_table_shows_each_mean_with_its_interval():
 def test_plain_runs_table_has_no_interval_note():
     page = render_html(_report([{"name": "a", "overrides": {}, "metrics": {"hit_ratio": 0.5}}]), [])
     [(header, [row])] = _tables(page, "runs")
-    assert row == ["a", "", "0.5"] and "95% interval" not in page
+    assert row == ["a", "none", "0.5"] and "95% interval" not in page
 
 
 def test_wide_tables_scroll_inside_the_page():

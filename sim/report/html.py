@@ -53,7 +53,9 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}" if abs(value) < 1e3 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # (an empty one, as a trace's skip_reasons with nothing skipped: "none", as the
+        if not value:              # terminal says it, not a blank cell)
+            return "none"
         return ", ".join(f"{html.escape(str(k))}={_fmt(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
@@ -116,8 +118,33 @@ def _metrics(report: dict) -> str:
         rows = [[k, v, *([f"[{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" if k in ci else None] if ci else [])]
                 for k, v in flat.items()]
         parts.append(f"<details><summary>{html.escape(run['name'])} ({len(rows)} metrics)</summary>"
-                     f"{_table(header, rows)}</details>")
+                     f"{_table(header, rows)}{_lists(run.get('metrics') or {})}</details>")
     return "".join(parts) or "<p>no runs</p>"
+
+
+def _lists(metrics: dict, prefix: str = "") -> str:
+    """A run's list metrics, which ``flatten`` leaves out: a list of records (``instances.each``: role, steps,
+    busy_fraction, MFU ... per instance) as a table of its own, a row each; the rest (``timeseries``' columns, up to
+    1,000 points each, drawn in the timelines plot; a miss-ratio curve) named with their lengths, in the JSON."""
+    tables, series = [], []
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, f"{name}.{key}" if name else key)
+        elif isinstance(value, list):
+            if value and all(isinstance(v, dict) for v in value):
+                flat = [flatten(v) for v in value]
+                columns = list(dict.fromkeys(k for f in flat for k in f))
+                tables.append(f"<p><b>{html.escape(name)}</b> ({len(value):,} rows)</p>"
+                              + _table(columns, [[f.get(k) for k in columns] for f in flat], left=0))
+            else:
+                series.append(f"{html.escape(name)} ({len(value):,})")
+
+    walk(metrics, prefix)
+    listed = (f'<p class="small">lists in the JSON report only (values each): {", ".join(series)}</p>'
+              if series else "")
+    return "".join(tables) + listed
 
 
 def _plots(plots: list[Path], undrawn: list[str] = ()) -> str:
