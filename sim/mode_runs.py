@@ -113,8 +113,9 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     check_tpot_target_read(trace.output_tokens, config.slo, config.workload.trace or "the synthetic workload")
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
+    said: list[str] = []  # notes that qualify every run's results: in each run's metrics (``answer_caveats``)
     if run.mode == "cluster" and run.cluster_pd:
-        idle_gpus_note(config, run.notes)
+        idle_gpus_note(config, said)
     runs = []
     for policy in policies:  # one run per policy (and router) over the same trace
         for router in routers:
@@ -127,6 +128,8 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
             else:
                 result, requests = run_serving(trace, replace(config, **overrides), run.mode, progress=run.progress)
             name_run(result, run.mode, policy, router, len(policies), len(routers))
+            if said:  # (the JSON's, so the HTML's and a sweep's too; the terminal says them as a run's caveats)
+                result.metrics["notes"] = [*result.metrics.get("notes", []), *said]
             runs.append(result)
             key = (f"{policy}/{router}" if len(policies) > 1 else router) if len(routers) > 1 else policy
             path = run.outputs.requests_csv.get(key)

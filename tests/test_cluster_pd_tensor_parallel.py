@@ -93,17 +93,27 @@ def test_the_report_counts_the_instances_in_the_pools(run_cli, tmp_path, prefill
      6),
     (["pd.num_prefill=8", "pd.num_decode=8"], 0),  # every GPU an instance: no note
 ])
-def test_gpus_left_without_an_instance_are_said(run_cli, sets, idle):
+def test_gpus_left_without_an_instance_are_said(run_cli, tmp_path, sets, idle):
     """--cluster --pd places pd.num_prefill + pd.num_decode instances per rack whatever its size: the GPUs left
-    over are said (more nodes a rack changed nothing, with no word why)."""
+    over are said (more nodes a rack changed nothing, with no word why), on the terminal under the run and in its
+    JSON's ``notes`` (hexplore7: the terminal alone said it), so in the HTML too."""
+    import html
+
+    from sim.report.html import render_html
+
+    out_json = tmp_path / "r.json"
     argv = ["--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "20", "--no-plot", "--set",
-            "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=8"]
+            "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=8", "--report-json", out_json]
     status, out, err = run_cli(*argv, *[a for s in sets for a in ("--set", s)])
     assert status == 0, err
     said = [line for line in out.splitlines() if "GPUs run no instance" in line]
-    assert said == ([f"{idle} of each rack's 16 GPUs run no instance: --cluster --pd places "
-                     f"{sets[0]} prefill and {sets[1]} decode instances in each rack (raise them to use its GPUs)"]
-                    if idle else []), said
+    note = (f"{idle} of each rack's 16 GPUs run no instance: --cluster --pd places "
+            f"{sets[0]} prefill and {sets[1]} decode instances in each rack (raise them to use its GPUs)")
+    assert said == ([f"  ! {note}"] if idle else []), said
+    report = json.loads(out_json.read_text())
+    assert report["runs"][0]["metrics"].get("notes") == ([note] if idle else None)
+    said_html = f"<li><b>{report['runs'][0]['name']}</b>: {html.escape(note)}</li>"
+    assert (said_html in render_html(report, [])) == bool(idle)
 
 
 @pytest.mark.parametrize("sets,names", [

@@ -26,6 +26,8 @@ def console_summary(report: dict) -> str:
     for run in report["runs"]:
         lines.append(f"[{one_line(run['name'])}]")
         for key, value in run["metrics"].items():
+            if key == "notes" and isinstance(value, list):
+                continue  # said after the metrics, each a caveat line (``answer_caveats``)
             if key == "mrc":
                 lines.append(f"  {key:<30} {value['method']} over {value['sampled_accesses']:,} accesses, "
                              f"{len(value['capacity_blocks'])} capacities (see the JSON report / plot)")

@@ -124,10 +124,12 @@ OVERLOAD_LINE_STAYS = 0.9
 
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
     """What qualifies a run's answer, said beside it wherever the answer is shown (terminal, HTML, plots):
-    ``--max-rate``'s note (no rate met the target, every rate did, or the rate is one burst, not sustained), and
-    an overloaded run's (``overload_caveat``)."""
+    ``--max-rate``'s note (no rate met the target, every rate did, or the rate is one burst, not sustained), an
+    overloaded run's (``overload_caveat``), and the run's own ``notes`` (a list of sentences in its metrics)."""
     note = (metrics.get("max_rate_search") or {}).get("note")
-    return [f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
+    notes = metrics.get("notes")  # a run's own notes (``--cluster --pd``'s GPUs left without an instance)
+    return ([f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
+            + ([n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []))
 
 
 def sweep_point_notes(report: dict[str, Any]) -> list[tuple[str, str]]:

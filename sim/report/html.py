@@ -141,7 +141,7 @@ def _lists(metrics: dict, prefix: str = "") -> str:
             else:
                 series.append(f"{html.escape(name)} ({len(value):,})")
 
-    walk(metrics, prefix)
+    walk({k: v for k, v in metrics.items() if k != "notes"}, prefix)  # (a run's notes: said under the runs table)
     listed = (f'<p class="small">lists in the JSON report only (values each): {", ".join(series)}</p>'
               if series else "")
     return "".join(tables) + listed
