@@ -241,6 +241,11 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` ``noun``s, one without the s ("1 GPU", not "1 GPUs")."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _candidate_entry(c: Candidate, measure: str) -> dict:
     search = c.metrics.get("max_rate_search") or {}
     # a max rate no rate tried failed: the search's cap, not the candidate's rate (the plot draws it so)
@@ -340,10 +345,10 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
         return "\n".join(lines)
     layout = ("aggregated" if chosen.split is None else f"P:D = {chosen.split[0]}:{chosen.split[1]}")
     if chosen.racks is not None:
-        layout = f"{chosen.racks} racks x {chosen.nodes} nodes"
+        layout = f"{_count(chosen.racks, 'rack')} x {_count(chosen.nodes, 'node')}"
     met = plan["proof"].get("meets") or {}
     burst = " — met as a burst, not at a sustained rate (its proof below)" if met.get("steady_state") is False else ""
-    lines.append(f"chosen: {chosen.name}: {chosen.gpus} GPUs ({chosen.gpu}), tensor parallel {chosen.tp}, "
+    lines.append(f"chosen: {chosen.name}: {_count(chosen.gpus, 'GPU')} ({chosen.gpu}), tensor parallel {chosen.tp}, "
                  f"{layout}, {chosen.cost:.2f} USD/h{burst}")
     quantity = "SLO attainment" if measure == "max_rate_rps" else "hit ratio"
     for role in ("meets", "fails"):

@@ -126,6 +126,23 @@ def test_the_chosen_line_says_when_its_proof_met_the_target_as_a_burst(steady):
     assert line.endswith("met as a burst, not at a sustained rate (its proof below)") is not steady
 
 
+def test_the_chosen_line_counts_one_gpu_and_one_rack_in_the_singular():
+    """hexplore7: "chosen: 1xb200 ...: 1 GPUs (b200)"; a fleet's "1 racks x 1 nodes" likewise."""
+    plan = {"measure": "max_rate_rps", "proof": {}, "target": {"slo": {"ttft_s": 1.0}, "rate_rps": 10.0, "rate_scale": 2.0,
+                                                               "workload_rate_rps": 5.0},
+            "candidates": []}
+
+    def chosen_line(c: Candidate) -> str:
+        (line,) = [x for x in planner._summary(plan, [c], c).splitlines() if x.startswith("chosen:")]
+        return line
+
+    one = Candidate("b200", 1, 1, None, {}, name="1xb200", config=Config(), cost=14.0, status="timed")
+    assert chosen_line(one).startswith("chosen: 1xb200: 1 GPU (b200), tensor parallel 1, aggregated,")
+    fleet = Candidate("h100-sxm", 8, 1, None, {}, racks=1, nodes=1, name="1x1x8", config=Config(), cost=9.0,
+                      status="timed")
+    assert chosen_line(fleet).startswith("chosen: 1x1x8: 8 GPUs (h100-sxm), tensor parallel 1, 1 rack x 1 node,")
+
+
 # ---- the plan's HTML page: its proof table and chosen line
 
 def test_plan_proof_table_names_what_was_measured():

@@ -127,7 +127,7 @@ def test_fleet_plan_sizes_rack_eic_for_a_hit_ratio(run_cli, tmp_path, shared_dat
     chosen = plan["chosen"]
     assert meeting and chosen["name"] == meeting[0]["name"]
     assert chosen["overrides"]["cache.tiers.eic.capacity_gib"] > 0  # without EIC no fleet reaches it
-    assert "1 racks x 2 nodes" in next(line for line in stdout.splitlines() if line.startswith("chosen:"))
+    assert "1 rack x 2 nodes" in next(line for line in stdout.splitlines() if line.startswith("chosen:"))
     base = ["--workload-trace", str(trace), "--workload-limit", "2000"] + [a for k, v in fixed.items()
                                                                            for a in ("--set", f"{k}={v}")]
     meets, fails = plan["proof"]["meets"], plan["proof"]["fails"]
