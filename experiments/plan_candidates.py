@@ -126,13 +126,14 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                 replace(base, **{key: value})
             except ConfigError as exc:
                 raise plan_error(plan.path, f"{name}: {str(exc).removeprefix('override: ')}") from None
+    try:
+        for gpu in plan.gpu:
+            gpu_spec(gpu)
+        prices.check_priced(plan.gpu)  # (every unpriced GPU in one message)
+    except ConfigError as exc:
+        raise plan_error(plan.path, f"search.gpu: {exc}") from None
     out = []
     for gpu in plan.gpu:
-        try:
-            gpu_spec(gpu)
-            prices.gpu_hour(gpu)
-        except ConfigError as exc:
-            raise plan_error(plan.path, f"search.gpu: {exc}") from None
         for tp in plan.tensor_parallel_size:
             for racks, nodes, count in _shapes(plan, base, tp):
                 splits = [None] if hit_target or plan.fleet else _splits(plan, count // tp)

@@ -33,10 +33,19 @@ class Prices:
     amortization_years: float
 
     def gpu_hour(self, gpu: str) -> float:
-        if gpu not in self.gpus or "usd_per_gpu_hour" not in self.gpus[gpu]:
-            raise ConfigError(f"no price for GPU {gpu!r}: add prices: {{gpus: {{{gpu}: {{usd_per_gpu_hour: X, "
-                              f"source: ...}}}}}} to the plan (priced: {', '.join(sorted(self.gpus))})")
+        self.check_priced([gpu])
         return float(self.gpus[gpu]["usd_per_gpu_hour"])
+
+    def check_priced(self, gpus: list[str]) -> None:
+        """Refuse the GPUs of ``gpus`` without a price, every one in one message (naming the first alone, a plan of
+        two unpriced GPUs took two runs to learn of both: hexplore7)."""
+        unpriced = [g for g in dict.fromkeys(gpus) if g not in self.gpus or "usd_per_gpu_hour" not in self.gpus[g]]
+        if not unpriced:
+            return
+        entries = ", ".join(f"{g}: {{usd_per_gpu_hour: X, source: ...}}" for g in unpriced)
+        which = f"GPU {unpriced[0]!r}" if len(unpriced) == 1 else "GPUs " + ", ".join(map(repr, unpriced))
+        raise ConfigError(f"no price for {which}: add prices: {{gpus: {{{entries}}}}} to the plan "
+                          f"(priced: {', '.join(sorted(self.gpus))})")
 
     def gib_hour(self, tier: str) -> float:
         return float(self.tiers[tier]["usd_per_gib"]) / (self.amortization_years * HOURS_PER_YEAR)

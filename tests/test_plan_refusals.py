@@ -21,6 +21,11 @@ from tests.test_planner import _plan
      "'search.gpus' does not apply to a fleet plan"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "nodes_per_rack": [0]}}, "search.nodes_per_rack"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
+    # every unpriced GPU in one message: it named the first alone, and a second run found the next (hexplore7)
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "rtx4090", "l4"]},
+      "prices": {"gpus": {"h100-sxm": {"usd_per_gpu_hour": 1, "source": "test"}}}},
+     "no price for GPUs 'rtx4090', 'l4': add prices: {gpus: {rtx4090: {usd_per_gpu_hour: X, source: ...}, "
+     "l4: {usd_per_gpu_hour: X, source: ...}}} to the plan"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
     # a ratio's parts are ASCII digits: '²' passed str.isdigit and int() raised (exit 1), '١' (Arabic-Indic one) was
     # read as 1 (hfuzz9)
