@@ -36,6 +36,8 @@ choice.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -225,8 +227,21 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         from sim.report.sweep_plots import plot_pareto  # (matplotlib, ~0.5 s to import: only when plots are drawn)
 
         y_label = "block hit ratio" if hit_target is not None else "max request rate meeting the SLO (req/s)"
+        from sim.report.plots import plot_source
+
+        # the plot's name is the kind's, as every mode's: a second plan into one folder replaced the first's
+        # silently (hexplore7); the PNG keeps which plan and report it is of, and a plot of another is said replaced
+        pareto_png = outputs.plot_dir / "plan_pareto.png"
+        # (the plan and its resolved config, not the output paths: the same plan and config draw the same bytes)
+        digest = hashlib.sha256(json.dumps([report["config"], report["plan"]["target"]], sort_keys=True,
+                                           default=str).encode()).hexdigest()[:12]
+        source = f"kvsim --plan {plan.path} (config sha256 {digest})"
+        before = plot_source(pareto_png)
         drawn = plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,
-                            outputs.plot_dir / "plan_pareto.png", measure, y_label)
+                            pareto_png, measure, y_label, source)
+        if drawn is not None and before is not None and before != source:
+            notes.append(f"! {pareto_png} held the Pareto plot of another plan or config ({before}): replaced; give "
+                         f"each plan its own --plot-dir to keep both")
         plots += [drawn] if drawn is not None else []
         notes += [f"plot: {p}" for p in plots]
         if drawn is None:

@@ -185,7 +185,7 @@ def figures(monkeypatch):
 
     made = []
 
-    def keep(fig, path):
+    def keep(fig, path, source=None):
         fig.tight_layout()  # lay out as plots.save does before writing
         fig.canvas.draw()
         made.append(fig)

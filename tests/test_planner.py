@@ -448,3 +448,26 @@ def test_a_hit_ratio_plan_says_which_lookups_it_replayed(run_cli, tmp_path, sema
         assert c["hit_ratio"] == pytest.approx(c["mrc_hit_ratio"][-1], abs=1e-12)
     [line] = [line for line in out.splitlines() if line.startswith("target: hit ratio")]
     assert (f"{said} lookups" in line) and (("cache.access_semantics=prefix under 'set'" in line) == (said == "plain"))
+
+
+def test_a_plan_replacing_another_plans_pareto_plot_in_one_folder_says_so(run_cli, tmp_path):
+    """The Pareto plot is named for its kind (plan_pareto.png), as every mode's plots are: a second plan written into
+    one folder replaced the first's silently (hexplore7). The PNG keeps the plan and a digest of its config; a plan
+    or config other than the one it holds says it replaced it, the same plan rerun does not."""
+    from sim.report.plots import plot_source
+
+    def plan(rate: float) -> str:
+        return _plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)},
+                                "target": {"slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": rate},
+                                "search": {"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [1],
+                                           "pd_split": ["aggregated"]}}, name=f"plan{rate:g}.yaml")
+
+    said = []
+    for rate in (4.0, 2.0, 2.0):
+        status, out, err = run_cli("--plan", plan(rate), "--workload-limit", "50", "--plot-dir", tmp_path)
+        assert status == 0, err
+        said.append([line for line in out.splitlines() if "held the Pareto plot" in line])
+        assert plot_source(tmp_path / "plan_pareto.png").startswith(f"kvsim --plan {tmp_path / f'plan{rate:g}.yaml'}")
+    assert said[0] == [] and said[2] == []
+    assert len(said[1]) == 1 and f"(kvsim --plan {tmp_path / 'plan4.yaml'} (config sha256 " in said[1][0]
+    assert said[1][0].endswith("replaced; give each plan its own --plot-dir to keep both")

@@ -27,9 +27,10 @@ from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 POINT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def save(fig, path: Path) -> Path:
+def save(fig, path: Path, source: str | None = None) -> Path:
     """Lay out and write a figure as PNG (no software stamp, so reruns give the same bytes), atomically
-    (see ``sim.report.output``), then close it."""
+    (see ``sim.report.output``), then close it. ``source``: what the plot is of, kept in the PNG's ``Source`` text
+    (``plot_source`` reads it back)."""
     try:
         # tight_layout leaves a placeholder layout engine on the figure, and savefig draws a figure that has an
         # engine once more (unrendered, for the engine) before the draw it writes: the layout is done, so the figure
@@ -41,10 +42,22 @@ def save(fig, path: Path) -> Path:
             fig.tight_layout()
             fig.set_layout_engine(None)
         with atomic_write(path, binary=True) as fh:
-            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None, **({"Source": source} if source else {})})
     finally:
         plt.close(fig)
     return path
+
+
+def plot_source(path: Path) -> str | None:
+    """The ``Source`` a kvsim plot at ``path`` was saved with (``save``); None where there is no file, or none is
+    given, or the file is no PNG."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.text.get("Source") if hasattr(image, "text") else None
+    except (OSError, ValueError, SyntaxError):  # (no file; not an image PIL reads)
+        return None
 
 
 PLOT_RATE_BINS = 10_000  # at most this many arrival-rate bins drawn (a figure 1,500 pixels wide shows fewer)

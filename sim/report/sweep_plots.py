@@ -174,13 +174,14 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
     return [p for p in made if p is not None]
 
 
-def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path | None:
+def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str,
+                source: str | None = None) -> Path | None:
     """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point. None (no
     file) where no candidate has the metric (every one pruned, infeasible or failed): an empty frame around no point,
     on an autoscaled cost axis from -0.04 USD/h, said nothing. A max rate that is a lower bound (``lower_bound``: its
     search met at every rate it tried, up to 2^24 times its start, 6.7e8 req/s) is drawn at the top of an axis the
     others set, as a triangle pointing up, labelled with its value: drawn at its value it pressed every other point
-    onto 0."""
+    onto 0. ``source``: the plan's run it is of (``plots.save``)."""
     timed = [c for c in candidates if c.get(y_key) is not None]
     if not timed:
         return None
@@ -228,4 +229,4 @@ def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key:
     ax.grid(alpha=0.3)
     # below the axes: never over a point or a label
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    return save(fig, path)
+    return save(fig, path, source)
