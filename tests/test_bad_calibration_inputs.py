@@ -245,6 +245,24 @@ CASES: dict[str, Case] = {
     "lookup_incast_not_a_list": Case([*LOOKUP_PD], names=("n.json", "'incast'", "a list of rows"),
                                      files={"n.json": '{"incast": {"senders": 4}, "rows": [{"size_mib": 1, "ns3_ms": 0.09}, '
                                                       '{"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    # the link parameters' and incast rows' numbers beyond bandwidth were unread and unchecked: a latency of -3 us, an
+    # MTU "abc", incast rows [1, "x"] or a flow time NaN loaded at exit 0 (hfuzz11's leftover)
+    "lookup_link_latency_negative": Case([*LOOKUP_PD], names=("n.json", "parameters.latency_us", ">= 0", "got '-3'"),
+                                         files={"n.json": '{"parameters": {"latency_us": -3}, "rows": [{"size_mib": 1, '
+                                                          '"ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    "lookup_link_mtu_text": Case([*LOOKUP_PD], names=("n.json", "parameters.mtu", "above zero", "got 'abc'"),
+                                 files={"n.json": '{"parameters": {"mtu": "abc"}, "rows": [{"size_mib": 1, '
+                                                  '"ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    "lookup_incast_row_not_an_object": Case([*LOOKUP_PD], names=("n.json", "incast row 1", "an object", "got 'x'"),
+                                            files={"n.json": '{"incast": [{"senders": 2}, "x"], "rows": [{"size_mib": 1, '
+                                                             '"ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    "lookup_incast_flow_time_nan": Case([*LOOKUP_PD], names=("n.json", "incast[0].flow_times_s[1]", "got 'nan'"),
+                                        files={"n.json": '{"incast": [{"senders": 2, "flow_times_s": [0.1, NaN]}], '
+                                                         '"rows": [{"size_mib": 1, "ns3_ms": 0.09}, '
+                                                         '{"size_mib": 2, "ns3_ms": 0.17}]}'}),
+    "lookup_incast_no_senders": Case([*LOOKUP_PD], names=("n.json", "incast[0].senders", "above zero", "got '0'"),
+                                     files={"n.json": '{"incast": [{"senders": 0}], "rows": [{"size_mib": 1, '
+                                                      '"ns3_ms": 0.09}, {"size_mib": 2, "ns3_ms": 0.17}]}'}),
     "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
                                          "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
                                         files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',

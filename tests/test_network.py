@@ -79,6 +79,24 @@ def test_the_bundled_tables_notes_are_accepted():
         assert LookupNetwork.from_json(path).isolated_time(128 * MIB) * 1e3 == pytest.approx(ms, rel=1e-12)
 
 
+def test_an_incast_tables_notes_as_the_tool_writes_them_are_accepted(tmp_path):
+    # tools/ns3_kv_timing.py incast's parameters and an incast point (_incast_row) with an unfinished flow: its time,
+    # slowdowns and handshake null, a drop count of zero. Every number checked (>= 0; senders, sizes, buffers above
+    # zero) and the nulls, text and lists pass; the table times transfers by its rows alone
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps({
+        "scenario": "incast", "rows": [{"size_mib": 1, "time_s": 1e-4}, {"size_mib": 2, "time_s": 2e-4}],
+        "parameters": {"bandwidth_gbps": 100.0, "latency_us": 0.0, "mtu": 9000, "segment_bytes": 8948,
+                       "socket_buffer_bytes": 572672, "congestion_control": "TcpCubic", "min_rto_ms": 200.0,
+                       "delayed_ack_ms": 40.0, "ns3_attributes": {"ns3::TcpSocket::SegmentSize": "8948"},
+                       "switch": "router node", "switch_buffer_bytes": 1048576, "senders": [2, 4]},
+        "incast": [{"senders": 2, "size_mib": 1, "size_bytes": MIB, "isolated_s": 1e-4, "flow_times_s": [2e-4, None],
+                    "unfinished": 1, "switch_drops": 0, "slowdown_max": None, "slowdown_mean": None,
+                    "kvsim_times_s": [2e-4, 2e-4], "kvsim_slowdown": 2.0, "handshakes_s": [2e-6, None],
+                    "wall_s": 0.5}]}))
+    assert LookupNetwork.from_json(path).isolated_time(1.5 * MIB) == pytest.approx(1.5e-4, rel=1e-12)
+
+
 def test_a_tables_bandwidth_note_of_the_networks_least_bandwidth_is_accepted(tmp_path):
     # the notes' bandwidths share network.bandwidth_gbps' domain, whose least is MIN_GBPS (0.001 Gb/s) itself: a table
     # noting it (and its parameters') loads, its rows timed as given; a bandwidth just under it is refused. The rows

@@ -137,7 +137,8 @@ ROW_NOTE_KEYS = ("simple_ms", "handshake_s", "wall_s")
 
 def _check_metadata(path: Path, data: dict) -> None:
     """The keys beside ``rows``: known ones only (``TABLE_KEYS``), text as text, a bandwidth (the table's, or its link
-    parameters') a network's (``network.bandwidth_gbps``' domain), wall times finite numbers >= 0."""
+    parameters') a network's (``network.bandwidth_gbps``' domain), wall times finite numbers >= 0, the numbers of
+    its parameters and incast rows too (``_check_note_numbers``)."""
     where = f"network lookup table {path}"
     unknown = [key for key in data if key not in TABLE_KEYS]
     if unknown:
@@ -158,6 +159,40 @@ def _check_metadata(path: Path, data: dict) -> None:
     for key in ("setup_wall_s", "total_wall_s"):
         if key in data:
             _table_number(path, None, key, data[key])
+    for i, row in enumerate(data.get("incast", [])):
+        if not isinstance(row, dict):
+            raise ConfigError(f"{where}: incast row {i} must be an object (senders, size_mib, flow_times_s, ...), "
+                              f"got {str(row)[:40]!r}")
+        _check_note_numbers(where, f"incast[{i}]", row, POSITIVE_INCAST_NOTES)
+    _check_note_numbers(where, "parameters", parameters, POSITIVE_PARAMETERS)
+
+
+# The notes tools/ns3_kv_timing.py writes that are sizes, times or counts it refuses at zero (its _validate: an MTU, a
+# segment, a buffer, a timer; an incast point's senders and transfer): where a table gives one, a number above zero.
+POSITIVE_PARAMETERS = ("mtu", "segment_bytes", "socket_buffer_bytes", "min_rto_ms", "delayed_ack_ms",
+                       "switch_buffer_bytes")
+POSITIVE_INCAST_NOTES = ("senders", "size_mib", "size_bytes", "isolated_s")
+
+
+def _check_note_numbers(where: str, name: str, value: object, positive: tuple[str, ...] = ()) -> None:
+    """Every number in a table's notes (its link ``parameters``, its ``incast`` rows; in nested objects and lists too)
+    a finite number >= 0, and those of ``positive`` (keys of ``value``) numbers above zero: each is a size, a time, a
+    count or a ratio of them (tools/ns3_kv_timing.py writes no other), so a negative, NaN or text one is a hand edit or
+    another file's, though kvsim reads none of them. Text, true/false and null (an unfinished flow's time) pass
+    elsewhere."""
+    if isinstance(value, dict):
+        for key in positive:
+            item = value.get(key, 1)
+            if not (isinstance(item, (int, float)) and not isinstance(item, bool) and item > 0):
+                raise ConfigError(f"{where}: {name}.{key} must be a number above zero, got {str(item)[:40]!r}")
+        for key, item in value.items():
+            _check_note_numbers(where, f"{name}.{str(key)[:40]}", item)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _check_note_numbers(where, f"{name}[{k}]", item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (abs(value) < 1e308 and math.isfinite(float(value)) and value >= 0):
+            raise ConfigError(f"{where}: {name[:80]} must be a finite number >= 0, got {str(value)[:40]!r}")
 
 
 # A packet-level simulation moves a transfer's bytes no faster than its link's line rate (headers and the TCP
