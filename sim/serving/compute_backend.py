@@ -35,9 +35,19 @@ from sim.specs import LinkSpec, canonical_gpu, canonical_model, gpu_spec, model_
 
 
 def gpu_link(config: Config) -> LinkSpec:
-    """The GPU's own link, with ``hardware.gpu_link_*`` overrides applied."""
-    link = gpu_spec(config.hardware.gpu).link
+    """The GPU's own link, with ``hardware.gpu_link_*`` overrides applied. An override is a what-if, but not past
+    the GPU's memory bandwidth: the bytes a GPU sends are read from its memory and written into its peer's, so no
+    link moves them faster (every published part's is far below: NVLink 5's 900 GB/s a direction beside B200's
+    8,000 GB/s of HBM3e, NVLink 4's 450 beside H100 SXM's 3,350, PCIe 5.0 x16's 64 beside the RTX 5090's 1,792:
+    NVIDIA's datasheets, the entries of profiles/gpus.yaml); 10^6 GB/s beside an H100 ran its collectives free."""
+    spec = gpu_spec(config.hardware.gpu)
+    link = spec.link
     hw = config.hardware
+    if hw.gpu_link_gbps is not None and hw.gpu_link_gbps * 1e9 > spec.memory_bandwidth:
+        raise ConfigError(f"hardware.gpu_link_gbps {hw.gpu_link_gbps:g} is above {config.hardware.gpu}'s memory "
+                          f"bandwidth ({spec.memory_bandwidth / 1e9:g} GB/s): a link moves no byte faster than the "
+                          "GPU's memory gives it (its own link: "
+                          f"{link.bandwidth / 1e9:g} GB/s a direction)")
     return LinkSpec(
         kind=link.kind if hw.gpu_link_gbps is None else "override",
         bandwidth=link.bandwidth if hw.gpu_link_gbps is None else hw.gpu_link_gbps * 1e9,
