@@ -148,6 +148,8 @@ def link_ceiling(kind: str) -> float:
     return PCIE_LANE_GBPS[int(generation)] * int(lanes or 16)
 
 
+FP8_OVER_BF16_MAX = 4.05  # the most a datasheet's FP8 peak is its BF16 one's (4x, _check_memory_and_compute), + 1.25%
+# for its rounding (the entries' 2x pairs print 1.999x to 2.025x)
 FP8_CAPABILITY = (8, 9)  # the first with FP8 tensor cores (Ada's; NVIDIA's Ada and Hopper tuning guides)
 # a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width:
 # the generations PCI-SIG has published (3.0 to 7.0; a modelled GPU, Ampere on, is PCIe 4.0 to 6.0, a host's slot may
@@ -288,6 +290,14 @@ def _check_memory_and_compute(where: str, numbers: dict[str, float], capability:
         raise ConfigError(f"{where}: dense_fp8_tflops {fp8:g} is below dense_bf16_tflops "
                           f"{numbers['dense_bf16_tflops']:g}: FP8 tensor cores run twice the BF16 peak on every "
                           "datasheet (profiles/gpus.yaml)")
+    # and no datasheet pair is further apart than 4x: a GeForce's FP8 with FP16 accumulation beside its BF16 with FP32
+    # accumulation (RTX 4090: 660.6 vs 165.2 dense TFLOPS, NVIDIA's Ada Lovelace whitepaper, Appendix A; RTX 5090: 838
+    # vs 209.5, its Blackwell whitepaper), and an FP4 peak copied for FP8 (B200: 9 vs 2.25 PFLOPS dense) is 4x too.
+    # Past it (1,979 beside 0.001 ran at exit 0) the BF16 peak is a typo, or the FP8 one another unit's
+    if fp8 is not None and fp8 > FP8_OVER_BF16_MAX * numbers["dense_bf16_tflops"]:
+        raise ConfigError(f"{where}: dense_fp8_tflops {fp8:g} is over {FP8_OVER_BF16_MAX:g}x dense_bf16_tflops "
+                          f"{numbers['dense_bf16_tflops']:g}: FP8 tensor cores run 2x the BF16 peak (4x on a GeForce's "
+                          "FP16-accumulate figures), on every datasheet")
     # FP8 tensor cores came with Ada and Hopper (compute capability 8.9 and 9.0): on an Ampere GPU (8.0, 8.6) vLLM runs
     # an FP8 checkpoint weight-only through Marlin at the BF16 peak (vllm/model_executor/layers/quantization/fp8.py:
     # use_marlin where not current_platform.has_device_capability(89)), so an FP8 peak there is read as no GPU runs it

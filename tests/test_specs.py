@@ -212,6 +212,16 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
 
 
 
+def test_an_fp8_peak_4x_the_bf16_one_loads(tmp_path):
+    # a GeForce's datasheet pair (RTX 4090: FP8 with FP16 accumulation 660.6, BF16 with FP32 accumulation 165.2 dense
+    # TFLOPS, NVIDIA's Ada Lovelace whitepaper) is 3.999x: a spec of those numbers loads, its FP8 peak as given
+    from sim.specs import gpu_spec
+
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("989.4", "165.2").replace("1979", "660.6"))
+    assert gpu_spec(str(spec)).fp8_peak_flops == 660.6e12
+
+
 @pytest.mark.parametrize("text, named", [
     ("", "needs dense_bf16_tflops"),
     (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
@@ -248,6 +258,11 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     # FP8 below BF16 (swapped?): Qwen3-32B FP8's GEMMs ran at 500 TFLOP/s beside a 989.4 BF16 peak, exit 0 (20
     # requests: mean TTFT 1.901 s, 0.633 s at H100's FP8 1,979)
     (H100_FIELDS.replace("1979", "500"), "dense_fp8_tflops 500 is below dense_bf16_tflops 989.4"),
+    # FP8 past 4x BF16, no datasheet's pair (4x at most: RTX 4090's FP16-accumulate FP8 660.6 beside its BF16 165.2):
+    # H100's FP8 1,979 beside a BF16 of 0.001 ran at exit 0; H100's 3,958 (its FP8 with sparsity) beside 989.4 is 4.0x,
+    # still a datasheet's ratio, and loads (test_an_fp8_peak_4x_the_bf16_one_loads)
+    (H100_FIELDS.replace("989.4", "0.001"), "dense_fp8_tflops 1979 is over 4.05x dense_bf16_tflops 0.001"),
+    (H100_FIELDS.replace("1979", "4008"), "dense_fp8_tflops 4008 is over 4.05x dense_bf16_tflops 989.4"),
     # a link past its kind's line rate (H100 SXM's NCCL NVLink figure under a PCIe 4.0 x16 kind: 370.8 GB/s where the
     # slot carries 32 a direction) ran at exit 0, TP 2's all-reduces priced on it (20 requests: mean TTFT 0.447 s
     # against 1.525 s at the 24 GB/s NCCL plans for that slot)
@@ -333,8 +348,11 @@ def test_a_gpu_far_slower_or_smaller_than_any_is_refused(tmp_path, run_cli, fiel
                                  "--set", f"hardware.gpu={spec}")
         assert status == 2 and f"{field} must be a number at least 0.001" in err, err
         assert len(err.strip().splitlines()) == 1, err
-    spec.write_text(H100_FIELDS.replace(f"{field}: {value}", f"{field}: 0.001"))
-    assert gpu_spec(str(spec)) is not None  # the bound itself is a GPU (a slow one)
+    # the bound itself is a GPU (a slow one; without FP8 tensor cores where its BF16 peak is the bound: an FP8 peak of
+    # 1,979 beside it is no datasheet's pair, refused by test_a_bad_gpu_spec_file_is_refused_naming_file_and_field)
+    fields = H100_FIELDS.replace("dense_fp8_tflops: 1979\n", "") if field == "dense_bf16_tflops" else H100_FIELDS
+    spec.write_text(fields.replace(f"{field}: {value}", f"{field}: 0.001"))
+    assert gpu_spec(str(spec)) is not None
 
 
 def test_a_bad_gpu_spec_file_stops_a_cache_only_run_and_sweep_before_they_start(tmp_path, run_cli, monkeypatch):
