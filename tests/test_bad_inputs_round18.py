@@ -24,3 +24,35 @@ def test_a_link_override_past_the_gpus_memory_bandwidth_is_refused(run_cli):
                              "--set", "hardware.gpu_link_gbps=1e30")
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "hardware.gpu_link_gbps 1e+30" in err and "(3350 GB/s)" in err, err
+
+
+def test_an_output_through_a_link_to_a_folder_not_yet_made_is_written_there(run_cli, tmp_path):
+    # out -> made/later (a link to a folder not there yet): --report-json out/r.json and --plot-dir out/p were
+    # checked writable, the run went on, and the write then failed ('cannot write out/r.json: File exists': mkdir
+    # of the link itself), exit 2 after the work. A dangling link to a file is written through (its target made,
+    # the link kept); so is one to a folder now: the report and the plot land in made/later
+    (tmp_path / "out").symlink_to(tmp_path / "made" / "later")
+    status, _, err = run_cli("--cache-only", "--preset", "smoke", "--quiet", "--report-json", tmp_path / "out" / "r.json",
+                             "--plot-dir", tmp_path / "out" / "p")
+    assert status == 0, err
+    assert (tmp_path / "made" / "later" / "r.json").is_file() and (tmp_path / "out").is_symlink()
+    assert [p.suffix for p in (tmp_path / "made" / "later" / "p").iterdir()] == [".png"]
+
+
+@pytest.mark.parametrize("flag", ["--report-json", "--report-csv", "--html", "--plot-dir"])
+def test_an_output_in_a_loop_of_links_is_refused_before_the_run(flag, run_cli, tmp_path, monkeypatch):
+    # a -> b -> a: the folder an output goes in can never be made; it was found by the write at the end (exit 2,
+    # 'cannot write a/r.json: File exists'), now as the flags are read, before the workload loads
+    import trace.workload
+
+    def no_run(*_args, **_kwargs):
+        raise AssertionError("the run started before its output was checked")
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    monkeypatch.setattr(trace.workload, "load_workload", no_run)
+    out = tmp_path / "a" / ("p" if flag == "--plot-dir" else "r.out")
+    status, _, err = run_cli("--cache-only", "--preset", "smoke", "--quiet", flag, out,
+                             *(["--no-plot"] if flag != "--plot-dir" else []))
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{flag} '{out}': Too many levels of symbolic links" in err, err

@@ -86,7 +86,9 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
             yield fh
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # the folder a link on the way points to (mkdir of the link itself, a link to a folder not yet made, raised
+        # 'File exists' once the run was done)
+        Path(os.path.realpath(path.parent)).mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -126,6 +128,19 @@ def append_line(path: str | Path, line: str) -> None:
             os.close(fd)
     except OSError as exc:
         raise InputError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def _folder_made(folder: Path) -> Path:
+    """Where making ``folder`` lands, as ``atomic_write`` makes it: a link on the way to a folder not yet made
+    (o/plots -> elsewhere) is followed, so its nearest existing folder is the target's, not the link's; a loop of
+    links raises OSError (ELOOP). Both were found by the write once the run was done ('File exists')."""
+    for step in (folder, *folder.parents):
+        try:
+            os.stat(step)
+            break
+        except FileNotFoundError:  # (ELOOP, ENOTDIR, EACCES: raised, for the caller to name)
+            continue
+    return Path(os.path.realpath(folder))
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -225,7 +240,7 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
                 raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
             if not directory and target.is_dir():
                 raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
-        base = _nearest_existing(target if directory else target.parent)
+        base = _nearest_existing(_folder_made(target if directory else target.parent))
         if not base.is_dir():
             raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
     except OSError as exc:
