@@ -226,7 +226,14 @@ def _rebased_gpu_prices(prices: Any, path: Path) -> Any:
     re-rooted from the plan's folder to the working directory), so the two still name the same GPU."""
     if not isinstance(prices, dict) or not isinstance(prices.get("gpus"), dict):
         return prices  # (its shape is checked with the prices)
-    gpus = {_plan_gpu(g, path) if isinstance(g, str) else g: entry for g, entry in prices["gpus"].items()}
+    gpus: dict[Any, Any] = {}
+    spelled: dict[Any, Any] = {}  # each GPU -> how prices.gpus spelled it first
+    for g, entry in prices["gpus"].items():
+        key = _plan_gpu(g, path) if isinstance(g, str) else g
+        if key in spelled:  # (H100 beside h100-sxm: the later price replaced the earlier, unsaid)
+            raise plan_error(path, f"'prices.gpus' prices {key} twice, as {quote_yaml(spelled[key])} and "
+                                   f"{quote_yaml(g)}: give it once")
+        spelled[key], gpus[key] = g, entry
     return prices | {"gpus": gpus}
 
 

@@ -75,6 +75,11 @@ CASES: dict[str, Case] = {
                                   "'prices.gpus'", "mapping"),
     "plan_prices_tiers_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {tiers: [dram]}\n",
                                    "'prices.tiers'", "mapping"),
+    # one GPU priced under two spellings (h100-sxm and its alias H100; a spec file as g.yaml and ./g.yaml): the later
+    # price replaced the earlier, unsaid, and the plan was costed at it (exit 0)
+    "plan_prices_gpu_twice": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {gpus: {h100-sxm: {usd_per_gpu_hour: "
+                                  "1, source: a}, H100: {usd_per_gpu_hour: 2, source: b}}}\n",
+                                  "'prices.gpus' prices h100-sxm twice, as 'h100-sxm' and 'H100'"),
     "plan_prices_unknown_key": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n",
                                     "p.yaml: unknown key 'prices.h100-sxm'"),
     # a falsy value of the wrong shape was read as the key not given, exit 0 (as 'prices: []' was: hfuzz8): an
