@@ -103,6 +103,17 @@ def test_distserve_curves_are_evaluated_as_simdistserve_does(tmp_path):
     assert large.seconds == pytest.approx((18 + 0.002 * 16 * 1025 + 0.1 * 16) / 1e3)  # batch 16 >= threshold 10
 
 
+def test_a_distserve_profile_with_a_byte_order_mark_reads_as_without(tmp_path):
+    # a UTF-8 byte-order mark (a Windows editor's) was refused ("Unexpected UTF-8 BOM"), as a network table's was,
+    # where a trace or YAML file with one is read: now the same steps as the file without it
+    plain, marked = tmp_path / "profiler-a100-80g.vllm.json", tmp_path / "m" / "profiler-a100-80g.vllm.json"
+    plain.write_text(json.dumps({"m": {"1": {"decoding_large_small_bs_threshold": 10, "prefill": [20, 0.1, 1e-5],
+                                             "decoding_smallbs": [20, 0.001, 0.05], "decoding_largebs": [18, 0.002, 0.1]}}}))
+    marked.parent.mkdir()
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_distserve(marked) == read_distserve(plain) != []
+
+
 CURVES = {"decoding_large_small_bs_threshold": 95, "prefill": [18, 0.1, 7e-6], "decoding_smallbs": [19, 6e-4, 0.03],
           "decoding_largebs": [7, 5e-4, 0.15]}
 

@@ -167,7 +167,8 @@ def _splitwise_point(path: Path, row) -> str:
 
 def read_distserve(path: Path) -> list[MeasuredStep]:
     try:
-        table = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys(str(path)))
+        # (a byte-order mark passes, as in a network table: sim.serving.network.LookupNetwork.from_json)
+        table = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=unique_keys(str(path)))
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read it ({quote(_first_line(error))})") from None
     except (ValueError, RecursionError) as error:  # JSONDecodeError; an integer of over 4,300 digits; deep nesting

@@ -87,7 +87,10 @@ class LookupNetwork:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"),
+            # (utf-8-sig: a byte-order mark, as Windows editors write, passes as it does in a trace, a YAML file or
+            # a config.json; JSON's RFC 8259 section 8.1 lets a parser ignore it. It was refused 'Unexpected UTF-8 BOM
+            # (decode using utf-8-sig)')
+            data = json.loads(path.read_text(encoding="utf-8-sig"),
                               object_pairs_hook=unique_keys(f"network lookup table {path}", ConfigError))
         except RecursionError:
             raise ConfigError(f"network lookup table {path}: cannot read it as JSON: nested too deep") from None
