@@ -177,6 +177,7 @@ def bench(name: str, seeds: list[int], tmp: Path, wrong: dict[int, Path]) -> Non
 
 def main() -> None:
     from sim.cli import OneLineParser
+    from sim.config_fields import INT64_MAX
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
@@ -196,6 +197,8 @@ def main() -> None:
         parser.error("--seeds: seed 1 is the one the own models are trained on")
     if min(seeds) < 0:
         parser.error(f"--seeds: a seed is an integer 0 or more (config key 'seed'), got {min(seeds)}")
+    if max(seeds) > INT64_MAX:  # (the config's domain: refused by the first judged run, after the models trained)
+        parser.error(f"--seeds: a seed fits in a 64-bit integer (config key 'seed'), got {max(seeds)}")
     with tempfile.TemporaryDirectory() as tmp:
         wrong = {}
         for size in sorted({WORKLOADS[n][2] for n in names}):

@@ -31,6 +31,9 @@ CASES = [
     ("bench_learned_heldout.py", ["--workloads", "rag,rag"], "--workloads names 'rag' twice"),
     ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds", "2,2"], "--seeds names 2 twice"),
     ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds=-1"], "--seeds: a seed is an integer 0 or more"),
+    # a seed past int64 (the config key's domain) failed the same way, the first judged run refusing it
+    ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds", "2,9223372036854775808"],
+     "--seeds: a seed fits in a 64-bit integer (config key 'seed'), got 9223372036854775808"),
     ("aiconfigurator_all_reduce.py", ["/nonexistent"], "/nonexistent: not a folder"),
     # an empty path was read as '.', the working folder (type=Path): a folder is no trace, checkout or run
     ("bench_cache.py", ["--trace", ""], "argument --trace: empty path"),
