@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:  # --repeat 0 was an IndexError after the runs, --requests 0 a ConfigError traceback
             ap.error(f"{flag} must be at least 1, got {value}")
     policies = ap.distinct("--policies", [p.strip() for p in args.policies.split(",") if p.strip()])
+    if not policies:  # (it timed nothing and printed an empty table, exit 0)
+        ap.error(f"--policies: none given; choose from {', '.join(POLICIES)}")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         ap.error(f"unknown policies {unknown}; valid: {', '.join(POLICIES)}")

@@ -269,6 +269,8 @@ def main() -> None:
         parser.error("--block-size applies to --trace only (the bundled workloads keep their own)")
     if args.block_size is not None and args.block_size < 1:
         parser.error(f"--block-size must be at least 1, got {args.block_size}")
+    if not names and not args.trace:  # (it ran nothing, exit 0)
+        parser.error(f"--workloads: none given, and no --trace; choose from {', '.join((*WORKLOADS, 'safety', 'cross'))}")
     missing = [str(path) for path in args.trace if not path.is_file()]
     if missing:  # found before the workloads named before it run, not after them as a traceback
         parser.error(f"--trace: not a file: {missing[0]}")

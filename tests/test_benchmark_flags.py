@@ -28,6 +28,9 @@ CASES = [
     ("probe_learned.py", ["nope"], "unknown probes ['nope']"),
     # bench_learned_heldout: a workload or seed named twice ran twice (minutes each); a negative seed failed only after
     # the wrong models were trained
+    # a comma list of none ran nothing and printed an empty table (bench_cache) or nothing (bench_learned), exit 0
+    ("bench_cache.py", ["--policies", ",", "--no-e2e", "--no-cold"], "--policies: none given; choose from lru"),
+    ("bench_learned.py", ["--workloads", ""], "--workloads: none given, and no --trace; choose from mooncake"),
     ("bench_learned_heldout.py", ["--workloads", "rag,rag"], "--workloads names 'rag' twice"),
     ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds", "2,2"], "--seeds names 2 twice"),
     ("bench_learned_heldout.py", ["--workloads", "rag", "--seeds=-1"], "--seeds: a seed is an integer 0 or more"),
