@@ -5,6 +5,7 @@ the key or the plan's field, so a plan that would run for minutes cannot end in 
 from __future__ import annotations
 
 import argparse
+import math
 
 from experiments.plan_candidates import Candidate
 from experiments.plan_file import plan_error
@@ -35,8 +36,11 @@ def check_target_scale(plan, duration: float, base_rate: float, target_rate: flo
     said = (f"'target.rate_rps' {target_rate:.4g} req/s ({target_scale:.3g}x the workload's {base_rate:.4g} req/s)"
             if plan.rate_rps is not None else f"the target rate {target_rate:.4g} req/s (workload.rate_scale="
             f"{target_scale:g} x the workload's {base_rate:.4g} req/s)")
-    if duration / target_scale > MAX_TRACE_SPAN_S:
-        raise plan_error(plan.path, f"{said} spreads its arrivals over {duration / target_scale:.3g} s, more than "
+    # (a rate so small its scale underflows to 0, 5e-324 req/s, spreads them over no finite span: it divided by zero,
+    # an internal error)
+    span = duration / target_scale if target_scale > 0 else math.inf
+    if span > MAX_TRACE_SPAN_S:
+        raise plan_error(plan.path, f"{said} spreads its arrivals over {span:.3g} s, more than "
                                     f"{MAX_TRACE_SPAN_S:.3g} s (34 years): give a higher rate")
     if target_scale * 2.0 ** MAX_EXPANSIONS >= MAX_CONFIG_FLOAT:
         raise plan_error(plan.path, f"{said} leaves the max-rate search no room: its {MAX_EXPANSIONS} doublings pass "

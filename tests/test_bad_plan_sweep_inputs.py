@@ -50,6 +50,9 @@ CASES: dict[str, Case] = {
     # the plan nor its key (hfuzz9)
     "plan_slo_past_the_largest_config_number": plan("target: {slo: {ttft_s: 1, tpot_s: 1.7e308}}\n"
                                                     "search: {gpu: [h100-sxm]}\n", "'target.slo.tpot_s'", "1.7e+308"),
+    # a rate whose scale underflows to 0 (5e-324 req/s over the workload's own) divided by zero: internal error, exit 1
+    "plan_rate_underflows": plan(SLO_TARGET.replace("}}", "}, rate_rps: 5e-324}") + "search: {gpu: [h100-sxm]}\n",
+                                 "'target.rate_rps' 4.941e-324 req/s", "spreads its arrivals over inf s"),
     "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
