@@ -128,3 +128,8 @@ def _check_price(entry: Any, key: str, where: str, fail: Callable[[str], ConfigE
     value = entry.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= MAX_PRICE_USD:
         raise fail(f"{where}.{key} must be a number from 0 to {MAX_PRICE_USD:,.0f}, got {value!r}")
+    # a price's source is the text the report cites beside it (profiles/prices.yaml's every one): where given, text,
+    # as a GPU spec's source must be (5, [] or an empty 'source:' were cited as written)
+    source = entry.get("source", "given")
+    if not isinstance(source, str) or not source.strip():
+        raise fail(f"{where}.source must be text (where the price is from), got {source!r}"[:200])

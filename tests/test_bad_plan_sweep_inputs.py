@@ -51,6 +51,12 @@ CASES: dict[str, Case] = {
     "plan_slo_past_the_largest_config_number": plan("target: {slo: {ttft_s: 1, tpot_s: 1.7e308}}\n"
                                                     "search: {gpu: [h100-sxm]}\n", "'target.slo.tpot_s'", "1.7e+308"),
     # a rate whose scale underflows to 0 (5e-324 req/s over the workload's own) divided by zero: internal error, exit 1
+    # a price's source (the text the report cites beside it) as a number, a list or empty: cited as written, exit 0
+    "plan_price_source_not_text": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {gpus: {h100-sxm: "
+                                       "{usd_per_gpu_hour: 3, source: 5}}}\n", "prices.gpus.h100-sxm.source must be text",
+                                       "got 5"),
+    "plan_price_source_empty": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {tiers: {dram: "
+                                    "{usd_per_gib: 3, source: ''}}}\n", "prices.tiers.dram.source must be text"),
     "plan_rate_underflows": plan(SLO_TARGET.replace("}}", "}, rate_rps: 5e-324}") + "search: {gpu: [h100-sxm]}\n",
                                  "'target.rate_rps' 4.941e-324 req/s", "spreads its arrivals over inf s"),
     "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
