@@ -24,7 +24,9 @@ class SyntheticConfig:
     output_tokens_mean: int = domain(200, ge=1)
     # agentic: about this many agent sessions begin in the window, each of ceil(num_requests / num_sessions) steps
     # (~rate_rps x 2 s are under way at once, whatever this; multi-turn conversations follow from the rate)
-    num_sessions: int = domain(200, ge=1)
+    # (start empty draws every session's start and steps at once, arrays of num_sessions: bounded as the requests are;
+    # 10^11 ran out of memory and 9e18 was a numpy traceback, internal errors)
+    num_sessions: int = domain(200, ge=1, le=MAX_SYNTHETIC_REQUESTS)
     # multi-turn: conversations start as a Poisson process at rate_rps / the mean turns drawn. Turns per
     # conversation: beta-geometric with this mean (LMSYS-Chat-1M, Zheng et al., ICLR 2024, Table 1:
     # 2.0 turns per conversation; ShareGPT 3.5) ...

@@ -56,3 +56,19 @@ def test_an_output_in_a_loop_of_links_is_refused_before_the_run(flag, run_cli, t
                              *(["--no-plot"] if flag != "--plot-dir" else []))
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{flag} '{out}': Too many levels of symbolic links" in err, err
+
+
+@pytest.mark.parametrize("sessions", ["100000000000", "9000000000000000000"])
+def test_agentic_sessions_past_the_request_bound_are_refused(sessions, run_cli):
+    # workload.synthetic.num_sessions had no upper bound: an agentic workload starting empty draws every session's
+    # start and steps at once, so 10^11 sessions ran out of memory (745 GiB for one array) and 9e18 was numpy's
+    # "array is too big", each an internal error (exit 1). Bounded as the requests and the other pools are
+    from sim.config import load_config
+
+    status, _, err = run_cli("--cache-only", "--quiet", "--no-plot", "--set", "workload.synthetic.num_requests=50",
+                             "--set", "workload.synthetic.kind=agentic", "--set", "workload.synthetic.start=empty",
+                             "--set", f"workload.synthetic.num_sessions={sessions}")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"'workload.synthetic.num_sessions' must be >= 1 and <= 100,000,000, got {sessions}" in err, err
+    bound = load_config(None, sets=["workload.synthetic.kind=agentic", "workload.synthetic.num_sessions=100000000"])
+    assert bound.workload.synthetic.num_sessions == 10**8
