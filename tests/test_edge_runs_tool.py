@@ -179,3 +179,26 @@ def test_a_tool_stopped_alone_ends_its_running_children_and_their_folder(tmp_pat
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, said", [
+    # --pairs takes no --only (pair_jobs has no filter): every pair ran, the flag unsaid
+    (["--pairs", "--only", "seed", "--list"], "--only picks the single-key runs; with --pairs use --skip"),
+])
+def test_a_filter_the_runs_do_not_read_is_refused(argv, said):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "edge_runs.py"), *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, (done.returncode, done.stderr)
+    assert done.stdout == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_an_out_that_fails_as_it_is_written_is_one_line(monkeypatch, tmp_path):
+    # --out /dev/full passed the writability check (a device is written in place) and failed at the first record:
+    # OSError, an internal error (exit 1), the close then raising it again
+    from sim.errors import InputError
+
+    with script_module(ROOT / "tools" / "edge_runs.py") as edges:
+        monkeypatch.setattr(edges, "_child", _refusing_child(cpu=0.0, idle=0.0))
+        with pytest.raises(InputError, match="^--out /dev/full: cannot write: No space left on device$"):
+            edges.run_all([JOB], 1, 60.0, 8, Path("/dev/full"), False)

@@ -31,6 +31,7 @@ import sim.script_start  # noqa: E402, F401 (first: a stop before the command st
 
 # isort: split
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
@@ -344,6 +345,7 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
             verbose: bool) -> int:
     """Run ``todo`` with ``workers`` children at a time; print findings; return their count."""
     from experiments.runner import stops_held_while_forking
+    from sim.errors import InputError
 
     context_ = multiprocessing.get_context("fork")
     pending, running, findings = list(reversed(todo)), [], 0
@@ -391,8 +393,11 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
                           "cpu_seconds": round(seconds, 2), "problem": problem,
                           "message": err.strip().splitlines()[-1][:300] if err.strip() else "", "command": line}
                 if sink:
-                    sink.write(json.dumps(record) + "\n")
-                    sink.flush()
+                    try:
+                        sink.write(json.dumps(record) + "\n")
+                        sink.flush()
+                    except OSError as exc:  # a full disk or /dev/full: found only as it is written (a traceback)
+                        raise InputError(f"--out {out_path}: cannot write: {exc.strerror or exc}") from None
                 if problem:
                     print(f"FINDING {job['key']}={job['value']} ({job['mode']}): {problem}\n    {line}", flush=True)
                 elif verbose:
@@ -404,7 +409,8 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
             if sink:
-                sink.close()
+                with contextlib.suppress(OSError):  # (every record was flushed as written: what is left is a write
+                    sink.close()  # that failed, named above, which the close would raise again in its place)
     return findings
 
 
@@ -468,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be >= 1, --timeout and --memory-gib finite numbers > 0")
     if args.only == "" or "" in args.skip:  # (every key contains "": --skip '' left out every run, --only '' none)
         parser.error("--only and --skip need a part of a key's name, not an empty one")
+    if args.pairs and args.only is not None:  # (pair_jobs takes no filter: --only was ignored, every pair ran)
+        parser.error("--only picks the single-key runs; with --pairs use --skip to leave pairs out")
     if args.resume and args.out is None:
         parser.error("--resume reads the runs --out holds: give --out")
     if args.out is not None:  # (--out: a file; relative to where the command was given, not ROOT)
