@@ -16,10 +16,12 @@ The policy is five caches of the same capacity fed the same accesses:
   linked list), so it converges to the leader's contents and its hit ratio to the leader's. A weak
   model therefore costs the switching lag against the best classic expert plus one convergence to it (the real
   cache gains the new leader's blocks only as it misses them: learned/README.md, "Workloads it was never tuned
-  on"), and a good one is followed. A copy that sees only part of the stream the model predicts
-  (``Predictions.private``: an instance's HBM among several) runs the classic experts alone, and where every
-  block it holds is its leader's it evicts them in the leader's own order, so that following a classic expert is
-  being it. The experts see the tier's own moves as their policies would (a readmission of a block it holds is each
+  on"), and a good one is followed. While the evidence is thin, the real cache hedges: of the blocks only one of
+  the leader and its likeliest challenger holds, it keeps the challenger's share Phi(z) (z: McNemar's, as
+  tested here), so that part of a switch's convergence is paid before it (``real_victim._hedged``). A copy that
+  sees only part of the stream the model predicts (``Predictions.private``: an instance's HBM among several) runs
+  the classic experts alone, and where every block it holds is its leader's it evicts them in the leader's own
+  order, so that following a classic expert is being it. The experts see the tier's own moves as their policies would (a readmission of a block it holds is each
   policy's ``readmit``; a block promoted out of the tier is its hit and leaves each expert: ``_readmit``,
   ``_leave``), so that in a lower tier shared by instances too, following a classic expert is being it.
 

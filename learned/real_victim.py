@@ -1,12 +1,15 @@
 """The learned policy's real cache: which block it evicts (a pure peek, ``victim``).
 
 It evicts first the blocks it holds that no expert holds, then those its leader does not (held by fewer experts
-first), so it converges to the leader's contents; where every block it holds is the leader's, a private copy takes
-the first in its leader's own eviction order and a copy the model may lead the lowest hit density of a sample
-(``learned.kernel`` has the experts and the per-access bookkeeping; ``learned.state_layout`` the arrays)."""
+first), so it converges to the leader's contents; while another expert's evidence against the leader is thin, it keeps
+that expert's share of the blocks only one of the two holds (``_hedged``), so that a switch costs less convergence;
+where every block it holds is the leader's, a private copy takes the first in its leader's own eviction order and a
+copy the model may lead the lowest hit density of a sample (``learned.kernel`` has the experts and the per-access
+bookkeeping; ``learned.state_layout`` the arrays)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -31,12 +34,14 @@ from learned.state_layout import (
     NONE_HOLDS,
     OUT_LISTS,
     S_ARC_HEAD,
+    S_CAP,
     S_CLOCK,
     S_ELECT_FROM,
     S_LEADER,
     S_LRU_HEAD,
     S_NREAL,
     S_OUT_HEAD,
+    S_OUT_SIZE,
     S_REMOVALS,
     S_S3_CAPS,
     S_S3_HEAD,
@@ -45,6 +50,8 @@ from learned.state_layout import (
     SMALL,
     T1,
     T2,
+    X_DISCORD,
+    X_SIGMAS,
 )
 from sim.cache.policies import s3fifo
 from sim.cache.policies.s3fifo import MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
@@ -181,13 +188,87 @@ def _popcount(x):
 
 
 @njit(cache=True)
+def _challenger(ints, floats):
+    """The expert likeliest to be better than the leader (-1: none) and the share of the contested blocks (those only
+    one of the two holds) its evidence gives it: Phi(z), z its lead in the accesses only one of the two hit over their
+    spread (McNemar's, as ``kernel._score`` tests it at ``X_SIGMAS``), the chance it is the better one. 0 until the
+    two have disagreed often enough for that test ever to switch (a lead of n in n discordant accesses passes s sigma
+    once n > s sqrt(n + 1): 10 at 3 sigma), so that a cold start hedges nothing; 0 too where no evidence can switch
+    (infinite sigma: a leader held in place)."""
+    leader = ints[S_LEADER]
+    s = floats[X_SIGMAS]
+    least = 0.5 * (s * s + s * np.sqrt(s * s + 4.0))
+    best, best_z, best_n = -1, -np.inf, 0.0
+    for e in range(ints[S_ELECT_FROM], EXPERTS):
+        if e == leader:
+            continue
+        won = floats[X_DISCORD + e * EXPERTS + leader]
+        lost = floats[X_DISCORD + leader * EXPERTS + e]
+        z = (won - lost) / np.sqrt(won + lost + 1.0)
+        if z > best_z:
+            best, best_z, best_n = e, z, won + lost
+    if best < 0 or not best_n >= least:
+        return -1, 0.0
+    return best, 0.5 * (1.0 + math.erf(best_z / np.sqrt(2.0)))
+
+
+@njit(cache=True)
+def _group_head(blocks, ints, pins, set_bits, clear_bits):
+    """The first block (held by fewest experts first) of the out-lists whose bits include ``set_bits`` and
+    exclude ``clear_bits`` (-1: none)."""
+    for held_by in range(1, EXPERTS):
+        for lst in range(1, OUT_LISTS):
+            if lst & set_bits == set_bits and lst & clear_bits == 0 and _popcount(lst) == EXPERTS - held_by:
+                head = _out_head(blocks, ints, lst, pins)
+                if head >= 0:
+                    return head
+    return -1
+
+
+@njit(cache=True)
+def _hedged(blocks, ints, floats, pins):
+    """The victim while the evidence is thin (-2: it is not; the usual order then). Blocks neither the leader nor its
+    likeliest challenger holds go first (fewer holders first); of the contested ones (only one of the two holds
+    them) the real cache keeps the challenger's share (``_challenger``) for the challenger's: it evicts the
+    challenger's while they are more than that share, else the leader's. A switch then finds part of the new
+    leader's blocks already held, and its convergence costs less (learned/README.md, "Workloads it was never tuned
+    on": the whole deficit of a wrong model on a short stream was one convergence); while the leader's lead is clear
+    the share is under one block and the cache is the leader's, as before."""
+    c, share = _challenger(ints, floats)
+    if c < 0 or share * ints[S_CAP] < 1.0:
+        return -2
+    lb, cb = 1 << ints[S_LEADER], 1 << c
+    head = _group_head(blocks, ints, pins, lb | cb, 0)  # neither holds
+    if head >= 0:
+        return head
+    n_c, n_l = 0, 0  # real blocks only the challenger holds / only the leader holds
+    for lst in range(1, OUT_LISTS):
+        if lst & lb and not lst & cb:
+            n_c += ints[S_OUT_SIZE + lst - 1]
+        elif lst & cb and not lst & lb:
+            n_l += ints[S_OUT_SIZE + lst - 1]
+    if n_c > 0 and n_c > share * (n_c + n_l):
+        head = _group_head(blocks, ints, pins, lb, cb)
+        if head >= 0:
+            return head
+    head = _group_head(blocks, ints, pins, cb, lb)
+    if head >= 0:
+        return head
+    return -2
+
+
+@njit(cache=True)
 def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins, incoming):
     """The real cache's victim (a peek) to make room for ``incoming`` (-1: none named), never one of ``pins`` (the
-    blocks a prefix replay's request holds: its hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else the
+    blocks a prefix replay's request holds: its hits not yet touched; -1 when every block is): the oldest block it holds that no expert holds, else,
+    while the evidence is thin, the leader's or its challenger's by the challenger's share (``_hedged``), else the
     oldest that the leader does not hold (held by fewer experts first), else, in a private copy, the first in the
     leader's own eviction order (``_leader_pick``), else the lowest hit density among a sample of its blocks."""
     head = _out_head(blocks, ints, NONE_HOLDS, pins)
     if head >= 0:
+        return head
+    head = _hedged(blocks, ints, floats, pins)
+    if head != -2:
         return head
     bit = 1 << ints[S_LEADER]
     for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2, ...
