@@ -111,6 +111,8 @@ def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
         for stat, value in stepped.metrics[key].items():
             assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (key, stat)
     assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+    for key, per_interval in stepped.metrics["timeseries"]["work"]["unified"].items():  # booked where they ran
+        assert windowed.metrics["timeseries"]["work"]["unified"][key].tolist() == per_interval.tolist(), key
     # each rank's work, its dummy steps beside the others' windows included, as its single steps count it
     for window, step in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"]):
         assert window["steps"] == step["steps"]

@@ -128,7 +128,7 @@ def test_decode_windows_equal_single_steps(monkeypatch, extra):
 
 def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
     """In both modes, a run's decode windows give what single steps give: timings (to 1e-9), hits, preemptions,
-    completions, steps and every instance's KV occupancy."""
+    completions, steps, every instance's KV occupancy and the time series' work, interval by interval."""
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
         monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", 1)
@@ -140,6 +140,10 @@ def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
         for key in ("hits", "preemptions", "requests_completed"):
             assert windowed.metrics[key] == stepped.metrics[key], (mode, key)
         assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+        for role, work in stepped.metrics["timeseries"]["work"].items():
+            for key, per_interval in work.items():
+                windowed_work = windowed.metrics["timeseries"]["work"][role][key]
+                assert windowed_work.tolist() == per_interval.tolist(), (mode, role, key)
         for w, o in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"], strict=True):
             assert (w["kv_usage_mean"], w["kv_usage_peak"]) == pytest.approx((o["kv_usage_mean"], o["kv_usage_peak"]), rel=1e-9)
 

@@ -312,7 +312,8 @@ class Instance:
         window, self.window = self.window, None
         self.batch_tokens = 0
         finished = self.scheduler.finish_window(window, self.engine.now)
-        self.work.add_decode_window(window.first, window.steps, window.ends[window.steps - 1], self._window_share)
+        self.work.add_decode_window(window.first, window.steps, window.ends[window.steps - 1], self._window_share,
+                                    window)
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:

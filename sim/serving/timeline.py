@@ -8,7 +8,10 @@ the samples would exceed ``max_points``, every other one is dropped and the inte
 doubles, so the grid stays regular (start + i × interval) and its size stays within
 ``max_points`` for any run. Per-interval figures (arrivals and completions from the request
 table; steps, tokens and sequences from the counters' differences) are derived at the end:
-nothing is recorded per event. A decode window's steps count when the window ends.
+nothing is recorded per event. A step counts in the interval it starts in, as a single step adds itself to the
+counters when it starts; a decode window's steps are added when it ends, and the samples taken while it ran are then
+given the steps that had started before each (``book_back``, from the window's own step times), so its steps count
+where they ran, as the same steps taken singly would.
 
 A sample sums over every instance built (a cluster's 10,240), so it reads them with ``map`` over flat lists of the
 objects it reads (each instance's queues and scheduler, none of them ever rebound): the loops run in C, with the same
@@ -18,6 +21,7 @@ kept as they change.
 
 from __future__ import annotations
 
+from functools import partial
 from operator import attrgetter
 from typing import Callable, Sequence
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from sim.report.metrics import RequestTable
 from sim.serving.block_pool import PoolTotals
+from sim.serving.decode_windows import DecodeWindow
 from sim.serving.engine import Engine
 from sim.serving.instance import Instance
 from sim.serving.scheduler import Scheduler
@@ -72,7 +77,7 @@ class Timeline:
         self.total_blocks += instance.pool.total
         if instance.role not in self.roles:
             self.roles.append(instance.role)
-            self._tallies.append(ScheduledWork())
+            self._tallies.append(ScheduledWork(book_back=partial(self.book_back, len(self.roles) - 1)))
             self.work = np.concatenate([self.work, np.zeros((1, *self.work.shape[1:]), dtype=np.int64)])
         s = instance.scheduler
         self._queues += (s.inbox, s.waiting, s.ready)
@@ -105,8 +110,34 @@ class Timeline:
             self.state[:, :half] = self.state[:, ::2]
             self.work[:, :, :half] = self.work[:, :, ::2]
             self.n, self.interval = half, self.interval * 2
+        last = self.start + (self.n - 1) * self.interval  # the latest sample kept: a window since ends books back
+        for tally in self._tallies:
+            tally.sampled = last
         if self.engine.pending:  # other events remain: the run goes on
             self.engine.at(self.start + self.n * self.interval, self._sample, priority=SAMPLE_PRIORITY)
+
+    def book_back(self, row: int, window: DecodeWindow, seqs: int) -> None:
+        """A decode window of role ``row``'s, of ``seqs`` sequences, just ended, its steps added to the role's counters
+        (``ScheduledWork.add_window``): add to each sample kept that was taken while it ran the steps that had started
+        before it (a sample sees what started before its instant: the first step, and each later one whose previous
+        step ended before it, compared as ``DecodeWindow.ended`` compares), so that the counters' differences give
+        each interval the window's steps that started in it."""
+        start, t0, step, n = window.start, self.start, self.interval, self.n
+        j = max(0, min(n, int((start - t0) // step) + 1))  # the first sample after the window's start (settled below)
+        while j and t0 + (j - 1) * step > start:
+            j -= 1
+        while j < n and t0 + j * step <= start:
+            j += 1
+        if j == n:
+            return
+        among = window.steps - 1
+        started = np.array([1 + window.ended(t0 + i * step, among, inclusive=False) for i in range(j, n)],
+                           dtype=np.int64)
+        work = self.work[row]
+        work[0, j:n] += started
+        started *= seqs
+        work[1, j:n] += started
+        work[2, j:n] += started
 
     def series(self, table: RequestTable) -> dict[str, object]:
         """The report's ``timeseries``: the sample times; per grid interval from each sample (the last one

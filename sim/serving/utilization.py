@@ -23,7 +23,7 @@ step, its share's bytes and expert FLOPs, but no batch of the histograms.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +39,34 @@ from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
+    from sim.serving.decode_windows import DecodeWindow
     from sim.serving.instance import Instance
 
 
 @dataclass(slots=True)
 class ScheduledWork:
     """Running sums, over the instances whose ``WorkTotals`` add to it (``tally``), of what a timeline samples: the
-    batches scheduled (dummy steps aside), their tokens and their sequences (logit rows)."""
+    batches scheduled (dummy steps aside), their tokens and their sequences (logit rows).
+
+    A step counts from its start, as a single step adds itself when it starts. A decode window's steps are added when
+    it ends, so the samples taken while it ran (``sampled``: the time of the timeline's latest sample kept) are given
+    the steps that had started before each (``book_back``, the timeline's ``Timeline.book_back``)."""
 
     steps: int = 0
     tokens: int = 0
     seqs: int = 0
+    sampled: float = -math.inf
+    book_back: Callable[[DecodeWindow, int], None] | None = None
+
+    def add_window(self, window: DecodeWindow, seqs: int) -> None:
+        """The ``window.steps`` steps of ``window``, of ``seqs`` sequences (and tokens) each."""
+        steps = window.steps
+        decoded = seqs * steps
+        self.steps += steps
+        self.tokens += decoded
+        self.seqs += decoded
+        if window.start < self.sampled:  # (a sample was taken while it ran)
+            self.book_back(window, seqs)
 
 
 @dataclass(slots=True)
@@ -116,9 +133,10 @@ class WorkTotals:
             tally.seqs += rows
 
     def add_decode_window(self, first: StepShape, steps: int, duration: float,
-                          share: DataParallelShare | None = None) -> None:
+                          share: DataParallelShare | None = None, window: DecodeWindow | None = None) -> None:
         """``steps`` decode steps, the first of shape ``first`` and each next one with one more KV token in every
-        sequence (``share``: each priced as a data-parallel group's with it)."""
+        sequence (``share``: each priced as a data-parallel group's with it); ``window``: the decode window they ran
+        in, whose step times a timeline's samples read (``ScheduledWork.add_window``; needed where ``tally`` is set)."""
         seqs, first_kv_tokens = first.decode_seqs, first.decode_kv_tokens
         if first.sliding is not None:
             self.sliding_decode_kv_tokens += float(window_sliding_kv_tokens(first, steps).sum())
@@ -138,9 +156,7 @@ class WorkTotals:
         per_step[seqs] = per_step.get(seqs, 0) + steps
         tally = self.tally
         if tally is not None:
-            tally.steps += steps
-            tally.tokens += decoded
-            tally.seqs += decoded
+            tally.add_window(window, seqs)
 
     def add_dummy_steps(self, share: DataParallelShare, steps: int, duration: float) -> None:
         """``steps`` dummy steps of a data-parallel member with nothing to run, priced with ``share``, in the group's
