@@ -61,6 +61,7 @@ class Timeline:
         self.state = np.zeros((3, max_points), dtype=np.int64)  # queued, running, KV blocks used
         self.work = np.zeros((0, 3, max_points), dtype=np.int64)  # per role: steps, tokens, seqs so far
         self.n = 0
+        self._grid = self._times()  # the sample times, as the events have them (``book_back`` reads them)
         # what a sample reads, flat: every instance's queued requests (inbox, waiting, ready), running lists,
         # schedulers (their ``loading``) and pools; per role, its instances' work counters summed
         self._queues: list[Sequence] = []
@@ -90,6 +91,10 @@ class Timeline:
         tally.seqs += w.logit_rows
         w.tally = tally  # (its steps from now on add to it)
 
+    def _times(self) -> np.ndarray:
+        """The grid's sample times, start + i × interval (i < ``max_points``), each as its sample's event has it."""
+        return self.start + self.interval * np.arange(self.max_points)
+
     def begin(self) -> None:
         self.engine.at(self.start, self._sample, priority=SAMPLE_PRIORITY)
 
@@ -110,6 +115,7 @@ class Timeline:
             self.state[:, :half] = self.state[:, ::2]
             self.work[:, :, :half] = self.work[:, :, ::2]
             self.n, self.interval = half, self.interval * 2
+            self._grid = self._times()
         last = self.start + (self.n - 1) * self.interval  # the latest sample kept: a window since ends books back
         for tally in self._tallies:
             tally.sampled = last
@@ -120,8 +126,9 @@ class Timeline:
         """A decode window of role ``row``'s, of ``seqs`` sequences, just ended, its steps added to the role's counters
         (``ScheduledWork.add_window``): add to each sample kept that was taken while it ran the steps that had started
         before it (a sample sees what started before its instant: the first step, and each later one whose previous
-        step ended before it, compared as ``DecodeWindow.ended`` compares), so that the counters' differences give
-        each interval the window's steps that started in it."""
+        step ended before it), so that the counters' differences give each interval the window's steps that started
+        in it. Times compare as the engine's events have them: a sample's start + i × interval, a step's end
+        ``window.start + window.ends[k]`` (``DecodeWindow.ended``)."""
         start, t0, step, n = window.start, self.start, self.interval, self.n
         j = max(0, min(n, int((start - t0) // step) + 1))  # the first sample after the window's start (settled below)
         while j and t0 + (j - 1) * step > start:
@@ -130,14 +137,11 @@ class Timeline:
             j += 1
         if j == n:
             return
-        among = window.steps - 1
-        started = np.array([1 + window.ended(t0 + i * step, among, inclusive=False) for i in range(j, n)],
-                           dtype=np.int64)
-        work = self.work[row]
-        work[0, j:n] += started
-        started *= seqs
-        work[1, j:n] += started
-        work[2, j:n] += started
+        # the step ends before the last, as numbers: ``ends`` is ``times.cumsum()`` (the same sums, in order), made
+        # here from the array rather than from the list
+        ends = window.times[:window.steps - 1].cumsum()
+        started = np.searchsorted(start + ends, self._grid[j:n]) + 1
+        self.work[row, :, j:n] += np.multiply.outer(np.array((1, seqs, seqs), dtype=np.int64), started)
 
     def series(self, table: RequestTable) -> dict[str, object]:
         """The report's ``timeseries``: the sample times; per grid interval from each sample (the last one
