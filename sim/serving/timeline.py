@@ -11,7 +11,8 @@ table; steps, tokens and sequences from the counters' differences) are derived a
 nothing is recorded per event. A step counts in the interval it starts in, as a single step adds itself to the
 counters when it starts; a decode window's steps are added when it ends, and the samples taken while it ran are then
 given the steps that had started before each (``book_back``, from the window's own step times), so its steps count
-where they ran, as the same steps taken singly would.
+where they ran, as the same steps taken singly would (a window that spans samples costs, as it ends, a few array
+operations over them).
 
 A sample sums over every instance built (a cluster's 10,240), so it reads them with ``map`` over flat lists of the
 objects it reads (each instance's queues and scheduler, none of them ever rebound): the loops run in C, with the same
