@@ -83,3 +83,31 @@ def test_a_clusters_decode_windows_book_their_steps_where_they_ran(monkeypatch, 
                                        "workload.limit=100", "cluster.num_racks=1", "cluster.nodes_per_rack=2",
                                        "hardware.gpus_per_node=4"])
     assert_work_as_single_steps(monkeypatch, lambda: run_cluster(trace, config)[0])
+
+
+def test_book_back_counts_the_steps_started_before_each_sample_as_the_window_compares_them():
+    """The compiled loop against ``DecodeWindow.ended`` (bisect over the window's ``ends`` list, settled on absolute
+    times): at each sample after the window's start, 1 + the steps among the first ``steps`` - 1 that ended before
+    it; none before the start. Random windows, some starting or with steps ending exactly on a sample."""
+    from sim.serving.decode_windows import DecodeWindow
+    from sim.serving.timeline import _book_back
+
+    rng = np.random.default_rng(11)
+    for case in range(300):
+        planned = int(rng.integers(2, 200))
+        times = rng.uniform(0.001, 0.03, planned)
+        steps = int(rng.integers(1, planned + 1))  # (cut short by an interruption, or whole)
+        interval = float(rng.choice([0.0005, 0.004, 0.05]))
+        grid = 3.0 + interval * np.arange(1000)
+        start = float(grid[int(rng.integers(0, 20))]) if case % 3 == 0 else float(3.0 + rng.uniform(0, 0.1))
+        if case % 5 == 0:  # a grid whose samples fall on the steps' ends
+            grid = np.sort(np.concatenate([start + times.cumsum()[: min(steps, 500)], grid]))[:1000]
+        window = DecodeWindow([], [], None, times, times.cumsum().tolist(), start, steps)
+        n = int(rng.integers(1, 1000))
+        seqs = int(rng.integers(1, 9))
+        work = np.zeros((3, 1000), dtype=np.int64)
+        _book_back(work, grid, n, start, times, steps, seqs)
+        expected = [0 if t <= start else 1 + window.ended(t, steps - 1, inclusive=False) for t in grid[:n]]
+        assert work[0, :n].tolist() == expected, case
+        assert work[1, :n].tolist() == work[2, :n].tolist() == [seqs * e for e in expected], case
+        assert not work[:, n:].any()
