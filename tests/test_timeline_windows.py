@@ -85,6 +85,19 @@ def test_a_clusters_decode_windows_book_their_steps_where_they_ran(monkeypatch, 
     assert_work_as_single_steps(monkeypatch, lambda: run_cluster(trace, config)[0])
 
 
+def test_a_pd_clusters_decode_instances_book_their_windows_steps_where_they_ran(monkeypatch):
+    from sim.cluster.run import run_cluster
+    from tests.test_cluster import _trace_and_config
+
+    trace, config = _trace_and_config([
+        "cluster.num_racks=3", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2", "cluster.router=least-loaded",
+        "pd.num_prefill=1", "pd.num_decode=1", "workload.synthetic.num_requests=200",
+        "workload.synthetic.think_time_median_s=0.5", "workload.synthetic.rate_rps=40",
+        "workload.synthetic.input_tokens_mean=512", "workload.synthetic.output_tokens_mean=64",
+        "serving.num_gpu_blocks=4000"])
+    assert_work_as_single_steps(monkeypatch, lambda: run_cluster(trace, config, pd=True)[0])
+
+
 def test_book_back_counts_the_steps_started_before_each_sample_as_the_window_compares_them():
     """The compiled loop against ``DecodeWindow.ended`` (bisect over the window's ``ends`` list, settled on absolute
     times): at each sample after the window's start, 1 + the steps among the first ``steps`` - 1 that ended before
