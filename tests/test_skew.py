@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,45 @@ def test_decode_window_equals_single_steps_with_skew(shared_data):
     single = [model.step_time(StepShape.decode_batch(kv + k)) for k in range(6)]
     np.testing.assert_allclose(window, single, rtol=1e-12)
     assert window[0] > _bundle(shared_data, "never").decode_times(StepShape.decode_batch(kv), 1)[0]
+
+
+def _bundle_with_alphas(shared_data, folder: Path, alpha: str) -> LLMServingSimCompute:
+    """The shared bundle with every skew_fit.csv alpha set to ``alpha``, loaded with the fit in force."""
+    shutil.copytree(shared_data / BUNDLE, folder)
+    fit = pd.read_csv(folder / "tp1" / "skew_fit.csv", dtype=str)
+    fit.assign(alpha=alpha).to_csv(folder / "tp1" / "skew_fit.csv", index=False)
+    return LLMServingSimCompute.load(folder, model_spec("llama-3.1-8b"), 1, skew_correction="always")
+
+
+def test_a_negative_corrected_attention_time_is_floored_at_1_ns_as_llmservingsim(shared_data, tmp_path):
+    """LLMServingSim's _lookup_attention_with_skew returns max(1 ns, t_mean + alpha (t_max - t_mean)): an alpha of
+    -1e6 on the hand-made batch (32 decodes, 24 at KV 512 and 8 at 2048) gives 1 ns of attention a layer, not the
+    negative time that scheduled a step in the past (an internal error mid-run)."""
+    model = _bundle_with_alphas(shared_data, tmp_path / "b", "-1e6")
+    kv = np.array([512] * 24 + [2048] * 8)
+    t_mean, t_max = _decode_attention_us(shared_data, 32, 896), _decode_attention_us(shared_data, 32, 2048)
+    assert t_mean - 1e6 * (t_max - t_mean) < 0  # unfloored: negative
+    assert model.attention_time(StepShape.decode_batch(kv)) == 1e-9
+    off = _bundle(shared_data, "never")
+    layers = model_spec("llama-3.1-8b").num_layers
+    shape = StepShape.decode_batch(kv)
+    assert model.step_time(shape) == pytest.approx(off.step_time(shape) - layers * (t_mean * 1e-6 - 1e-9), rel=1e-9)
+    # the decode-window path floors each of its steps the same
+    window = model.decode_times(shape, 4)
+    np.testing.assert_allclose(window, [model.step_time(StepShape.decode_batch(kv + k)) for k in range(4)], rtol=1e-12)
+
+
+def test_an_alpha_that_moves_a_step_past_34_years_is_refused_naming_its_row(shared_data, tmp_path):
+    """1e300 x the bundle's largest attention time (36.5 ms) is ~3.7e298 s a layer, far past the 2^30 s any span
+    kvsim simulates: refused at load, naming the file and its first row. The bundled fit (alphas -2.59..4.98) loads."""
+    with pytest.raises(ConfigError, match=r"skew_fit\.csv: row 1: alpha 1e\+300 .*34 years"):
+        _bundle_with_alphas(shared_data, tmp_path / "big", "1e300")
+    largest = pd.read_csv(shared_data / BUNDLE / "tp1" / "attention.csv")["time_us"].max() * 1e-6
+    edge = 2**30 / largest  # the largest alpha allowed, by hand
+    assert _bundle_with_alphas(shared_data, tmp_path / "edge", f"{edge * 0.999:.6g}").skew is not None
+    with pytest.raises(ConfigError, match="row 1"):
+        _bundle_with_alphas(shared_data, tmp_path / "past", f"{-edge * 1.001:.6g}")
+    assert _bundle(shared_data, "always").skew is not None
 
 
 def test_skew_correction_knob_refused_where_it_does_nothing(tmp_path):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.config_fields import MAX_TRACE_SPAN_S
 from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
@@ -122,6 +123,13 @@ _REQUIRED_LAYER_OPS = ("layernorm", "o_proj")
 QKV_PROJECTION, MLA_PROJECTION = "qkv_proj", "mla_qkv_a_proj"
 
 
+# A skew-corrected attention time is floored at 1 ns, as LLMServingSim's _lookup_attention_with_skew
+# (serving/core/trace_generator.py) returns max(1, round(t_mean + alpha (t_max - t_mean))) ns: a negative alpha (its
+# fitter writes them; the bundled RTX 4090 fit's -2.59 at pc 32, n<=2) past -1/lev would otherwise give a negative
+# time ("cannot schedule in the past"). (It rounds to whole ns as well; kvsim keeps times continuous.)
+SKEWED_FLOOR_S = 1e-9
+
+
 @dataclass
 class LLMServingSimCompute:
     """Step time from an LLMServingSim profile bundle (µs per layer, measured with vLLM).
@@ -204,6 +212,8 @@ class LLMServingSimCompute:
             if unknown:
                 raise ConfigError(f"{skew.source}: skew fit for kernel(s) {', '.join(quote(k) for k in unknown)}, "
                                   f"which attention.csv does not time (it times {', '.join(map(repr, kernels))})")
+            if isinstance(skew, SkewFit):  # (the newer fit clips its alphas to its own alpha_clip)
+                skew.refuse_beyond({k: float(rows["time_s"].max()) for k, rows in kernels.items()}, MAX_TRACE_SPAN_S)
         return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
                    KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),
                    model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops,
@@ -264,7 +274,8 @@ class LLMServingSimCompute:
             return t_mean
         skew_rate = (kv_mean - kv_min) / (kv_max - kv_min)
         lev = (t_max - t_mean) / t_mean if t_mean > 0 else math.inf  # the newer fit's coordinate
-        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp, kernel, lev) * (t_max - t_mean)
+        alpha = self.skew.alpha(pc, n, skew_rate, kv_max, kp, kernel, lev)
+        return max(SKEWED_FLOOR_S, t_mean + alpha * (t_max - t_mean))
 
     def attention_time(self, shape: StepShape) -> float:
         """One layer's attention kernels for the step (each skew-corrected with its own alpha)."""
@@ -309,7 +320,7 @@ class LLMServingSimCompute:
         np.divide(kv_mean - kv_min, kv_max - kv_min, out=rate, where=apply)
         np.divide(t_max - t_mean, t_mean, out=lev, where=apply & (t_mean > 0))
         alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel, lev)
-        return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
+        return np.where(apply, np.maximum(SKEWED_FLOOR_S, t_mean + alpha * (t_max - t_mean)), t_mean)
 
 
 def _bundle_files(directory: Path) -> list[Path]:

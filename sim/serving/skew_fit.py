@@ -101,6 +101,7 @@ class SkewFit:
     axes: dict[str, tuple[list[float], tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
     defaults: dict[str, float]  # per kernel, outside its fitted buckets
     source: str
+    rows: dict[tuple[str, float, str, str, str, str], str] | None = None  # where each alpha was read (its row)
 
     @property
     def default(self) -> float:
@@ -185,9 +186,32 @@ class SkewFit:
             shots = read_bundle_table(tp_dir, "skew.csv")  # (blank alphas: counted, set aside)
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
             defaults["attention"] = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
-        alphas = {(str(r.layer), float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label),
-                   str(r.kp_label)): float(r.alpha) for r in table.itertuples(index=False)}
-        return cls(alphas, axes, defaults, source)
+        alphas, rows = {}, {}
+        for i, r in enumerate(table.itertuples(index=False)):
+            key = (str(r.layer), float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label),
+                   str(r.kp_label))
+            alphas[key] = float(r.alpha)
+            rows[key] = f"row {i + 1}" if source == str(path) else "alpha_by_bucket entry " + "|".join(
+                [key[0], f"pc={r.pc:g}", *key[2:]])
+        return cls(alphas, axes, defaults, source, rows)
+
+    def refuse_beyond(self, largest: dict[str, float], horizon: float) -> None:
+        """Refuse (naming the file and row) an alpha whose correction can never be a latency: ``|alpha|`` times the
+        largest time ``largest[kernel]`` of the kernel's attention grid (which bounds any t_max - t_mean the grid
+        interpolates) past ``horizon`` s, the longest span kvsim simulates (a 1e300 alpha: a TTFT of 1e300 s). A
+        negative corrected time is not refused but floored at run time, as LLMServingSim does (the bundled RTX 4090
+        fit's -2.59 at pc 32, n<=2 reaches one: ``LLMServingSimCompute._skewed``)."""
+        for key, alpha in self.alphas.items():
+            if abs(alpha) * largest.get(key[0], 0.0) > horizon:
+                where = (self.rows or {}).get(key, "bucket " + "|".join(map(str, key)))
+                raise ConfigError(f"{self.source}: {where}: alpha {alpha:g} is not a skew correction: times the "
+                                  f"{key[0]!r} kernel's largest attention time ({largest[key[0]]:.3g} s) it moves a "
+                                  f"step by more than {horizon:.3g} s (34 years)")
+        for kernel, alpha in self.defaults.items():
+            if abs(alpha) * largest.get(kernel, 0.0) > horizon:
+                raise ConfigError(f"{self.source}: the {kernel!r} kernel's default alpha {alpha:g} is not a skew "
+                                  f"correction: times its largest attention time ({largest[kernel]:.3g} s) it moves "
+                                  f"a step by more than {horizon:.3g} s (34 years)")
 
     def _label(self, axis: str, value: float) -> str | None:
         edges, labels = self.axes[axis]
