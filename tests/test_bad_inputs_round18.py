@@ -26,6 +26,31 @@ def test_a_link_override_past_the_gpus_memory_bandwidth_is_refused(run_cli):
     assert "hardware.gpu_link_gbps 1e+30" in err and "(3350 GB/s)" in err, err
 
 
+def test_a_pcie_rate_past_the_gpus_memory_bandwidth_is_refused_never_the_default(run_cli, tmp_path):
+    # hardware.pcie_gbps had no upper bound: 10^30 GB/s ran a cluster's host traffic free at exit 0. A host link's bytes
+    # are written into the GPU's memory: an RTX 4090's 1,008 GB/s (profiles/gpus.yaml) is the limit, 1,009 refused.
+    # The default (config.yaml's 63 GB/s, PCIe 5.0 x16) is never refused: not beside any bundled GPU, nor beside a
+    # GPU spec file whose memory is slower than it (10 GB/s: the bound is the larger of the two)
+    from sim.config import load_config
+    from sim.serving.compute_backend import pcie_bandwidth
+    from sim.specs import known_gpus
+
+    assert pcie_bandwidth(load_config(None, sets=["hardware.gpu=rtx4090", "hardware.pcie_gbps=1008"])) == 1008e9
+    with pytest.raises(ConfigError, match=r"hardware.pcie_gbps 1009 is above rtx4090's memory bandwidth \(1008 "):
+        pcie_bandwidth(load_config(None, sets=["hardware.gpu=rtx4090", "hardware.pcie_gbps=1009"]))
+    for gpu in known_gpus():
+        assert pcie_bandwidth(load_config(None, sets=[f"hardware.gpu={gpu}"])) == 63e9, gpu
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("dense_bf16_tflops: 100\nmemory_gib: 24\nmemory_bandwidth_gbps: 10\nsource: a what-if\n"
+                    "link: {kind: pcie5-x16, bandwidth_gbps: 24, step_latency_us: 5}\n")
+    assert pcie_bandwidth(load_config(None, sets=[f"hardware.gpu={slow}"])) == 63e9
+    with pytest.raises(ConfigError, match=r"hardware.pcie_gbps 64 is above .*slow.yaml's memory bandwidth \(10 "):
+        pcie_bandwidth(load_config(None, sets=[f"hardware.gpu={slow}", "hardware.pcie_gbps=64"]))
+    status, _, err = run_cli("--cluster", "--preset", "smoke", "--quiet", "--no-plot", "--set", "hardware.pcie_gbps=1e30")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "hardware.pcie_gbps 1e+30" in err and "(3350 GB/s)" in err, err
+
+
 def test_an_output_through_a_link_to_a_folder_not_yet_made_is_written_there(run_cli, tmp_path):
     # out -> made/later (a link to a folder not there yet): --report-json out/r.json and --plot-dir out/p were
     # checked writable, the run went on, and the write then failed ('cannot write out/r.json: File exists': mkdir

@@ -42,7 +42,7 @@ from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
 from sim.config import Config
 from sim.serving.compute import StepShape
-from sim.serving.compute_backend import gpu_link
+from sim.serving.compute_backend import gpu_link, pcie_bandwidth
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
 from sim.serving.paths import Path
@@ -119,7 +119,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         # a shared device over its one link: ``reader_link``), and its shares are of its instances' links together
         # (``ServingRun._instance``)
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
-        self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
+        self.pcie_models = {role: AnalyticNetwork(pcie_bandwidth(config) * shape.lanes)
                             for role, shape in self.shapes.items()}
         # a PD transfer between two instances of one node goes GPU to GPU (vLLM's NixlConnector: UCX's cuda_ipc) over
         # the node's NVLink where it joins every GPU of the board (an NVSwitch: profiles/gpus.yaml `kind` nvlink3/4/5,

@@ -57,6 +57,25 @@ def gpu_link(config: Config) -> LinkSpec:
     )
 
 
+# config.yaml's hardware.pcie_gbps: PCIe 5.0 x16, 32 GT/s x 16 lanes x 128/130 / 8 = 63 GB/s a direction (PCI-SIG)
+PCIE_DEFAULT_GBPS = 63.0
+
+
+def pcie_bandwidth(config: Config) -> float:
+    """``hardware.pcie_gbps`` in bytes/s, bounded as ``gpu_link`` bounds ``gpu_link_gbps``: the bytes a host link
+    brings in are written into the GPU's memory, so none is faster than its memory bandwidth (1e30 ran a cluster's
+    lower tiers' traffic free). A GPU spec file whose memory is slower than PCIe 5.0 x16 (config.yaml's 63 GB/s)
+    still takes that: the bound is the larger of the two, so the default never refuses a GPU a user describes."""
+    spec = gpu_spec(config.hardware.gpu)
+    gbps = config.hardware.pcie_gbps
+    bound = max(spec.memory_bandwidth, PCIE_DEFAULT_GBPS * 1e9)
+    if gbps * 1e9 > bound:
+        raise ConfigError(f"hardware.pcie_gbps {gbps:g} is above {config.hardware.gpu}'s memory bandwidth "
+                          f"({spec.memory_bandwidth / 1e9:g} GB/s): a host link brings no byte into the GPU faster "
+                          f"than its memory takes it (PCIe 5.0 x16: {PCIE_DEFAULT_GBPS:g} GB/s a direction)")
+    return gbps * 1e9
+
+
 def analytic_collectives(config: Config) -> RingCollectives:
     """The collectives over the GPU's link as the engine runs them: NCCL, and unless ``serving.all_reduce=nccl``
     vLLM's peer-memory kernels and multicast all-reduce where the GPU's topology has them."""
