@@ -18,6 +18,16 @@ import pytest
 from tests.conftest import ROOT
 
 GRID = [sys.executable, str(ROOT / "tools" / "overload_grid.py"), "run", "--jobs", "2"]
+# one synthetic point that --out holds already (``_ran``): run skips it, its pool started with nothing to do (a misspelt
+# --only, which ran nothing so, is refused)
+POINT = "multi-turn 5/s out 1000 n40 seed 0"
+
+
+def _ran(tmp_path: Path) -> Path:
+    """An --out that holds POINT."""
+    out = tmp_path / "g.jsonl"
+    out.write_text(json.dumps({"name": POINT}) + "\n")
+    return out
 
 
 def _children(pid: int) -> list[int]:
@@ -26,9 +36,9 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_grid_with_nothing_to_run_ends_quietly(tmp_path):
-    done = subprocess.run([*GRID, "--only", "no such point", "--out", str(tmp_path / "g.jsonl")], capture_output=True,
+    done = subprocess.run([*GRID, "--only", POINT, "--out", str(_ran(tmp_path))], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "")  # (a point run prints its line)
 
 
 # a SIGTERM that reaches the pool's first worker as it is forked (the pool's terminate, when the command is stopped
@@ -44,7 +54,7 @@ def stopped_as_forked():
     if forks == 1:
         os.kill(os.getpid(), signal.SIGTERM)
 os.register_at_fork(before=counted, after_in_child=stopped_as_forked)
-sys.argv = [{script!r}, "run", "--jobs", "2", "--only", "no such point", "--out", {out!r}]
+sys.argv = [{script!r}, "run", "--jobs", "2", "--only", {point!r}, "--out", {out!r}]
 runpy.run_path({script!r}, run_name="__main__")
 """
 
@@ -53,7 +63,8 @@ runpy.run_path({script!r}, run_name="__main__")
 def test_a_worker_stopped_as_it_is_forked_ends_quietly(tmp_path):
     """The workers are forked with the stop signals blocked: one sent meanwhile waits for the worker's own handlers
     (``worker_start``: SIGTERM ends it), and the pool starts another in its place."""
-    code = STOPPED_AS_FORKED.format(script=str(ROOT / "tools" / "overload_grid.py"), out=str(tmp_path / "g.jsonl"))
+    code = STOPPED_AS_FORKED.format(script=str(ROOT / "tools" / "overload_grid.py"), point=POINT,
+                                    out=str(_ran(tmp_path)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert (done.returncode, done.stderr) == (0, "")
 

@@ -478,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--only picks the single-key runs; with --pairs use --skip to leave pairs out")
     if args.resume and args.out is None:
         parser.error("--resume reads the runs --out holds: give --out")
+    if args.only is not None and not jobs(args.only):  # (a misspelt key ran nothing: "0 runs, 0 findings", exit 0)
+        keys = sorted({job["key"] for job in jobs(None)})
+        parser.error(f"--only {args.only!r} is in no probed key's name: the {len(keys)} keys are dotted config names "
+                     f"under {', '.join(sorted({k.split('.')[0] for k in keys}))} (--list prints every run)")
     if args.out is not None:  # (--out: a file; relative to where the command was given, not ROOT)
         from sim.report.output import check_writable
 

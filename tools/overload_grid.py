@@ -382,6 +382,11 @@ def cli(argv: list[str] | None = None) -> int:
             r.error("--jobs must be >= 1")
         if args.only == "":  # (every name contains "": the whole grid ran, 537 runs)
             r.error("--only needs a part of a point's name, not an empty one")
+        names = [p[1] for p in grid()]
+        if args.only is not None and not any(args.only in name for name in names):  # (a misspelt name: 0 points run)
+            r.error(f"--only {args.only!r} is in no point's name: the {len(names)} points are named by workload "
+                    f"({', '.join(sorted({n.split()[0] for n in names}))}), rate and setting, as "
+                    f"{names[0]!r}")
         args.out = check_writable(args.out, "--out").absolute()
     return run(args) if args.cmd == "run" else judge(args)
 
