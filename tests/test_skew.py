@@ -155,6 +155,18 @@ def test_an_alpha_that_moves_a_step_past_34_years_is_refused_naming_its_row(shar
     with pytest.raises(ConfigError, match="row 1"):
         _bundle_with_alphas(shared_data, tmp_path / "past", f"{-edge * 1.001:.6g}")
     assert _bundle(shared_data, "always").skew is not None
+    # an older bundle's inlined table is named by its entry, its default by its kernel
+    inlined = tmp_path / "inlined"
+    shutil.copytree(shared_data / BUNDLE, inlined)
+    (inlined / "tp1" / "skew_fit.csv").unlink()
+    meta = (inlined / "meta.yaml").read_text().replace("skew_fit:\n  enabled: false\n", "")
+    for entry, words in (("alpha_by_bucket: {'pc=0|n<=64|sr<=50%|kvB<=4k|kp=0': -1e300}",
+                          "alpha_by_bucket entry attention|pc=0|n<=64|sr<=50%|kvB<=4k|kp=0: alpha -1e+300"),
+                         ("alpha_by_bucket: {'pc=0|n<=64|sr<=50%|kvB<=4k|kp=0': 0.25}\n      alpha_default: 1e300",
+                          "'attention' kernel's default alpha 1e+300")):
+        (inlined / "meta.yaml").write_text(meta + f"skew_fit:\n  enabled: true\n  per_tp:\n    1:\n      {entry}\n")
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            LLMServingSimCompute.load(inlined, model_spec("llama-3.1-8b"), 1)
 
 
 def test_skew_correction_knob_refused_where_it_does_nothing(tmp_path):
