@@ -317,6 +317,24 @@ def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, w
         LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1)
 
 
+def test_a_runtime_skew_fit_alpha_past_34_years_is_refused_within_a_clip_as_wide(tmp_path):
+    """The newer fit's alphas lie in its alpha_clip, which meta.yaml may make [-1e300, 1e300]: a cell's 1e300 times
+    the grid's largest time (65 us) is past 2^30 s, refused naming the cell; so is such a fallback. 1e13 (6.5e8 s)
+    loads: the bound is the span kvsim simulates, not a judgement of the fit."""
+    wide = NEWER_META.replace("alpha_clip: [-0.2, 1.0]", "alpha_clip: [-1.0e+300, 1.0e+300]")
+    for fit, meta, words in ((NEWER_FIT.replace(",16,0.8,", ",16,1e300,"), wide, "cell attention|pc0|lev1 n_anchor 16"),
+                             (NEWER_FIT, wide.replace("'attention|q=1': 0.3", "'attention|q=1': -1.0e+300"),
+                              "'attention' kernel's fallback alpha (meta.yaml alpha_default_by_kernel) -1e+300"),
+                             (NEWER_FIT.replace(",16,0.8,", ",16,1e13,"), wide, None)):
+        root = _minimal_bundle(tmp_path / str(len(list(tmp_path.iterdir()))), meta, fit)
+        (root / "tp1" / "attention.csv").write_text(LINEAR_ATTENTION)
+        if words is None:
+            assert LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1).skew.alpha(0, 16, 0, 0, 0, lev=0.5) == 1e13
+            continue
+        with pytest.raises(ConfigError, match=re.escape(words) + ".*34 years"):
+            LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1)
+
+
 def test_a_runtime_skew_fit_reads_its_cells_table_only_inside_its_bundle(tmp_path):
     """bucket_table is a path inside the bundle (LLMServingSim's fit_bundle writes tp<N>/skew_fit.csv). Before, '..'
     read another bundle's cells without a word (found by fuzzing)."""

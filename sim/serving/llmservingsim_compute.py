@@ -212,7 +212,7 @@ class LLMServingSimCompute:
             if unknown:
                 raise ConfigError(f"{skew.source}: skew fit for kernel(s) {', '.join(quote(k) for k in unknown)}, "
                                   f"which attention.csv does not time (it times {', '.join(map(repr, kernels))})")
-            if isinstance(skew, SkewFit):  # (the newer fit clips its alphas to its own alpha_clip)
+            if skew is not None:
                 skew.refuse_beyond({k: float(rows["time_s"].max()) for k, rows in kernels.items()}, MAX_TRACE_SPAN_S)
         return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
                    KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),

@@ -67,6 +67,17 @@ class RuntimeSkewFit:
         """The attention kernel's fallback alpha."""
         return self.defaults.get("attention", 0.0)
 
+    def refuse_beyond(self, largest: dict[str, float], horizon: float) -> None:
+        """``refuse_far_alpha`` for each cell's alphas (within the fit's own alpha_clip, which may be as wide) and each
+        kernel's fallback."""
+        for (kernel, pc, lev), (anchors, alphas) in self.cells.items():
+            for anchor, alpha in zip(anchors, alphas):
+                refuse_far_alpha(f"{self.source}: cell {kernel}|{pc}|{lev} n_anchor {anchor}", "alpha", alpha, kernel,
+                                 largest, horizon)
+        for kernel, alpha in self.defaults.items():
+            refuse_far_alpha(self.source, f"the {kernel!r} kernel's fallback alpha (meta.yaml alpha_default_by_kernel)",
+                             alpha, kernel, largest, horizon)
+
     @staticmethod
     def _label(axis: tuple[list[float], list[str]], value: float) -> str:
         uppers, labels = axis
@@ -176,6 +187,17 @@ class RuntimeSkewFit:
         # multi-query (speculative verification) slices: kvsim prices one query a decode
         cells = {(layer, pc, lev): cell for (layer, q, pc, lev), cell in checked.items() if q == DECODE_Q}
         return cls(cells, pc_axis, lev_axis, defaults, n_ranges, str(table))
+
+
+def refuse_far_alpha(where: str, what: str, alpha: float, kernel: str, largest: dict[str, float],
+                     horizon: float) -> None:
+    """Refuse an alpha (``what``, at ``where``) whose correction can never be a latency: ``|alpha|`` times the
+    largest time of ``kernel``'s attention grid (which bounds any t_max - t_mean it interpolates) past ``horizon`` s,
+    the longest span kvsim simulates (an alpha of 1e300 gave a TTFT of 7.8e300 s at exit 0)."""
+    if abs(alpha) * largest.get(kernel, 0.0) > horizon:
+        raise ConfigError(f"{where}: {what} {alpha:g} is not a skew correction: times the {kernel!r} kernel's "
+                          f"largest attention time ({largest[kernel]:.3g} s) it moves a step by more than "
+                          f"{horizon:.3g} s (34 years)")
 
 
 def _finite(value: object) -> bool:

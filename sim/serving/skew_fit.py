@@ -11,7 +11,7 @@ import numpy as np
 
 from sim.errors import ConfigError, quote
 from sim.serving.profile_files import read_bundle_table, read_profile_csv
-from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
+from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit, refuse_far_alpha
 
 
 def _mapping(value: object, where: str, source: object) -> dict:
@@ -196,22 +196,14 @@ class SkewFit:
         return cls(alphas, axes, defaults, source, rows)
 
     def refuse_beyond(self, largest: dict[str, float], horizon: float) -> None:
-        """Refuse (naming the file and row) an alpha whose correction can never be a latency: ``|alpha|`` times the
-        largest time ``largest[kernel]`` of the kernel's attention grid (which bounds any t_max - t_mean the grid
-        interpolates) past ``horizon`` s, the longest span kvsim simulates (a 1e300 alpha: a TTFT of 1e300 s). A
-        negative corrected time is not refused but floored at run time, as LLMServingSim does (the bundled RTX 4090
-        fit's -2.59 at pc 32, n<=2 reaches one: ``LLMServingSimCompute._skewed``)."""
+        """``refuse_far_alpha`` for each alpha (named by its row) and each kernel's default. A negative corrected time
+        is not refused but floored at run time, as LLMServingSim does (the bundled RTX 4090 fit's -2.59 at pc 32,
+        n<=2 reaches one: ``LLMServingSimCompute._skewed``)."""
         for key, alpha in self.alphas.items():
-            if abs(alpha) * largest.get(key[0], 0.0) > horizon:
-                where = (self.rows or {}).get(key, "bucket " + "|".join(map(str, key)))
-                raise ConfigError(f"{self.source}: {where}: alpha {alpha:g} is not a skew correction: times the "
-                                  f"{key[0]!r} kernel's largest attention time ({largest[key[0]]:.3g} s) it moves a "
-                                  f"step by more than {horizon:.3g} s (34 years)")
+            where = (self.rows or {}).get(key, "bucket " + "|".join(map(str, key)))
+            refuse_far_alpha(f"{self.source}: {where}", "alpha", alpha, key[0], largest, horizon)
         for kernel, alpha in self.defaults.items():
-            if abs(alpha) * largest.get(kernel, 0.0) > horizon:
-                raise ConfigError(f"{self.source}: the {kernel!r} kernel's default alpha {alpha:g} is not a skew "
-                                  f"correction: times its largest attention time ({largest[kernel]:.3g} s) it moves "
-                                  f"a step by more than {horizon:.3g} s (34 years)")
+            refuse_far_alpha(self.source, f"the {kernel!r} kernel's default alpha", alpha, kernel, largest, horizon)
 
     def _label(self, axis: str, value: float) -> str | None:
         edges, labels = self.axes[axis]
