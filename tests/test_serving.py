@@ -126,6 +126,26 @@ def test_decode_windows_equal_single_steps(monkeypatch, extra):
     assert_windows_equal_single_steps(monkeypatch, _synthetic(config), config)
 
 
+def test_a_transfer_takes_the_block_a_window_reserved_for_the_step_after_the_one_in_progress(monkeypatch):
+    """PD, 39 usable blocks of 16 tokens on the decode instance (40 less vLLM's null block). A (100 in, 300 out) at 0
+    decodes alone there, in one window; B (449 in: 29 blocks) arrives at 0.397 s and its prefill ends while A's step
+    writing A's 160th token runs (A's 10th block full; 0.394-0.400 s do so with the compute model's prices). Single
+    steps plan a step as the one before it ends, so B's reserve then finds 39 - 10 = 29 blocks free: its KV is sent at
+    once, and A's next step finds no block for its 161st token and A is preempted. A window must end with the step in
+    progress too: running on through the next one (as it does for an arrival, which the next plan cannot see under
+    async scheduling) kept that step's block, so B waited 1.59 s, until A finished."""
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=40"])
+    assert config.serving.async_scheduling and block_size(config) == 16  # (the premise)
+    trace = make_trace([0.0, 0.397], [100, 449], [300, 5])
+    for steps in (sim.serving.decode_windows.MAX_WINDOW_STEPS, 1):
+        monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", steps)
+        result, requests = run_serving(trace, config, "pd")
+        assert requests.kv_sent[1] == requests.prefill_done[1], steps
+        assert result.metrics["preemptions"] == 1, steps
+    monkeypatch.undo()
+    assert_windows_equal_single_steps(monkeypatch, trace, config)
+
+
 def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
     """In both modes, a run's decode windows give what single steps give: timings (to 1e-9), hits, preemptions,
     completions, steps, every instance's KV occupancy and the time series' work, interval by interval."""

@@ -272,11 +272,14 @@ class Instance:
             self.kv.window_step(window.jobs, window.computed, step, window.allocations[step])
 
     def settle(self) -> None:
-        """Bring a decode window in progress to what single steps hold now: it ends with its step in progress (and,
-        asynchronously, the step planned after it) and the blocks reserved beyond are returned."""
+        """Bring a decode window in progress to what single steps hold now: it ends with its step in progress and the
+        blocks reserved beyond are returned. Asynchronous scheduling or not: single steps take a step's blocks as it is
+        planned, when the step before it ends (``_step``), so blocks taken now (``reserve``) are gone before the next
+        step's plan, which may then preempt; a window running on through that step would have taken its blocks
+        already (unlike an arrival, which the next step's plan does not see either: ``submit``'s ``ahead``)."""
         if self.window is None:
             return
-        self._cut_window(ahead=self.scheduler.async_scheduling)
+        self._cut_window(ahead=False)
         self.scheduler.release_planned(self.window)
 
     def _cut_window(self, ahead: bool, through: int | None = None) -> None:
