@@ -62,8 +62,10 @@ def grid_start(start: float) -> float:
     plans of one candidate, workload and seed answered 45.1 and 53.5 req/s for targets of 40 and 22.5 (hexplore7,
     300 Azure requests). Begun on this grid, doubling or halving brackets the same pair of powers of two from any
     start whose runs at the powers of two meet below and fail above that pair, and the bisection between them probes
-    the same scales: one answer, whatever the start, as ``--max-rate`` from the workload's own rate gives."""
-    return 2.0 ** math.floor(math.log2(start))
+    the same scales: one answer, whatever the start, as ``--max-rate`` from the workload's own rate gives.
+    (Exact, by ``frexp``: log2 of the double just below a power of two rounds up to it, which began above.)"""
+    _, exponent = math.frexp(start)  # start = m * 2**exponent, 0.5 <= m < 1
+    return math.ldexp(1.0, exponent - 1)
 
 
 def search(run_at: Callable[[float], RunResult], slo: SLOConfig, start: float = 1.0,

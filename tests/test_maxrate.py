@@ -292,6 +292,21 @@ def test_the_answer_does_not_depend_on_the_start_where_attainment_is_not_monoton
     assert (result.meets.scale, result.fails.scale) == (reference.meets.scale, reference.fails.scale)
 
 
+@pytest.mark.parametrize("k", [-1060, -20, -1, 0, 1, 3, 52, 1000])
+def test_the_grid_start_is_the_power_of_two_at_or_below_even_a_double_below_one(k):
+    """``grid_start`` is the power of two at or below its start (its docstring, README "Max rate"): the double just
+    below 2^k (log2 of it rounds to k) begins at 2^(k-1), 2^k itself at 2^k, the double above it at 2^k. By
+    definition: 2^j <= start < 2^(j+1)."""
+    from experiments.maxrate import grid_start
+
+    power = 2.0 ** k
+    below, above = float(np.nextafter(power, 0.0)), float(np.nextafter(power, np.inf))
+    assert grid_start(below) == power / 2
+    assert grid_start(power) == power and grid_start(above) == power
+    for start in (below, power, above):
+        assert grid_start(start) <= start < 2 * grid_start(start)
+
+
 def test_the_search_stops_halving_when_less_load_changes_nothing():
     """A target missed even unloaded (attainment 0.5 at every load, target 0.9): after UNLOADED_REPEATS = 3 probes
     of one attainment (scales 1, 1/2, 1/4) less load cannot help, so the search stops there; halving on to 2^-24
