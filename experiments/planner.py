@@ -232,9 +232,12 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         # the plot's name is the kind's, as every mode's: a second plan into one folder replaced the first's
         # silently (hexplore7); the PNG keeps which plan and report it is of, and a plot of another is said replaced
         pareto_png = outputs.plot_dir / "plan_pareto.png"
-        # (the plan and its resolved config, not the output paths: the same plan and config draw the same bytes)
-        digest = hashlib.sha256(json.dumps([report["config"], report["plan"]["target"]], sort_keys=True,
-                                           default=str).encode()).hexdigest()[:12]
+        # (the plan (its target, prices and the candidates its search makes) and its resolved config, not the output
+        # paths: the same plan and config draw the same bytes; a plan file edited to search or price other GPUs is
+        # another plan, and its plot replacing the first's is said)
+        searched = [[c["name"], c["overrides"]] for c in report["plan"]["candidates"]]
+        digest = hashlib.sha256(json.dumps([report["config"], report["plan"]["target"], report["plan"]["prices"],
+                                            searched], sort_keys=True, default=str).encode()).hexdigest()[:12]
         source = f"kvsim --plan {plan.path} (config sha256 {digest})"
         before = plot_source(pareto_png)
         drawn = plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,

@@ -471,3 +471,21 @@ def test_a_plan_replacing_another_plans_pareto_plot_in_one_folder_says_so(run_cl
     assert said[0] == [] and said[2] == []
     assert len(said[1]) == 1 and f"(kvsim --plan {tmp_path / 'plan4.yaml'} (config sha256 " in said[1][0]
     assert said[1][0].endswith("replaced; give each plan its own --plot-dir to keep both")
+
+
+def test_a_plan_file_edited_to_price_its_gpu_otherwise_is_another_plans_pareto_plot(run_cli, tmp_path):
+    """The Pareto plot's digest covers the plan, not its target alone: one plan file rerun after its GPU's price was
+    edited (every candidate's cost, so the plot's x axis, changes) says it replaced the other plan's plot; the
+    digest of the config and target alone was the same, and the replacement went unsaid."""
+    def plan(prices: dict | None) -> str:
+        return _plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)},
+                                "target": {"slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": 2.0},
+                                "search": {"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [1],
+                                           "pd_split": ["aggregated"]}, **({"prices": prices} if prices else {})})
+
+    said = []
+    for prices in (None, {"gpus": {"h100-sxm": {"usd_per_gpu_hour": 1.5, "source": "a quote"}}}):
+        status, out, err = run_cli("--plan", plan(prices), "--workload-limit", "50", "--plot-dir", tmp_path)
+        assert status == 0, err
+        said.append([line for line in out.splitlines() if "held the Pareto plot" in line])
+    assert said[0] == [] and len(said[1]) == 1
