@@ -238,11 +238,12 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         searched = [[c["name"], c["overrides"]] for c in report["plan"]["candidates"]]
         digest = hashlib.sha256(json.dumps([report["config"], report["plan"]["target"], report["plan"]["prices"],
                                             searched], sort_keys=True, default=str).encode()).hexdigest()[:12]
-        source = f"kvsim --plan {plan.path} (config sha256 {digest})"
+        source = f"kvsim --plan {plan.path} ({DIGEST_SAID}{digest})"
         before = plot_source(pareto_png)
         drawn = plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,
                             pareto_png, measure, y_label, source)
-        if drawn is not None and before is not None and before != source:
+        # (by the digest: the plan's path as given, relative or absolute, is no other plan)
+        if drawn is not None and before is not None and before.rpartition(DIGEST_SAID)[2] != f"{digest})":
             notes.append(f"! {pareto_png} held the Pareto plot of another plan or config ({before}): replaced; give "
                          f"each plan its own --plot-dir to keep both")
         plots += [drawn] if drawn is not None else []
@@ -257,6 +258,9 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         for note in notes:
             print(one_line(note))
     return 0
+
+
+DIGEST_SAID = "config sha256 "  # in a Pareto plot's Source, before the digest of its plan and config
 
 
 def _count(n: int, noun: str) -> str:

@@ -473,10 +473,11 @@ def test_a_plan_replacing_another_plans_pareto_plot_in_one_folder_says_so(run_cl
     assert said[1][0].endswith("replaced; give each plan its own --plot-dir to keep both")
 
 
-def test_a_plan_file_edited_to_price_its_gpu_otherwise_is_another_plans_pareto_plot(run_cli, tmp_path):
+def test_a_plan_file_edited_to_price_its_gpu_otherwise_is_another_plans_pareto_plot(run_cli, tmp_path, monkeypatch):
     """The Pareto plot's digest covers the plan, not its target alone: one plan file rerun after its GPU's price was
     edited (every candidate's cost, so the plot's x axis, changes) says it replaced the other plan's plot; the
-    digest of the config and target alone was the same, and the replacement went unsaid."""
+    digest of the config and target alone was the same, and the replacement went unsaid. The same plan given by a
+    relative path, not the absolute one, is the same plan: nothing said (its path alone differed)."""
     def plan(prices: dict | None) -> str:
         return _plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)},
                                 "target": {"slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": 2.0},
@@ -488,4 +489,8 @@ def test_a_plan_file_edited_to_price_its_gpu_otherwise_is_another_plans_pareto_p
         status, out, err = run_cli("--plan", plan(prices), "--workload-limit", "50", "--plot-dir", tmp_path)
         assert status == 0, err
         said.append([line for line in out.splitlines() if "held the Pareto plot" in line])
-    assert said[0] == [] and len(said[1]) == 1
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("--plan", "plan.yaml", "--workload-limit", "50", "--plot-dir", tmp_path)
+    assert status == 0, err
+    said.append([line for line in out.splitlines() if "held the Pareto plot" in line])
+    assert said[0] == [] and len(said[1]) == 1 and said[2] == []
