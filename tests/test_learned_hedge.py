@@ -58,7 +58,7 @@ def test_a_challenger_ahead_but_not_yet_significant_keeps_its_share_of_the_conte
 
 
 @pytest.mark.parametrize("won, lost, why", [
-    (20.0, 30.0, "the leader ahead: Phi(-1.40) = 0.08 of 2 contested slots is under one block"),
+    (20.0, 30.0, "the leader ahead: Phi(-1.40) = 0.08 of the capacity, 4 blocks, is under one block"),
     (3.0, 0.0, "3 accesses: fewer than the 10 that 3 sigma needs before any test could switch (n > 3 sqrt(n + 1))"),
 ])
 def test_without_evidence_against_the_leader_the_cache_is_the_leader_s(won, lost, why):
