@@ -166,8 +166,8 @@ def _check_metadata(path: Path, data: dict) -> None:
         if not isinstance(row, dict):
             raise ConfigError(f"{where}: incast row {i} must be an object (senders, size_mib, flow_times_s, ...), "
                               f"got {str(row)[:40]!r}")
-        _check_note_numbers(where, f"incast[{i}]", row, POSITIVE_INCAST_NOTES)
-    _check_note_numbers(where, "parameters", parameters, POSITIVE_PARAMETERS)
+        _check_note_numbers(path, f"incast[{i}]", row, POSITIVE_INCAST_NOTES)
+    _check_note_numbers(path, "parameters", parameters, POSITIVE_PARAMETERS)
 
 
 # The notes tools/ns3_kv_timing.py writes that are sizes, times or counts it refuses at zero (its _validate: an MTU, a
@@ -177,25 +177,25 @@ POSITIVE_PARAMETERS = ("mtu", "segment_bytes", "socket_buffer_bytes", "min_rto_m
 POSITIVE_INCAST_NOTES = ("senders", "size_mib", "size_bytes", "isolated_s")
 
 
-def _check_note_numbers(where: str, name: str, value: object, positive: tuple[str, ...] = ()) -> None:
+def _check_note_numbers(path: Path, name: str, value: object, positive: tuple[str, ...] = ()) -> None:
     """Every number in a table's notes (its link ``parameters``, its ``incast`` rows; in nested objects and lists too)
-    a finite number >= 0, and those of ``positive`` (keys of ``value``) numbers above zero: each is a size, a time, a
-    count or a ratio of them (tools/ns3_kv_timing.py writes no other), so a negative, NaN or text one is a hand edit or
-    another file's, though kvsim reads none of them. Text, true/false and null (an unfinished flow's time) pass
-    elsewhere."""
+    a finite number >= 0 (``_table_number``), and those of ``positive`` (keys of ``value``) numbers above zero: each is
+    a size, a time, a count or a ratio of them (tools/ns3_kv_timing.py writes no other), so a negative, NaN or text one
+    is a hand edit or another file's, though kvsim reads none of them. Text, true/false and null (an unfinished flow's
+    time) pass elsewhere."""
     if isinstance(value, dict):
         for key in positive:
             item = value.get(key, 1)
             if not (isinstance(item, (int, float)) and not isinstance(item, bool) and item > 0):
-                raise ConfigError(f"{where}: {name}.{key} must be a number above zero, got {str(item)[:40]!r}")
+                raise ConfigError(f"network lookup table {path}: {name}.{key} must be a number above zero, got "
+                                  f"{str(item)[:40]!r}")
         for key, item in value.items():
-            _check_note_numbers(where, f"{name}.{str(key)[:40]}", item)
+            _check_note_numbers(path, f"{name}.{str(key)[:40]}", item)
     elif isinstance(value, list):
         for k, item in enumerate(value):
-            _check_note_numbers(where, f"{name}[{k}]", item)
+            _check_note_numbers(path, f"{name}[{k}]", item)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not (abs(value) < 1e308 and math.isfinite(float(value)) and value >= 0):
-            raise ConfigError(f"{where}: {name[:80]} must be a finite number >= 0, got {str(value)[:40]!r}")
+        _table_number(path, None, name[:80], value)
 
 
 # A packet-level simulation moves a transfer's bytes no faster than its link's line rate (headers and the TCP
