@@ -83,6 +83,19 @@ def test_an_output_in_a_loop_of_links_is_refused_before_the_run(flag, run_cli, t
     assert f"{flag} '{out}': Too many levels of symbolic links" in err, err
 
 
+@pytest.mark.parametrize("flag", ["--report-json", "--plot-dir"])
+def test_an_output_below_a_file_names_the_file_as_written(flag, run_cli, tmp_path, monkeypatch):
+    # a file two folders up (f/x/...): the check following links (c280318) stopped at the file with ENOTDIR and said
+    # only "Not a directory"; a file just above said it with the path made absolute. Both name the file as the
+    # flag gave it, as before that change: "f is not a directory"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("")
+    for out in ("f/x/r.json", "f/r.json"):
+        status, _, err = run_cli("--cache-only", "--preset", "smoke", "--quiet", flag, out,
+                                 *(["--no-plot"] if flag != "--plot-dir" else []))
+        assert status == 2 and err.strip() == f"kvsim: error: {flag} '{out}': f is not a directory", err
+
+
 @pytest.mark.parametrize("sessions", ["100000000000", "9000000000000000000"])
 def test_agentic_sessions_past_the_request_bound_are_refused(sessions, run_cli):
     # workload.synthetic.num_sessions had no upper bound: an agentic workload starting empty draws every session's

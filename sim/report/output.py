@@ -133,14 +133,16 @@ def append_line(path: str | Path, line: str) -> None:
 def _folder_made(folder: Path) -> Path:
     """Where making ``folder`` lands, as ``atomic_write`` makes it: a link on the way to a folder not yet made
     (o/plots -> elsewhere) is followed, so its nearest existing folder is the target's, not the link's; a loop of
-    links raises OSError (ELOOP). Both were found by the write once the run was done ('File exists')."""
+    links raises OSError (ELOOP). Both were found by the write once the run was done ('File exists'). With no link
+    on the way, ``folder`` as given (the caller's message names it as the user wrote it)."""
     for step in (folder, *folder.parents):
         try:
             os.stat(step)
             break
-        except FileNotFoundError:  # (ELOOP, ENOTDIR, EACCES: raised, for the caller to name)
-            continue
-    return Path(os.path.realpath(folder))
+        except (FileNotFoundError, NotADirectoryError):  # (a file on the way: the caller names it; ELOOP, EACCES:
+            continue  # raised, for the caller to name)
+    real = Path(os.path.realpath(folder))
+    return folder if real == Path(os.path.abspath(folder)) else real
 
 
 def _nearest_existing(path: Path) -> Path:
