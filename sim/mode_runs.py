@@ -128,7 +128,9 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
             else:
                 result, requests = run_serving(trace, replace(config, **overrides), run.mode, progress=run.progress)
             name_run(result, run.mode, policy, router, len(policies), len(routers))
-            if said:  # (the JSON's, so the HTML's and a sweep's too; the terminal says them as a run's caveats)
+            # (the JSON's, so the HTML's, and each --seeds or --max-rate run's: a sweep runs no --cluster --pd; the
+            # terminal says them as a run's caveats)
+            if said:
                 result.metrics["notes"] = [*result.metrics.get("notes", []), *said]
             runs.append(result)
             key = (f"{policy}/{router}" if len(policies) > 1 else router) if len(routers) > 1 else policy
