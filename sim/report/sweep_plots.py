@@ -179,9 +179,10 @@ def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key:
     """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point. None (no
     file) where no candidate has the metric (every one pruned, infeasible or failed): an empty frame around no point,
     on an autoscaled cost axis from -0.04 USD/h, said nothing. A max rate that is a lower bound (``lower_bound``: its
-    search met at every rate it tried, up to 2^24 times its start, 6.7e8 req/s) is drawn at the top of an axis the
-    others set, as a triangle pointing up, labelled with its value: drawn at its value it pressed every other point
-    onto 0. ``source``: the plan's run it is of (``plots.save``)."""
+    search met at every rate it tried, up to 2^24 times its start, 6.7e8 req/s) is drawn as a triangle pointing up:
+    at its value where that lies within the axis the others and the target set (to 1.15x their highest), else at
+    that axis's top, labelled with its value (drawn at its value it pressed every other point onto 0). ``source``:
+    the plan's run it is of (``plots.save``)."""
     timed = [c for c in candidates if c.get(y_key) is not None]
     if not timed:
         return None
