@@ -198,8 +198,9 @@ def weighted_distribution(values: np.ndarray, counts: np.ndarray,
     if n == 0:
         return dict.fromkeys(keys, math.nan)
     ends = np.cumsum(counts)  # the expanded sample's index of each value's last copy, plus one
-    # correctly rounded (math.fsum): np.dot went through BLAS, whose threads (the core count, OMP_NUM_THREADS: a Ray
-    # worker runs one) and CPU kernel chose the summation order, so one config gave another last digit elsewhere
+    # the products (each rounded once) summed exactly (math.fsum): no summation order, so no machine, changes it;
+    # np.dot went through BLAS, whose threads (the core count, OMP_NUM_THREADS: a Ray worker runs one) and CPU kernel
+    # chose the order, so one config gave another last digit elsewhere
     out = {"mean": math.fsum(np.multiply(values, counts, dtype=np.float64)) / n}
     for p, q in zip(percentiles, np.true_divide(percentiles, 100).tolist(), strict=True):
         virtual = (n - 1) * q
