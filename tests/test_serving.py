@@ -146,6 +146,29 @@ def test_a_transfer_takes_the_block_a_window_reserved_for_the_step_after_the_one
     assert_windows_equal_single_steps(monkeypatch, trace, config)
 
 
+def test_kv_landing_under_a_window_joins_the_running_list_as_the_step_in_progress_ends(monkeypatch):
+    """PD, asynchronous scheduling: A (100 in, 300 out) decodes alone on the decode instance, in one window; B's KV
+    (48 in, 5 out), sent at 0.257 s, lands there during one of A's steps. Single steps read B as that step ends, just
+    after planning the next one (``Instance.after_plan``): B, its blocks held, joins the running list then and is sampled
+    running (not queued) until its first decode step. The window runs on through that next step and read B only
+    as it ended: the time series counted B queued, one sample (66, 0.264 s) running 1 and queued 1 against single
+    steps' 2 and 0. Every sample of the queued and running series must be single steps'."""
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1"])
+    assert config.serving.async_scheduling  # (the premise)
+    trace = make_trace([0.0, 0.25], [100, 48], [300, 5])
+    series = []
+    for steps in (sim.serving.decode_windows.MAX_WINDOW_STEPS, 1):
+        monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", steps)
+        result, requests = run_serving(trace, config, "pd")
+        ts = result.metrics["timeseries"]
+        series.append((np.asarray(ts["queued"]).tolist(), np.asarray(ts["running"]).tolist()))
+        # (the premise: B's KV is sent at once, as its prefill ends, and lands while A decodes)
+        assert requests.prefill_done[1] == requests.kv_sent[1] and requests.last_token[0] > requests.first_token[1]
+        assert result.metrics["preemptions"] == 0
+    windowed, stepped = series
+    assert windowed == stepped
+
+
 def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
     """In both modes, a run's decode windows give what single steps give: timings (to 1e-9), hits, preemptions,
     completions, steps, every instance's KV occupancy and the time series' work, interval by interval."""

@@ -112,7 +112,17 @@ class Instance:
             through = None if window is None else self._steps_through_now(window)  # its step in progress
             job.read_at = self._batch_end if window is None else window.start + window.ends[through - 1]
             self._cut_window(ahead=scheduler.async_scheduling, through=through)
+            if window is not None and scheduler.async_scheduling:
+                # single steps read it as the step in progress ends, just after planning the next one
+                # (``after_plan``): one holding its blocks (``ready``) joins the running list there, counted running
+                # (a landed load's scheduled) from then, not from the end of the step the window runs on through
+                self.engine.at(job.read_at, self._read_in_window, window, priority=CLAIM_PRIORITY)
         self._kick()
+
+    def _read_in_window(self, window: DecodeWindow) -> None:
+        """``after_plan``'s reading at a step boundary of a window that runs on through the next step (``submit``)."""
+        if self.window is window and window.start + window.ends[window.steps - 1] > self.engine.now:
+            self.scheduler.take_in(self.engine.now)
 
     @property
     def in_flight(self) -> bool:
