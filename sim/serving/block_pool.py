@@ -178,6 +178,10 @@ class BlockPool:
         """Blocks not in use once the steps starting at ``t`` have taken theirs."""
         return self.total - self._used - self._claimed(t, inclusive=True)
 
+    def unused_before(self, t: float) -> int:
+        """Blocks not in use just before the steps starting at ``t`` take theirs."""
+        return self.total - self._used - self._claimed(t)
+
     def finish_window(self) -> None:
         """The window ended: the blocks its steps took are in use from their steps' start times on (the occupancy
         integral counts them from then); the rest were never taken."""

@@ -96,5 +96,10 @@ class WindowClaims:
         if version != self._version:
             return  # superseded: an earlier start was armed since, or another window started
         self._next, self._armed = k + 1, -1
-        self.kv.sync_free(self.pool.unused_through(self._times[k]))
+        t = self._times[k]
+        # one block at a time, as single steps' allocations take them (one a sequence crossing a block boundary, each
+        # resizing the HBM cache): where one policy spans the tiers a resize by several blocks is not several of
+        # one (the union's victims leave before the tiers settle: SIEVE over HBM and DRAM wrote a DRAM block fewer)
+        for unused in range(self.pool.unused_before(t) - 1, self.pool.unused_through(t) - 1, -1):
+            self.kv.sync_free(unused)
         self._arm()
