@@ -271,13 +271,9 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, psta
     head = _hedged(blocks, ints, floats, pins)
     if head != -2:
         return head
-    bit = 1 << ints[S_LEADER]
-    for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2, ...
-        for lst in range(1, OUT_LISTS):
-            if lst & bit and _popcount(lst) == EXPERTS - held_by:
-                head = _out_head(blocks, ints, lst, pins)
-                if head >= 0:
-                    return head
+    head = _group_head(blocks, ints, pins, 1 << ints[S_LEADER], 0)  # the leader does not hold it
+    if head >= 0:
+        return head
     if ints[S_ELECT_FROM] != MODEL:  # a private copy: its leader's pick (-1 only where every block is pinned); the
         return _leader_pick(blocks, ints, floats, pins, incoming)  # model's densities are not of its stream
     return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges, pkeys, pstart, pnext, pins)
